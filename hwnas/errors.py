@@ -1,0 +1,16 @@
+"""User-facing errors.
+
+Every problem a user can fix (bad input, missing phone, wrong table) is raised as an
+``HwnasError`` whose message is one line naming the problem and the fix, so the CLI can
+print it and exit non-zero without a traceback.
+"""
+
+
+class HwnasError(Exception):
+    """An error caused by the user's input or environment, with a one-line message."""
+
+    exit_code = 2
+
+
+class NotAvailableError(HwnasError):
+    """A capability that this build does not provide yet."""

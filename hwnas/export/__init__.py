@@ -1,0 +1,1 @@
+"""Export: ONNX / TFLite files of blocks and whole networks, with verification."""

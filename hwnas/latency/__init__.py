@@ -1,0 +1,1 @@
+"""Latency: block keys, the table file, profiling, prediction and validation."""

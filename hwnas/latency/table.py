@@ -1,0 +1,134 @@
+"""LatencyTable: the per-block latency file of one device, backend and space.
+
+A plain data object (it knows nothing of devices): load/save with checks, and the
+predictor ``predict(arch) -> (ms, uncertainty)``. Format (DESIGN.md)::
+
+  {"format": 1, "device": {fingerprint}, "backend": "...", "space": "...", "created": "...",
+   "protocol": {...}, "entries": {key: {"median_ms", "p90_ms", "mean_ms", "std_ms", "n", "measured", ...}},
+   "failed": {key: reason}, "calibration": {"overhead_ms": .., "scale": ..}}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import HwnasError
+from ..io import atomic_write_json
+from ..space.arch import Arch
+from .keys import arch_keys
+
+FORMAT = 1
+# Fingerprint fields that must agree for a table to describe a device.
+FINGERPRINT_FIELDS = ("model", "soc", "android", "cpu", "runtime", "runtime_version", "benchmark_binary_sha256")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class LatencyTable:
+    device: dict[str, Any]
+    backend: str
+    space: str
+    protocol: dict[str, Any] = field(default_factory=dict)
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    calibration: dict[str, float] = field(default_factory=lambda: {"overhead_ms": 0.0, "scale": 1.0})
+    created: str = field(default_factory=now_iso)
+    space_args: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    # ---- file ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = {"format": FORMAT, "device": self.device, "backend": self.backend, "space": self.space,
+             "created": self.created, "protocol": self.protocol, "entries": self.entries,
+             "failed": self.failed, "calibration": self.calibration}
+        if self.space_args:
+            d["space_args"] = self.space_args
+        return d
+
+    def save(self, path: str | Path | None = None) -> Path:
+        p = Path(path or self.path or "")
+        if not str(p):
+            raise ValueError("no path to save the latency table to")
+        self.path = atomic_write_json(p, self.to_dict())
+        return self.path
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "table") -> "LatencyTable":
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise HwnasError(f"{source} is not an hwnas latency table (format {FORMAT}); rebuild it with `hwnas profile`")
+        try:
+            return cls(device=dict(d["device"]), backend=str(d["backend"]), space=str(d["space"]),
+                       protocol=dict(d.get("protocol", {})), entries=dict(d.get("entries", {})),
+                       failed=dict(d.get("failed", {})),
+                       calibration=dict(d.get("calibration") or {"overhead_ms": 0.0, "scale": 1.0}),
+                       created=str(d.get("created", "")), space_args=dict(d.get("space_args", {})))
+        except (KeyError, TypeError, ValueError) as e:
+            raise HwnasError(f"{source} is missing or has a bad field ({e}); rebuild it with `hwnas profile`") from None
+
+    @classmethod
+    def load(cls, path: str | Path, *, space: str | None = None, device: dict[str, Any] | None = None,
+             backend: str | None = None, force: bool = False) -> "LatencyTable":
+        """Load a table; refuse one made for another space/device/backend unless ``force``."""
+        p = Path(path)
+        try:
+            raw = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise HwnasError(f"latency table {str(p)!r} not found; build it with `hwnas profile` or pass --table") from None
+        except json.JSONDecodeError as e:
+            raise HwnasError(f"latency table {str(p)!r} is corrupt ({e.msg} at line {e.lineno}); rebuild it with `hwnas profile` (its journal keeps finished entries)") from None
+        table = cls.from_dict(raw, source=f"latency table {str(p)!r}")
+        table.path = p
+        table.check(space=space, device=device, backend=backend, force=force)
+        return table
+
+    def check(self, *, space: str | None = None, device: dict[str, Any] | None = None,
+              backend: str | None = None, force: bool = False) -> None:
+        if force:
+            return
+        where = f"latency table {str(self.path)!r}" if self.path else "latency table"
+        if space is not None and space != self.space:
+            raise HwnasError(f"{where} is for space {self.space!r}, not {space!r}; profile this space or pass --force")
+        if backend is not None and backend != self.backend:
+            raise HwnasError(f"{where} is for backend {self.backend!r}, not {backend!r}; pick the matching table or pass --force")
+        if device is not None:
+            diffs = [f"{k}: table {self.device.get(k)!r} vs {device.get(k)!r}" for k in FINGERPRINT_FIELDS
+                     if k in device and k in self.device and device[k] != self.device[k]]
+            if diffs:
+                raise HwnasError(f"{where} was measured on another device ({'; '.join(diffs)}); profile this device or pass --force")
+
+    # ---- prediction ----------------------------------------------------------------
+    def missing_keys(self, keys: list[str]) -> list[str]:
+        return [k for k in keys if k not in self.entries]
+
+    def raw_sum(self, arch: Arch) -> tuple[float, float]:
+        """Sum of block medians and the combined spread, before calibration."""
+        keys = arch_keys(arch.get_space(), arch)
+        missing = self.missing_keys(keys)
+        if missing:
+            raise HwnasError(f"latency table lacks {len(missing)} block(s) of this arch (e.g. {missing[0]}); run `hwnas profile` for space {self.space!r} to fill them")
+        total = sum(float(self.entries[k]["median_ms"]) for k in keys)
+        var = sum(float(self.entries[k].get("std_ms", 0.0)) ** 2 for k in keys)
+        return total, math.sqrt(var)
+
+    def predict(self, arch: Arch) -> tuple[float, float]:
+        """Predicted latency in ms and its uncertainty (the blocks' spread, calibrated)."""
+        total, spread = self.raw_sum(arch)
+        scale = float(self.calibration.get("scale", 1.0))
+        return scale * total + float(self.calibration.get("overhead_ms", 0.0)), scale * spread
+
+    def predict_quantile(self, arch: Arch, quantile: float = 0.5) -> float:
+        """Median prediction, or the sum of per-block p90 for a conservative bound (quantile 0.9)."""
+        if quantile <= 0.5:
+            return self.predict(arch)[0]
+        keys = arch_keys(arch.get_space(), arch)
+        self.raw_sum(arch)  # raises on missing keys
+        total = sum(float(self.entries[k].get("p90_ms", self.entries[k]["median_ms"])) for k in keys)
+        return float(self.calibration.get("scale", 1.0)) * total + float(self.calibration.get("overhead_ms", 0.0))

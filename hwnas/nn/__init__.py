@@ -1,0 +1,7 @@
+"""PyTorch side: candidate op modules, the standalone network and the single-path supernet."""
+
+from .modules import build_block
+from .network import Network, build_network
+from .supernet import SuperNet
+
+__all__ = ["build_block", "Network", "build_network", "SuperNet"]

@@ -1,0 +1,1 @@
+"""Search: evaluators, constraints, the reward, NSGA-II and FNAS."""

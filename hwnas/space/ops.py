@@ -1,0 +1,95 @@
+"""Candidate operations as frozen, hashable data.
+
+An op knows nothing about PyTorch: it is the description shared by the FLOPs counter, the
+block-key builder, the network builder and the latency table, so all of them agree on what a
+layer computes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Union
+
+ACTIVATIONS = ("relu", "relu6", "hswish")
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round channels the way MobileNet-family code does (never drop more than 10%)."""
+    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if new < 0.9 * value:
+        new += divisor
+    return new
+
+
+@dataclass(frozen=True)
+class MBConv:
+    """MobileNetV2 inverted residual: 1x1 expand, kxk depthwise, optional SE, 1x1 project."""
+
+    kernel: int
+    expand: int
+    se: bool = False
+    act: str = "relu6"
+
+    def __post_init__(self) -> None:
+        if self.kernel % 2 != 1 or self.kernel < 1:
+            raise ValueError(f"MBConv kernel must be odd, got {self.kernel}")
+        if self.expand < 1:
+            raise ValueError(f"MBConv expand must be >= 1, got {self.expand}")
+        if self.act not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.act!r}; known: {', '.join(ACTIVATIONS)}")
+
+    @property
+    def id(self) -> str:
+        return f"k{self.kernel}e{self.expand}" + ("_se" if self.se else "") + ("_hs" if self.act == "hswish" else "")
+
+    def mid_channels(self, c_in: int) -> int:
+        return c_in * self.expand
+
+    def se_channels(self, c_in: int) -> int:
+        return make_divisible(self.mid_channels(c_in) / 4)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Skip the layer. Where channels or stride change it is a strided 1x1 conv + BN."""
+
+    @property
+    def id(self) -> str:
+        return "id"
+
+
+@dataclass(frozen=True)
+class ConvBNAct:
+    """A plain conv + BN + activation: the stem and the head's feature-mix layer."""
+
+    kernel: int
+    act: str = "relu6"
+
+    @property
+    def id(self) -> str:
+        return f"conv{self.kernel}"
+
+
+@dataclass(frozen=True)
+class PoolLinear:
+    """Global average pool then the classifier."""
+
+    @property
+    def id(self) -> str:
+        return "pool_fc"
+
+
+Op = Union[MBConv, Identity, ConvBNAct, PoolLinear]
+
+_MB_RE = re.compile(r"^k(\d+)e(\d+)(_se)?(_hs)?$")
+
+
+def parse_op(op_id: str, act: str = "relu6") -> Op:
+    """Inverse of ``op.id`` for searchable ops (``act`` is the space's default activation)."""
+    if op_id == "id":
+        return Identity()
+    m = _MB_RE.match(op_id)
+    if not m:
+        raise ValueError(f"unknown op id {op_id!r}")
+    return MBConv(int(m.group(1)), int(m.group(2)), se=bool(m.group(3)), act="hswish" if m.group(4) else act)

@@ -1,0 +1,1 @@
+"""Built-in spaces, one file each."""

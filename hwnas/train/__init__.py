@@ -1,0 +1,1 @@
+"""Supernet training: data, samplers (uniform, GreedyNAS), candidate pool, trainer."""
