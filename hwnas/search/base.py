@@ -1,0 +1,408 @@
+"""The searcher contract: a problem, a searcher that runs on it, and the result it returns.
+
+Every searcher (NSGA-II, random, evolution, FNAS) is one class registered in ``SEARCHERS`` and
+sees the same ``SearchProblem``. The problem does all shared bookkeeping -- accuracy through
+the evaluator, latency/FLOPs/params, the score from ``reward.Objective``, feasibility under the
+budgets, and the history with an evaluation index -- so a searcher only decides *which* archs
+to ask for next (pymoo-style: the loop is the searcher's, the parts are shared).
+
+Contract for a searcher::
+
+    @register_searcher("name")
+    class MySearcher(Searcher):
+        def _run(self, problem, max_evaluations, rng, progress): ...
+            # ask problem.evaluate([...]) until problem.n_evaluations >= max_evaluations
+
+``Searcher.run`` wraps ``_run``: seeds the generator, times the run and builds the
+``SearchResult`` (best feasible arch, history, Pareto front) from the problem's history.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+import numpy as np
+
+from ..errors import HwnasError
+from ..registry import Registry
+from ..space.arch import Arch
+from ..space.space import SearchSpace
+from .encoding import IntegerEncoding
+from .evaluator import Evaluator
+from .reward import Objective
+
+# A latency predictor: arch -> (predicted ms used for the constraint, uncertainty in ms).
+LatencyFn = Callable[[Arch], tuple[float, float]]
+
+
+class ProgressFn(Protocol):
+    def __call__(self, done: int, total: int, best: "Record | None") -> None: ...
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Hard limits of the search; ``None`` means no limit on that quantity."""
+
+    latency_ms: float | None = None
+    flops: int | None = None
+    params: int | None = None
+
+    def violations(self, latency_ms: float | None, flops: int, params: int) -> dict[str, float]:
+        """Relative excess per violated budget (0 < v; absent = satisfied); pymoo's G <= 0 form."""
+        out: dict[str, float] = {}
+        if self.latency_ms is not None and latency_ms is not None and latency_ms > self.latency_ms:
+            out["latency"] = latency_ms / self.latency_ms - 1.0
+        if self.flops is not None and flops > self.flops:
+            out["flops"] = flops / self.flops - 1.0
+        if self.params is not None and params > self.params:
+            out["params"] = params / self.params - 1.0
+        return out
+
+    def describe(self) -> str:
+        parts = []
+        if self.latency_ms is not None:
+            parts.append(f"latency <= {self.latency_ms:g} ms")
+        if self.flops is not None:
+            parts.append(f"FLOPs <= {self.flops / 1e6:g}M")
+        if self.params is not None:
+            parts.append(f"params <= {self.params / 1e6:g}M")
+        return ", ".join(parts) or "no budget"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"latency_ms": self.latency_ms, "flops": self.flops, "params": self.params}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One evaluated arch: what a history line, a front point and best.json hold."""
+
+    arch: Arch
+    accuracy: float
+    latency_ms: float | None
+    latency_std_ms: float | None
+    flops: int
+    params: int
+    score: float
+    feasible: bool
+    evaluation: int  # 1-based index of the evaluation that produced it
+    violations: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.arch.to_dict()
+        d["compact"] = self.arch.get_space().to_compact(self.arch)
+        d.update(
+            accuracy=self.accuracy, latency_ms=self.latency_ms, latency_std_ms=self.latency_std_ms,
+            flops=self.flops, params=self.params, score=_finite_or_none(self.score),
+            feasible=self.feasible, evaluation=self.evaluation,
+        )
+        if self.violations:
+            d["violations"] = self.violations
+        return d
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "Record":
+        arch = Arch.from_dict(d, source="history record")
+        score = d.get("score")
+        return Record(arch, float(d["accuracy"]), d.get("latency_ms"), d.get("latency_std_ms"), int(d["flops"]),
+                      int(d["params"]), -math.inf if score is None else float(score), bool(d["feasible"]),
+                      int(d["evaluation"]), dict(d.get("violations") or {}))
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+class SearchProblem:
+    """What is searched and how an arch is judged; the one place searchers get scores from.
+
+    ``evaluate(archs)`` returns one ``Record`` per arch (cached: asking twice costs one
+    evaluation) and appends new ones to ``history``. ``on_record`` (e.g. a history.jsonl
+    writer) sees every new record as it is made, so nothing measured is lost on a crash.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        evaluator: Evaluator,
+        latency: LatencyFn | None = None,
+        budgets: Budgets | None = None,
+        objective: Objective | None = None,
+        initial_pool: Sequence[Arch] = (),
+        on_record: Callable[[Record], None] | None = None,
+    ) -> None:
+        self.space = space
+        self.evaluator = evaluator
+        self.latency = latency
+        self.budgets = budgets or Budgets()
+        self.objective = objective or Objective("hard", self.budgets.latency_ms)
+        self.initial_pool = list(initial_pool)
+        self.on_record = on_record
+        self.history: list[Record] = []
+        self._records: dict[Arch, Record] = {}
+        self._cost_cache: dict[Arch, tuple[float | None, float | None, int, int]] = {}
+        self.encoding = IntegerEncoding(space)
+
+    # ---- cheap parts (no evaluation spent) -----------------------------------------------
+    def costs(self, arch: Arch) -> tuple[float | None, float | None, int, int]:
+        """(latency ms, latency uncertainty, FLOPs, params): analytic and table-predicted, cached."""
+        c = self._cost_cache.get(arch)
+        if c is None:
+            flops, params = self.space.flops_params(arch)
+            lat, std = self.latency(arch) if self.latency is not None else (None, None)
+            c = (None if lat is None else float(lat), None if std is None else float(std), int(flops), int(params))
+            self._cost_cache[arch] = c
+        return c
+
+    def violations(self, arch: Arch) -> dict[str, float]:
+        lat, _, flops, params = self.costs(arch)
+        return self.budgets.violations(lat, flops, params)
+
+    def is_feasible(self, arch: Arch) -> bool:
+        return not self.violations(arch)
+
+    def latency_of_indices(self, X: np.ndarray) -> np.ndarray | None:
+        """Vectorized predicted latency of an (n, layers) index matrix (None without a predictor)."""
+        if self.latency is None:
+            return None
+        X = np.atleast_2d(np.asarray(X, dtype=np.int64))
+        fast = getattr(self.latency, "predict_indices", None)
+        if fast is not None:
+            return np.asarray(fast(X)[0], dtype=float)
+        return np.array([self.costs(a)[0] for a in self.encoding.decode_many(X)], dtype=float)
+
+    def constraint_matrix(self, X: np.ndarray) -> np.ndarray:
+        """(n, budgets) relative excess, pymoo's G (<= 0 is satisfied); zero columns without budgets."""
+        X = np.atleast_2d(np.asarray(X, dtype=np.int64))
+        flops, params = self.encoding.flops_params(X)
+        cols = []
+        if self.budgets.latency_ms is not None and self.latency is not None:
+            cols.append(self.latency_of_indices(X) / self.budgets.latency_ms - 1.0)
+        if self.budgets.flops is not None:
+            cols.append(flops / self.budgets.flops - 1.0)
+        if self.budgets.params is not None:
+            cols.append(params / self.budgets.params - 1.0)
+        return np.stack(cols, axis=1) if cols else np.zeros((X.shape[0], 0))
+
+    def feasible_mask(self, X: np.ndarray) -> np.ndarray:
+        G = self.constraint_matrix(X)
+        return np.all(G <= 0, axis=1) if G.shape[1] else np.ones(G.shape[0], dtype=bool)
+
+    def sample_feasible(self, rng: np.random.Generator, n: int, max_draws: int = 2_000_000) -> np.ndarray:
+        """n uniformly random encodings among those meeting every budget (rejection sampling)."""
+        out: list[np.ndarray] = []
+        got = drawn = 0
+        while got < n:
+            if drawn >= max_draws:
+                raise HwnasError(f"found only {got} of {n} archs meeting {self.budgets.describe()} in {drawn:,} random draws; "
+                                 f"the budget admits almost nothing in space {self.space.name!r}: raise it")
+            batch = self.encoding.sample(rng, max(256, 4 * (n - got)))
+            drawn += len(batch)
+            ok = batch[self.feasible_mask(batch)]
+            out.append(ok[: n - got])
+            got += len(out[-1])
+        return np.concatenate(out, axis=0)
+
+    # ---- evaluation ------------------------------------------------------------------
+    @property
+    def n_evaluations(self) -> int:
+        """Archs evaluated so far (distinct; cache hits are free)."""
+        return len(self.history)
+
+    def evaluate(self, archs: Sequence[Arch]) -> list[Record]:
+        todo = [a for a in dict.fromkeys(archs) if a not in self._records]
+        if todo:
+            accs = self.evaluator.evaluate(todo)
+            for arch, acc in zip(todo, accs):
+                self._add(self._make_record(arch, float(acc), len(self.history) + 1))
+        return [self._records[a] for a in archs]
+
+    def _make_record(self, arch: Arch, acc: float, index: int) -> Record:
+        lat, std, flops, params = self.costs(arch)
+        viol = self.budgets.violations(lat, flops, params)
+        other = {k: v for k, v in viol.items() if k != "latency"}
+        if other:  # FLOPs/params budgets are always hard
+            score = -math.inf
+        elif self.latency is not None:
+            score = float(self.objective.score(acc, lat))
+        else:
+            score = acc
+        return Record(arch, acc, lat, std, flops, params, score, not viol, index, viol)
+
+    def _add(self, rec: Record) -> None:
+        self._records[rec.arch] = rec
+        self.history.append(rec)
+        if self.on_record is not None:
+            self.on_record(rec)
+
+    def preload(self, records: Iterable[Record]) -> int:
+        """Take records of an earlier run (history.jsonl) so a resumed search does not pay for them again.
+
+        Accuracy comes from the record; costs and score are recomputed under this problem's budgets.
+        """
+        n = 0
+        for r in records:
+            if r.arch in self._records:
+                continue
+            self.evaluator.cache[r.arch] = r.accuracy
+            rec = self._make_record(r.arch, r.accuracy, len(self.history) + 1)
+            self._records[rec.arch] = rec
+            self.history.append(rec)
+            n += 1
+        return n
+
+    def best(self) -> Record | None:
+        """Highest score among feasible records (ties: the earlier evaluation)."""
+        best = None
+        for r in self.history:
+            if r.feasible and math.isfinite(r.score) and (best is None or r.score > best.score):
+                best = r
+        return best
+
+
+def pareto_front(records: Sequence[Record], use_latency: bool = True) -> list[Record]:
+    """Non-dominated feasible records: max accuracy, min latency (or FLOPs without a latency table)."""
+    pts = [r for r in records if r.feasible]
+    if not pts:
+        return []
+
+    def cost(r: Record) -> float:
+        return float(r.latency_ms) if use_latency and r.latency_ms is not None else float(r.flops)
+
+    pts = sorted(pts, key=lambda r: (cost(r), -r.accuracy))
+    front: list[Record] = []
+    best_acc = -math.inf
+    for r in pts:
+        if r.accuracy > best_acc:
+            front.append(r)
+            best_acc = r.accuracy
+    return front
+
+
+@dataclass
+class SearchResult:
+    algorithm: str
+    seed: int
+    best: Record | None
+    history: list[Record]
+    front: list[Record]
+    n_evaluations: int
+    wall_time_s: float
+    budgets: Budgets
+    objective: Objective
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def top(self, k: int = 10) -> list[Record]:
+        """The k best feasible records by score (what the CLI prints)."""
+        feas = [r for r in self.history if r.feasible and math.isfinite(r.score)]
+        return sorted(feas, key=lambda r: (-r.score, r.evaluation))[:k]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "algorithm": self.algorithm, "seed": self.seed, "n_evaluations": self.n_evaluations,
+            "wall_time_s": round(self.wall_time_s, 3),
+            "time_per_evaluation_s": round(self.wall_time_s / max(1, self.n_evaluations), 5),
+            "budgets": self.budgets.to_dict(),
+            "objective": {"kind": self.objective.kind, "target_ms": self.objective.target,
+                          "alpha": self.objective.alpha, "beta": self.objective.beta},
+            "best": self.best.to_dict() if self.best else None, **self.info,
+        }
+
+
+class Searcher(ABC):
+    """Base of all searchers: ``run`` does the shared bookkeeping, ``_run`` is the algorithm."""
+
+    name = "searcher"
+    default_evaluations = 1000
+
+    def run(
+        self,
+        problem: SearchProblem,
+        max_evaluations: int | None = None,
+        seed: int = 0,
+        progress: ProgressFn | None = None,
+    ) -> SearchResult:
+        budget = int(max_evaluations or self.default_evaluations)
+        if budget < 1:
+            raise HwnasError(f"max evaluations must be at least 1, not {budget}")
+        rng = np.random.default_rng(seed)
+        t0 = time.perf_counter()
+        start = problem.n_evaluations
+        info = self._run(problem, budget, rng, progress) or {}
+        wall = time.perf_counter() - t0
+        best = problem.best()
+        if progress is not None:
+            progress(min(problem.n_evaluations, budget), budget, best)
+        return SearchResult(
+            algorithm=self.name, seed=seed, best=best, history=list(problem.history),
+            front=pareto_front(problem.history, use_latency=problem.latency is not None),
+            n_evaluations=problem.n_evaluations, wall_time_s=wall, budgets=problem.budgets,
+            objective=problem.objective, info={"evaluations_this_run": problem.n_evaluations - start, **info},
+        )
+
+    @abstractmethod
+    def _run(self, problem: SearchProblem, max_evaluations: int, rng: np.random.Generator,
+             progress: ProgressFn | None) -> dict[str, Any] | None:
+        """Ask ``problem.evaluate`` until ``problem.n_evaluations >= max_evaluations``; may return extra info."""
+
+
+SEARCHERS: Registry[Searcher] = Registry("search algorithm")
+register_searcher = SEARCHERS.register
+
+
+def _load_builtin() -> None:
+    from . import baselines  # noqa: F401  (registration side effects)
+
+    try:  # FNAS registers itself when its package is present
+        from . import fnas  # noqa: F401
+    except ImportError as e:  # only a missing fnas package is tolerated, not a bug inside it
+        if e.name not in (f"{__package__}.fnas",):
+            raise
+
+
+def create_searcher(name: str, **options: Any) -> Searcher:
+    """The searcher registered as ``name`` (``nsga2``, ``random``, ``evolution``, ``fnas``)."""
+    _load_builtin()
+    return SEARCHERS.create(name, **options)
+
+
+def list_searchers(pattern: str = "*") -> list[str]:
+    _load_builtin()
+    return SEARCHERS.names(pattern)
+
+
+# ---- history file ------------------------------------------------------------------------
+def append_history(path: str | Path, rec: Record) -> None:
+    """Append one line and fsync: a crash loses at most the line being written."""
+    import os
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with open(p, "a", encoding="utf-8") as f:
+        f.write(json.dumps(rec.to_dict()) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_history(path: str | Path) -> list[Record]:
+    """Records of a history.jsonl; a torn last line (crash mid-write) is skipped."""
+    p = Path(path)
+    if not p.exists():
+        return []
+    out = []
+    lines = p.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append(Record.from_dict(json.loads(line)))
+        except (json.JSONDecodeError, KeyError) as e:
+            if i == len(lines) - 1:
+                break
+            raise HwnasError(f"{p}: line {i + 1} is not a search record ({e}); remove the file or pick another --out") from None
+    return out

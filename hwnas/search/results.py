@@ -1,0 +1,115 @@
+"""The files a search leaves: best.json, front.json, history.jsonl, summary.json, a Pareto plot.
+
+Shared by every searcher so a user (and ``hwnas export --arch .../best.json``) reads the same
+format whatever found the arch. best.json holds the arch at top level in ``Arch`` JSON form
+(``space``, ``ops``) plus its predicted latency with uncertainty, FLOPs, params and score.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import HwnasError
+from ..io import atomic_write_bytes, atomic_write_json
+from .base import Record, SearchResult
+
+
+def default_out_dir(root: str | Path = "exports") -> Path:
+    """exports/search-<UTC time>; a suffix keeps two searches in the same second apart."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"search-{stamp}"
+    p, n = base, 1
+    while p.exists():
+        n += 1
+        p = Path(f"{base}-{n}")
+    return p
+
+
+def best_payload(result: SearchResult, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    if result.best is None:
+        raise HwnasError(f"no evaluated arch met the budget ({result.budgets.describe()}); raise the budget or evaluate more archs")
+    d = result.best.to_dict()
+    d["algorithm"] = result.algorithm
+    d["seed"] = result.seed
+    d["budgets"] = result.budgets.to_dict()
+    d["objective"] = result.objective.kind
+    if extra:
+        d.update(extra)
+    return d
+
+
+def write_results(result: SearchResult, out_dir: str | Path, extra: dict[str, Any] | None = None,
+                  history: bool = True, plot: bool = True) -> dict[str, Path]:
+    """Write every result file atomically into ``out_dir``; returns name -> path.
+
+    ``history=False`` when the history was already streamed to history.jsonl during the run.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    paths["best"] = atomic_write_json(out / "best.json", best_payload(result, extra))
+    paths["front"] = atomic_write_json(out / "front.json", {
+        "objectives": ["accuracy (max)", "latency_ms (min)" if _has_latency(result) else "flops (min)"],
+        "budgets": result.budgets.to_dict(), "front": [r.to_dict() for r in result.front]})
+    if history:
+        import json
+
+        text = "".join(json.dumps(r.to_dict()) + "\n" for r in result.history)
+        paths["history"] = atomic_write_bytes(out / "history.jsonl", text.encode())
+    else:
+        paths["history"] = out / "history.jsonl"
+    summary = result.summary()
+    if extra:
+        summary.update(extra)
+    summary["top10"] = [r.to_dict() for r in result.top(10)]
+    paths["summary"] = atomic_write_json(out / "summary.json", summary)
+    if plot:
+        paths["plot"] = plot_front(result, out / "pareto.png")
+    return paths
+
+
+def _has_latency(result: SearchResult) -> bool:
+    return any(r.latency_ms is not None for r in result.history)
+
+
+def plot_front(result: SearchResult, path: str | Path) -> Path:
+    """Every evaluated arch (grey: over budget), the Pareto front, the budget line and the winner."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    use_lat = _has_latency(result)
+
+    def x_of(r: Record) -> float:
+        return float(r.latency_ms) if use_lat else r.flops / 1e6
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+    feas = [r for r in result.history if r.feasible]
+    infeas = [r for r in result.history if not r.feasible]
+    if infeas:
+        ax.scatter([x_of(r) for r in infeas], [r.accuracy for r in infeas], s=8, c="0.75", label="over budget")
+    if feas:
+        ax.scatter([x_of(r) for r in feas], [r.accuracy for r in feas], s=8, c="tab:blue", alpha=0.6, label="evaluated")
+    if result.front:
+        fr = sorted(result.front, key=x_of)
+        ax.step([x_of(r) for r in fr], [r.accuracy for r in fr], where="post", c="tab:orange", label="Pareto front")
+    budget = result.budgets.latency_ms if use_lat else (result.budgets.flops / 1e6 if result.budgets.flops else None)
+    if budget is not None:
+        ax.axvline(budget, c="tab:red", ls="--", lw=1, label="budget")
+    if result.best is not None:
+        ax.scatter([x_of(result.best)], [result.best.accuracy], marker="*", s=160, c="tab:red", zorder=5, label="best")
+    ax.set_xlabel("predicted latency (ms)" if use_lat else "FLOPs (M multiply-adds)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"{result.algorithm}: {result.n_evaluations} archs evaluated")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
