@@ -26,10 +26,10 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(rows)
             return
-        t = Table("space", "layers", "ops", "archs", "input", "MFLOPs", "description")
+        t = Table("space", "layers", "ops", "archs", "input", "MFLOPs")
         for r in rows:
             t.add_row(r["name"], str(r["layers"]), str(r["ops"]), f"{r['archs']:.3e}" if r["archs"] > 1e6 else str(r["archs"]),
-                      f"{r['resolution']}x{r['resolution']}", f"{r['flops_min'] / 1e6:.1f}-{r['flops_max'] / 1e6:.1f}", r["description"])
+                      f"{r['resolution']}x{r['resolution']}", f"{r['flops_min'] / 1e6:.1f}-{r['flops_max'] / 1e6:.1f}")
         console.print(t)
 
     @group.command("show")

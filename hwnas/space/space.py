@@ -65,6 +65,7 @@ class SearchSpace:
 
     def __post_init__(self) -> None:
         self._op_index = {op.id: i for i, op in enumerate(self.ops)}
+        self._choice_index = [{op.id: i for i, op in enumerate(layer.choices)} for layer in self.layers]
         for layer in self.layers:
             for op in layer.choices:
                 if op.id not in self._op_index:
@@ -113,8 +114,8 @@ class SearchSpace:
             raise HwnasError(
                 f"arch has {len(arch.ops)} layers but space {self.name!r} has {self.num_layers}; give one op per searchable layer"
             )
-        for layer, op_id in zip(self.layers, arch.ops):
-            if op_id not in layer.choice_ids:
+        for layer, index, op_id in zip(self.layers, self._choice_index, arch.ops):
+            if op_id not in index:
                 raise HwnasError(
                     f"layer {layer.index}: op {op_id!r} is not allowed; choose one of {', '.join(layer.choice_ids)}"
                 )
@@ -122,7 +123,7 @@ class SearchSpace:
     def choice_indices(self, arch: "Arch") -> list[int]:
         """Per-layer index into ``layer.choices`` (the integer encoding searchers use)."""
         self.validate(arch)
-        return [layer.choice_ids.index(o) for layer, o in zip(self.layers, arch.ops)]
+        return [index[o] for index, o in zip(self._choice_index, arch.ops)]
 
     def from_indices(self, indices: Sequence[int]) -> "Arch":
         if len(indices) != self.num_layers:
@@ -133,7 +134,9 @@ class SearchSpace:
             if not 0 <= i < len(layer.choices):
                 raise HwnasError(f"layer {layer.index}: choice index {i} out of range 0..{len(layer.choices) - 1}")
             ops.append(layer.choices[i].id)
-        return self.arch(ops)
+        from .arch import Arch
+
+        return Arch(self.name, tuple(ops), tuple(sorted(self.args.items())))  # valid by construction
 
     def iter_archs(self) -> Iterator["Arch"]:
         """Every arch of the space (only sensible for small spaces)."""
