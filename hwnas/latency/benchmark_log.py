@@ -1,0 +1,220 @@
+"""Parse the text TensorFlow Lite's ``benchmark_model`` prints: per-run averages and per-op profile.
+
+Handles the old format (``count=100 first=.. curr=.. min=.. max=.. avg=.. std=..`` after each
+"Running benchmark for N iterations", and ``Average inference timings in us: Warmup: ..,
+Init: .., no stats: ..``) and the newer one (``Inference timings in us: Init: .., First
+inference: .., Warmup (avg): .., Inference (avg): ..``). With ``--enable_op_profiling`` (or a
+verbose build) it also reads the "Run Order" table (one row per executed node), the "Top by
+Computation Time" table (rows repeated from Run Order: never add them twice) and the
+"Summary by node type" table.
+
+The adb backend times blocks with it; ``group_ops`` sums the per-op times per block so a
+whole-network profile can be compared with its reported average.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import HwnasError
+
+_KV = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(-?[0-9.eE+]+)")
+_SECTION = re.compile(r"^=+\s*(.*?)\s*=+\s*$")
+
+
+@dataclass
+class RunStats:
+    """One ``count=.. first=.. .. avg=.. std=..`` line (microseconds, as printed)."""
+
+    count: int
+    values_us: dict[str, float]
+
+    @property
+    def avg_ms(self) -> float:
+        return self.values_us["avg"] / 1000.0
+
+    @property
+    def std_ms(self) -> float:
+        return self.values_us.get("std", 0.0) / 1000.0
+
+    def get_ms(self, name: str) -> float | None:
+        v = self.values_us.get(name)
+        return None if v is None else v / 1000.0
+
+
+@dataclass
+class OpRecord:
+    """One row of a per-operator profile table."""
+
+    node_type: str
+    start_ms: float
+    first_ms: float
+    avg_ms: float
+    percent: float
+    cdf_percent: float
+    mem_kb: float
+    times_called: int
+    name: str
+
+
+@dataclass
+class NodeTypeSummary:
+    node_type: str
+    count: int
+    avg_ms: float
+    percent: float
+    times_called: int
+
+
+@dataclass
+class BenchmarkLog:
+    settings: dict[str, str] = field(default_factory=dict)  # "Num runs", "Num threads", "Graph", ...
+    runs: list[tuple[int, RunStats]] = field(default_factory=list)  # (iterations announced, stats)
+    timings: RunStats | None = None  # the profiler's "Timings (microseconds)" line, if any
+    averages_us: dict[str, float] = field(default_factory=dict)  # "Warmup", "Init", "no stats"/"Inference (avg)", ...
+    init_ms: float | None = None
+    ops: list[OpRecord] = field(default_factory=list)  # Run Order
+    top: list[OpRecord] = field(default_factory=list)  # Top by Computation Time (duplicates of ops)
+    by_type: dict[str, NodeTypeSummary] = field(default_factory=dict)
+    nodes_executed: int | None = None
+    nodes_observed: int | None = None
+
+    @property
+    def warmup(self) -> RunStats | None:
+        """The first "Running benchmark" block when more than one was printed (the warm-up)."""
+        return self.runs[0][1] if len(self.runs) > 1 else None
+
+    @property
+    def timed(self) -> RunStats | None:
+        """The last "Running benchmark for N iterations" block: the timed runs."""
+        return self.runs[-1][1] if self.runs else None
+
+    @property
+    def average_ms(self) -> float:
+        """The reported average of one inference (ms): the summary line, else the timed block."""
+        for k in ("Inference (avg)", "no stats", "with stats"):
+            if k in self.averages_us:
+                return self.averages_us[k] / 1000.0
+        if self.timed is not None:
+            return self.timed.avg_ms
+        raise HwnasError("benchmark_model output has no timing lines; check that the benchmark ran (see its full output)")
+
+    @property
+    def op_sum_ms(self) -> float:
+        return sum(op.avg_ms * max(op.times_called, 1) for op in self.ops)
+
+    def group_ops(self, block_of: Callable[[str], str] | None = None) -> "OrderedDict[str, float]":
+        return group_ops(self.ops, block_of)
+
+
+def default_block_of(name: str) -> str:
+    """``Net/expanded_conv_3/up_3-ks_7.../depthwise/Relu6`` -> ``expanded_conv_3`` (the 2nd scope)."""
+    parts = [p for p in name.split("/") if p]
+    return parts[1] if len(parts) > 2 else (parts[0] if parts else name)
+
+
+def group_ops(ops: list[OpRecord], block_of: Callable[[str], str] | None = None) -> "OrderedDict[str, float]":
+    """Sum per-op average times (x times called) per block, in execution order."""
+    block_of = block_of or default_block_of
+    out: OrderedDict[str, float] = OrderedDict()
+    for op in ops:
+        b = block_of(op.name)
+        out[b] = out.get(b, 0.0) + op.avg_ms * max(op.times_called, 1)
+    return out
+
+
+def _op_row(line: str) -> OpRecord | None:
+    m = re.match(r"^\s*(\S+)\s+(-?[0-9.]+)\s+(-?[0-9.]+)\s+(-?[0-9.]+)\s+(-?[0-9.]+)%\s+(-?[0-9.]+)%\s+(-?[0-9.]+)\s+(\d+)\s+\[(.*)\]\s*$", line)
+    if not m:
+        return None
+    g = m.groups()
+    return OpRecord(g[0], float(g[1]), float(g[2]), float(g[3]), float(g[4]), float(g[5]), float(g[6]), int(g[7]), g[8])
+
+
+def _type_row(line: str) -> NodeTypeSummary | None:
+    m = re.match(r"^\s*(\S+)\s+(\d+)\s+(-?[0-9.]+)\s+(-?[0-9.]+)%\s+(-?[0-9.]+)%\s+(-?[0-9.]+)\s+(\d+)\s*$", line)
+    if not m:
+        return None
+    g = m.groups()
+    return NodeTypeSummary(g[0], int(g[1]), float(g[2]), float(g[3]), int(g[6]))
+
+
+def parse_benchmark_log(text: str) -> BenchmarkLog:
+    """Parse benchmark_model's stdout (+stderr); raise HwnasError if it holds no timings."""
+    log = BenchmarkLog()
+    section = ""
+    pending_iterations: int | None = None
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        s = line.strip()
+        sec = _SECTION.match(s)
+        if sec and s.startswith("="):
+            section = sec.group(1)
+            continue
+        m = re.match(r"^(Num runs|Num threads|Warmup runs|Graph|Input layers|Input shapes|Use nnapi|Min num runs|Min warmup runs|Use xnnpack)\s*:\s*\[(.*)\]\s*$", s)
+        if m:
+            log.settings[m.group(1)] = m.group(2)
+            continue
+        m = re.match(r"^Initialized session in ([0-9.]+)\s*ms", s)
+        if m:
+            log.init_ms = float(m.group(1))
+            continue
+        m = re.match(r"^Running benchmark for (?:at least )?(\d+) iterations", s)
+        if m:
+            pending_iterations = int(m.group(1))
+            continue
+        if s.startswith("count=") or s.startswith("Timings (microseconds):"):
+            kv = {k: float(v) for k, v in _KV.findall(s)}
+            if "count" in kv and "avg" in kv:
+                stats = RunStats(int(kv.pop("count")), kv)
+                if s.startswith("Timings"):
+                    log.timings = stats
+                else:
+                    log.runs.append((pending_iterations or stats.count, stats))
+                    pending_iterations = None
+            continue
+        m = re.match(r"^(?:Average )?[Ii]nference timings in us:\s*(.*)$", s)
+        if m:
+            for part in m.group(1).split(","):
+                if ":" in part:
+                    k, v = part.rsplit(":", 1)
+                    try:
+                        log.averages_us[k.strip()] = float(v.strip())
+                    except ValueError:
+                        pass
+            continue
+        m = re.match(r"^Number of nodes executed:\s*(\d+)", s)
+        if m:
+            log.nodes_executed = int(m.group(1))
+            continue
+        m = re.match(r"^(\d+) nodes observed", s)
+        if m:
+            log.nodes_observed = int(m.group(1))
+            continue
+        if section == "Run Order":
+            row = _op_row(line)
+            if row:
+                log.ops.append(row)
+        elif section.startswith("Top by"):
+            row = _op_row(line)
+            if row:
+                log.top.append(row)
+        elif section.startswith("Summary by node type"):
+            t = _type_row(line)
+            if t:
+                log.by_type[t.node_type] = t
+    if not log.runs and not log.averages_us:
+        raise HwnasError("benchmark_model output has no timing lines; check that the binary ran and the model loaded (see its full output)")
+    return log
+
+
+def load_benchmark_log(path: str | Path) -> BenchmarkLog:
+    p = Path(path)
+    try:
+        return parse_benchmark_log(p.read_text(errors="replace"))
+    except OSError as e:
+        raise HwnasError(f"cannot read benchmark log {str(p)!r}: {e.strerror}") from None
