@@ -1,0 +1,250 @@
+"""The FNAS search loop: sample -> critic decides -> evaluate the untrusted -> replay -> PPO.
+
+Assembled from one-purpose parts (controller, PPO, critic, experience buffer); each can be
+switched off, so plain PPO (MnasNet), PPO+UAC, PPO+UAC+AEB and full FNAS are the same loop.
+Evaluations go through ``SearchProblem.evaluate`` (the only thing that costs); the reward is
+``reward.Objective``'s MnasNet score of (accuracy, table latency), never recomputed here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...space.arch import Arch
+from ..base import ProgressFn, Record, SearchProblem, Searcher, register_searcher
+from ..reward import Objective
+from .controller import Controller
+from .critic import CriticConfig, UncertaintyAwareCritic, cap_trusted
+from .encoding import ArchEncoder
+from .experience_buffer import ExperienceBuffer
+from .ppo import PPO, PPOConfig
+
+
+@dataclass
+class FNASConfig:
+    batch: int = 16                 # archs per PPO update (exploring + replayed)
+    hidden: int = 100               # controller LSTM units (FNAS Sec. 6.1)
+    use_uac: bool = True
+    use_aeb: bool = True
+    trust_cap: float = 0.5          # at most this share of a batch's new archs trusted (Sec. 4.2)
+    replay_fraction: float = 0.5    # at most this share of a batch replayed (Sec. 5)
+    buffer_size: int = 10
+    buffer_temperature: float = 1.0
+    reward: str = "soft"            # MnasNet soft (w = -0.07) or hard (alpha=0, beta=-1) when the problem's objective is not an MnasNet one
+    max_updates: int | None = None  # stop after this many PPO updates (default: no limit)
+    patience: int = 50              # stop when this many updates in a row evaluated nothing new (converged policy)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.trust_cap <= 0.5:
+            raise ValueError("trust_cap must be within [0, 0.5]: FNAS trusts at most half a batch")
+        if not 0.0 <= self.replay_fraction <= 0.5:
+            raise ValueError("replay_fraction must be within [0, 0.5]: FNAS replays at most half a batch")
+        if self.reward not in ("soft", "hard"):
+            raise ValueError("reward must be 'soft' or 'hard'")
+        if self.batch < 2:
+            raise ValueError("batch must be at least 2")
+
+
+VARIANTS = {
+    "ppo": dict(use_uac=False, use_aeb=False),
+    "ppo+uac": dict(use_uac=True, use_aeb=False),
+    "ppo+uac+aeb": dict(use_uac=True, use_aeb=True),
+    "fnas": dict(use_uac=True, use_aeb=True),
+}
+
+
+def reward_objective(problem: SearchProblem, kind: str = "soft") -> Objective:
+    """The problem's objective if it already is MnasNet's, else MnasNet's at the problem's latency budget.
+
+    RL needs a finite reward for every arch, so the hard constraint (-inf when over budget) is
+    replaced by the MnasNet reward at the same target.
+    """
+    obj = problem.objective
+    if obj.kind in ("mnas", "mnas-hard"):
+        return obj
+    target = obj.target if obj.target is not None else problem.budgets.latency_ms
+    return Objective("mnas" if kind == "soft" else "mnas-hard", target)
+
+
+@register_searcher("fnas")
+class FNASSearcher(Searcher):
+    """FNAS (Liu et al. 2021): PPO + Uncertainty-Aware Critic + Architecture Experience Buffer.
+
+    The Architecture Knowledge Pool lives in the evaluator (``TrainEvaluator(pool=...)``): it
+    changes what one evaluation costs, not which archs are asked for.
+    """
+
+    name = "fnas"
+    default_evaluations = 1000
+
+    def __init__(self, config: FNASConfig | None = None, **options: Any) -> None:
+        if config is None:
+            ppo = {k: options.pop(k) for k in list(options) if k in PPOConfig.__dataclass_fields__}
+            critic = {k: options.pop(k) for k in list(options) if k in CriticConfig.__dataclass_fields__}
+            variant = options.pop("variant", None)
+            if variant is not None:
+                if variant not in VARIANTS:
+                    raise ValueError(f"unknown FNAS variant {variant!r}; one of {', '.join(VARIANTS)}")
+                options = {**VARIANTS[variant], **options}
+            config = FNASConfig(ppo=PPOConfig(**ppo), critic=CriticConfig(**critic), **options)
+        elif options:
+            raise TypeError("give either a config or options, not both")
+        self.config = config
+        self.log: list[dict[str, Any]] = []        # one line per PPO update
+        self.trusted_log: list[dict[str, Any]] = []  # every trusted estimate (arch, V, U)
+        self.critic: UncertaintyAwareCritic | None = None
+        self.controller: Controller | None = None
+        self.on_update = None  # optional callable(dict) for live progress (reward, trusted share, buffer use)
+
+    # ---------------------------------------------------------------------------------
+    def _run(self, problem: SearchProblem, max_evaluations: int, rng: np.random.Generator,
+             progress: ProgressFn | None) -> dict[str, Any]:
+        cfg = self.config
+        space = problem.space
+        encoder = ArchEncoder(space)
+        seed = int(rng.integers(0, 2**31 - 1))
+        torch_gen = torch.Generator().manual_seed(seed)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.controller = controller = Controller(encoder.n_choices, cfg.hidden)
+        ppo = PPO(controller, cfg.ppo)
+        objective = reward_objective(problem, cfg.reward)
+        critic = UncertaintyAwareCritic(encoder.dim, cfg.critic, seed=seed + 1) if cfg.use_uac else None
+        self.critic = critic
+        buffer = ExperienceBuffer(cfg.buffer_size, cfg.buffer_temperature) if cfg.use_aeb else None
+
+        known: dict[Arch, float] = {}  # real rewards of evaluated archs
+
+        def reward_of(rec: Record) -> float:
+            return float(objective.score(rec.accuracy, rec.latency_ms))
+
+        def learn(recs: list[Record]) -> None:
+            if not recs:
+                return
+            idx = np.array([space.choice_indices(r.arch) for r in recs])
+            rew = np.array([known[r.arch] for r in recs])
+            if critic is not None:
+                critic.observe(encoder.one_hot(idx), rew)
+            if buffer is not None:
+                for r, a, v in zip(recs, idx, rew):
+                    buffer.add(r.arch, a, v)
+
+        # a resumed search (preloaded history) teaches the critic and the buffer first
+        if problem.history:
+            for r in problem.history:
+                known[r.arch] = reward_of(r)
+            learn(list(problem.history))
+
+        updates = idle = 0
+        totals = {"sampled": 0, "trusted": 0, "dropped_trusted": 0, "replayed": 0, "evaluated": 0}
+        while problem.n_evaluations < max_evaluations:
+            if cfg.max_updates is not None and updates >= cfg.max_updates:
+                break
+            n_replay = int(cfg.replay_fraction * cfg.batch) if buffer is not None and len(buffer) else 0
+            n_explore = cfg.batch - n_replay
+            max_trusted = int(math.floor(cfg.trust_cap * n_explore)) if critic is not None else 0
+
+            acts: list[np.ndarray] = []
+            logps: list[float] = []
+            kinds: list[str] = []   # "trusted" | "known" | "new"
+            values: list[float] = []
+            n_trusted = draws = 0
+            room = max_evaluations - problem.n_evaluations
+            n_new = 0
+            while len(acts) < n_explore and draws < 50 * n_explore:
+                need = n_explore - len(acts)
+                a, lp = controller.sample(need, torch_gen)
+                a_np, lp_np = a.numpy(), lp.numpy()
+                draws += need
+                archs = [space.from_indices(row) for row in a_np]
+                unknown = np.array([x not in known for x in archs])
+                trusted = np.zeros(need, dtype=bool)
+                v = np.full(need, np.nan)
+                if critic is not None and unknown.any():
+                    v, u = critic.predict(encoder.one_hot(a_np))
+                    trusted = critic.trusted(u) & unknown
+                    keep, dropped = cap_trusted(trusted, n_trusted, max_trusted)
+                    totals["dropped_trusted"] += int(dropped.sum())
+                    for i in np.flatnonzero(keep):
+                        self.trusted_log.append({"arch": archs[i], "value": float(v[i]), "uncertainty": float(u[i]),
+                                                 "evaluations": problem.n_evaluations, "update": updates})
+                else:
+                    keep, dropped = trusted, trusted
+                for i in range(need):
+                    if dropped[i]:
+                        continue  # thrown away; the batch is refilled by resampling
+                    if keep[i]:
+                        kind = "trusted"
+                        n_trusted += 1
+                    elif not unknown[i]:
+                        kind = "known"
+                    else:
+                        if n_new >= room:
+                            continue  # the evaluation budget is spent: no more new archs this batch
+                        kind = "new"
+                        n_new += 1
+                    acts.append(a_np[i])
+                    logps.append(float(lp_np[i]))
+                    kinds.append(kind)
+                    values.append(float(v[i]))
+                if n_new >= room and all(k != "new" for k in kinds) and len(acts) == 0:
+                    break
+            if not acts:
+                break
+
+            new_archs = [space.from_indices(a) for a, k in zip(acts, kinds) if k == "new"]
+            recs = problem.evaluate(new_archs) if new_archs else []
+            fresh = []
+            for r in recs:
+                if r.arch not in known:
+                    known[r.arch] = reward_of(r)
+                    fresh.append(r)
+            rewards = np.array([values[i] if k == "trusted" else known[space.from_indices(acts[i])]
+                                for i, k in enumerate(kinds)])
+            learn(fresh)
+            weights = np.ones(len(acts))
+            all_acts = np.stack(acts)
+            all_logp = np.array(logps)
+            if n_replay and buffer is not None and len(buffer):
+                beta = min(1.0, problem.n_evaluations / max_evaluations)  # annealed 0 -> 1 over the search
+                bidx, bacts, bw = buffer.sample(n_replay, rng, beta)
+                with torch.no_grad():
+                    blogp = controller.log_prob(torch.as_tensor(bacts))[0].numpy()
+                all_acts = np.concatenate([all_acts, bacts])
+                all_logp = np.concatenate([all_logp, blogp])
+                rewards = np.concatenate([rewards, np.array([buffer.rewards[i] for i in bidx])])
+                weights = np.concatenate([weights, bw])
+                totals["replayed"] += len(bidx)
+            stats = ppo.update(all_acts, all_logp, rewards, weights)
+            updates += 1
+            n_tr = kinds.count("trusted")
+            totals["sampled"] += len(kinds)
+            totals["trusted"] += n_tr
+            totals["evaluated"] += len(fresh)
+            idle = 0 if fresh else idle + 1
+            line = {"update": updates, "evaluations": problem.n_evaluations, "batch": len(all_acts),
+                    "new": len(fresh), "trusted": n_tr, "known": kinds.count("known"),
+                    "replayed": len(all_acts) - len(acts), "mean_reward": float(np.mean(rewards)),
+                    "best_reward": max(known.values()) if known else None, "buffer": len(buffer) if buffer else 0,
+                    **stats}
+            self.log.append(line)
+            if self.on_update is not None:
+                self.on_update(line)
+            if progress is not None:
+                progress(min(problem.n_evaluations, max_evaluations), max_evaluations, problem.best())
+            if idle >= cfg.patience:
+                break
+        return {"fnas": {"updates": updates, "config": _config_dict(cfg), **totals,
+                         "trusted_share": totals["trusted"] / max(1, totals["sampled"]),
+                         "objective": {"kind": objective.kind, "target_ms": objective.target}}}
+
+
+def _config_dict(cfg: FNASConfig) -> dict[str, Any]:
+    return asdict(cfg)
