@@ -1,19 +1,98 @@
-"""``hwnas profile``, ``hwnas validate``, ``hwnas tables``: latency tables."""
+"""``hwnas profile``, ``hwnas validate``, ``hwnas tables``: latency tables (thin calls into hwnas.latency)."""
 
 from __future__ import annotations
 
-import typer
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
 
-from .common import not_available
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from .common import console, err_console, print_json
+
+
+@contextmanager
+def progress_bar() -> Iterator:
+    """A rich progress bar fed by ``ProfileEvent``s / ``(phase, done, total)`` callbacks, with ETA."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[note]}"), console=err_console,
+                  transient=False) as prog:
+        tasks: dict[str, int] = {}
+
+        def update(ev) -> None:
+            if ev.phase not in tasks:
+                tasks[ev.phase] = prog.add_task(ev.phase, total=ev.total, note="")
+            prog.update(tasks[ev.phase], completed=ev.done, total=ev.total, note=(ev.note + " " + ev.key[-60:]).strip())
+
+        yield update
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("profile", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def profile() -> None:
-        """Time every candidate block on a device -> latency table."""
-        not_available("hwnas profile")
+    @app.command("profile")
+    def profile(device: str = typer.Option("host", "--device", help="Device profile name (devices/NAME.toml) or a .toml path."),
+                space: str = typer.Option("tiny", "--space", help="Search space whose blocks to time."),
+                backend: str = typer.Option("onnxruntime", "--backend", help="Timing backend: onnxruntime or litert (host), adb (phone)."),
+                out: Optional[Path] = typer.Option(None, "--out", help="Table file (default latency_tables/<device>-<space>-<backend>.json)."),
+                rounds: Optional[int] = typer.Option(None, "--rounds", help="Measurements per block, interleaved across blocks (default 3)."),
+                runs: Optional[int] = typer.Option(None, "--runs", help="Timed runs per measurement (default: the device profile's)."),
+                warmup: Optional[int] = typer.Option(None, "--warmup", help="Warm-up runs per measurement (default: the device profile's)."),
+                force: bool = typer.Option(False, "--force", help="Continue a table/journal made for another device or protocol.")) -> None:
+        """Time every candidate block on a device -> latency table (resumable: run it again to continue)."""
+        from ..latency.backends.base import Protocol
+        from ..latency.profiler import profile_space, resolve_device
 
-    @app.command("validate", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def validate() -> None:
+        dev = resolve_device(device)
+        proto = Protocol.from_device(dev, runs=runs, warmup_runs=warmup, rounds=rounds if rounds is not None else 3)
+        with progress_bar() as update:
+            table = profile_space(dev, space, backend, out, protocol=proto, force=force, progress=update)
+        console.print(f"{len(table.entries)} blocks timed, {len(table.failed)} failed -> {table.path}")
+        for key, reason in list(table.failed.items())[:10]:
+            err_console.print(f"[yellow]failed[/] {key}: {reason}")
+
+    @app.command("validate")
+    def validate(device: str = typer.Option("host", "--device", help="Device profile to measure whole networks on."),
+                 table: Path = typer.Option(..., "--table", help="Latency table to validate."),
+                 samples: int = typer.Option(20, "--samples", help="Number of random archs to export and time whole."),
+                 seed: int = typer.Option(0, "--seed", help="Seed of the arch sample."),
+                 calibrate: bool = typer.Option(False, "--calibrate", help="Fit overhead/scale on half the archs, report on the other half, store it in the table."),
+                 plot: Optional[Path] = typer.Option(None, "--plot", help="Scatter plot PNG (default next to the table)."),
+                 repeat: bool = typer.Option(True, "--noise/--no-noise", help="Also time each network a second time (the noise floor)."),
+                 force: bool = typer.Option(False, "--force", help="Use a table made for another device anyway."),
+                 as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
         """Predicted vs. measured whole-network latency for sampled archs."""
-        not_available("hwnas validate")
+        from ..latency.validate import validate_table
+
+        with progress_bar() as update:
+            report = validate_table(device, table, samples=samples, seed=seed, calibrate=calibrate, plot=plot,
+                                    noise=repeat, force=force, progress=update)
+        if as_json:
+            print_json(report)
+            return
+        for name, part in report["results"].items():
+            console.print(f"[bold]{name}[/] ({part['n']} archs): within ±5% {part['within_5'] * 100:.1f}%  ±10% {part['within_10'] * 100:.1f}%"
+                          f"  RMSE {part['rmse_ms']:.3f} ms ({part['rmse_pct']:.2f}%)  bias {part['bias_pct']:+.2f}%")
+        if report.get("noise"):
+            nz = report["noise"]
+            console.print(f"noise floor (same net, two fresh measurements): median |diff| {nz['median_abs_pct']:.2f}%, max {nz['max_abs_pct']:.2f}%")
+        if report.get("calibration"):
+            console.print(f"calibration stored: {report['calibration']}")
+        console.print(f"plot: {report['plot']}")
+
+    tables = typer.Typer(help="Latency table files.", no_args_is_help=True)
+
+    @tables.command("import")
+    def tables_import(file: Path = typer.Argument(..., help="A ProxylessNAS-style YAML latency table."),
+                      device: str = typer.Option(..., "--device", help="Name of the device the table was measured on."),
+                      space: str = typer.Option("proxyless", "--space", help="Space whose block keys to map the entries to."),
+                      width: Optional[str] = typer.Option(None, "--widths", help="Stage widths of the table's skeleton, e.g. 24,40,80,96,192,320 (default: read off the table)."),
+                      backend: str = typer.Option("imported", "--backend", help="Backend name to record."),
+                      out: Optional[Path] = typer.Option(None, "--out", help="Output table (default latency_tables/<device>-<space>-<backend>.json).")) -> None:
+        """Import a ProxylessNAS-style YAML table (count/mean/var per key) as an hwnas table."""
+        from ..latency.importer import import_proxyless_yaml
+
+        widths = tuple(int(w) for w in width.split(",")) if width else None
+        table, report = import_proxyless_yaml(file, device=device, space=space, backend=backend, out=out, widths=widths)
+        console.print(f"imported {report['mapped']} entries ({report['unmapped']} keys not in space {table.space!r}) -> {table.path}")
+
+    app.add_typer(tables, name="tables")

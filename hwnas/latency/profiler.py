@@ -1,0 +1,186 @@
+"""The profiler: time every distinct block of a space on a device -> a LatencyTable.
+
+``profile_space(device, space, backend)`` is generic over devices and backends: it exports
+each distinct block key with the exporter of the backend's ``model_format`` (cached on disk
+by key), times it with ``backend.measure`` (the backend decides how: a host worker process,
+or benchmark_model on a phone) and journals every finished measurement, so a killed run
+continues where it stopped. Each key is measured ``protocol.rounds`` times, the rounds
+interleaved across keys (a burst of load from other processes then hits one round of many
+keys, not every round of one key), and the entry is the median of the round medians.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..device.profiles import DeviceProfile, load_device
+from ..errors import HwnasError
+from ..space.registry import create_space
+from ..space.space import SearchSpace
+from .backends.base import Backend, Measurement, MeasurementError, Protocol, create_backend, CV_DEFINITION
+from .blocks import default_cache_dir, export_block, exporter_tag
+from .journal import Journal, journal_path
+from .keys import space_slots
+from .table import LatencyTable, now_iso
+
+DEFAULT_ROUNDS = 3
+TABLES_DIR = Path("latency_tables")
+
+
+def default_table_path(device: str, space: str, backend: str) -> Path:
+    return TABLES_DIR / f"{device}-{space}-{backend}.json"
+
+
+@dataclass
+class ProfileEvent:
+    """What the progress callback gets: a phase ("export"/"measure"), counts and the key."""
+
+    phase: str
+    done: int
+    total: int
+    key: str
+    note: str = ""
+
+
+ProgressFn = Callable[[ProfileEvent], None]
+
+
+def resolve_device(device: DeviceProfile | str) -> DeviceProfile:
+    return load_device(device) if isinstance(device, str) else device
+
+
+def resolve_space(space: SearchSpace | str, space_args: dict[str, Any] | None = None) -> SearchSpace:
+    return create_space(space, **(space_args or {})) if isinstance(space, str) else space
+
+
+def entry_from_rounds(rounds: list[Measurement | dict[str, Any]]) -> dict[str, Any]:
+    """One table entry from a key's round measurements (median of round medians)."""
+    ms = [r if isinstance(r, Measurement) else Measurement.from_dict(r) for r in rounds]
+    med = [m.median_ms for m in ms]
+    median = float(np.median(med))
+    n = sum(m.n for m in ms)
+    # pooled per-run spread: within-round variance plus the spread of the round means
+    mean = float(sum(m.mean_ms * m.n for m in ms) / n)
+    var = sum((m.n - 1) * m.std_ms ** 2 + m.n * (m.mean_ms - mean) ** 2 for m in ms) / max(n - 1, 1)
+    return {"median_ms": median, "p90_ms": float(np.median([m.p90_ms for m in ms])), "mean_ms": mean,
+            "std_ms": math.sqrt(var), "n": n, "cv": float(np.median([m.cv for m in ms])),
+            "round_medians_ms": [round(x, 6) for x in med],
+            "round_spread": (max(med) - min(med)) / median if median > 0 else 0.0,
+            "retries": sum(m.retries for m in ms),
+            "status": "ok" if all(m.status == "ok" for m in ms) else "cv_exceeded",
+            "measured": max(m.measured for m in ms)}
+
+
+def profile_space(device: DeviceProfile | str, space: SearchSpace | str, backend: Backend | str, out: str | Path | None = None, *,
+                  space_args: dict[str, Any] | None = None, protocol: Protocol | None = None, rounds: int | None = None,
+                  cache_dir: Path | None = None, force: bool = False, keys: list[str] | None = None,
+                  progress: ProgressFn | None = None, backend_options: dict[str, Any] | None = None) -> LatencyTable:
+    """Profile every distinct block of ``space`` on ``device`` with ``backend``; return the saved table.
+
+    Resumable: finished measurements are read back from the journal next to ``out`` (and
+    entries already in an existing table at ``out`` are kept, not re-measured).
+    """
+    dev = resolve_device(device)
+    sp = resolve_space(space, space_args)
+    be = create_backend(backend, device=dev, **(backend_options or {})) if isinstance(backend, str) else backend
+    own_backend = isinstance(backend, str)
+    proto = protocol or Protocol.from_device(dev)
+    if rounds is not None:
+        proto.rounds = int(rounds)
+    elif protocol is None:
+        proto.rounds = DEFAULT_ROUNDS
+    proto.validate()
+    out_path = Path(out) if out is not None else default_table_path(dev.name, sp.name, be.name)
+    fingerprint = be.fingerprint()
+    space_args_d = {k: list(v) if isinstance(v, tuple) else v for k, v in dict(sp.args).items()}
+
+    table_protocol = {**proto.to_dict(), "process": be.describe_process(), "cv_definition": CV_DEFINITION,
+                      "entry": f"median of {proto.rounds} round medians, rounds interleaved across keys",
+                      "exporter": exporter_tag(be.model_format), "model_format": be.model_format}
+    if out_path.exists():
+        table = LatencyTable.load(out_path, space=sp.name, backend=be.name, device=fingerprint, force=force)
+    else:
+        table = LatencyTable(device={**fingerprint, "name": dev.name}, backend=be.name, space=sp.name,
+                             protocol=table_protocol, space_args=space_args_d)
+    if table.space_args != space_args_d and not force:
+        raise HwnasError(f"table {str(out_path)!r} is for space args {table.space_args}, not {space_args_d}; use another --out")
+
+    slots = space_slots(sp)
+    wanted = list(slots) if keys is None else [k for k in keys if k in slots]
+    header = {"backend": be.name, "space": sp.name, "space_args": space_args_d, "protocol": proto.to_dict(),
+              "fingerprint": {k: v for k, v in fingerprint.items()}, "device": dev.name, "started": now_iso()}
+    journal = Journal(journal_path(out_path), header).open(force=force)
+
+    done: dict[str, list[dict[str, Any]]] = {}
+    failed: dict[str, str] = {}
+    for rec in journal.records:
+        if "failed" in rec:
+            failed[rec["key"]] = rec["failed"]
+        elif "measurement" in rec:
+            done.setdefault(rec["key"], []).append(rec["measurement"])
+    todo = [k for k in wanted if k not in table.entries and k not in failed]
+    cache = cache_dir or default_cache_dir()
+
+    try:
+        # 1) export (cached by key); a block that fails to export is recorded and skipped
+        files: dict[str, Path] = {}
+        need = [k for k in todo if len(done.get(k, [])) < proto.rounds]
+        for i, key in enumerate(need):
+            try:
+                files[key] = export_block(key, slots[key], be.model_format, cache)
+            except Exception as e:  # noqa: BLE001  (any converter error: record it and go on)
+                reason = f"export failed: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:500]
+                failed[key] = reason
+                journal.append({"key": key, "failed": reason, "at": now_iso()})
+            if progress:
+                progress(ProfileEvent("export", i + 1, len(need), key))
+        # 2) measure, rounds interleaved across keys
+        plan = []
+        for r in range(proto.rounds):
+            order = [k for k in need if k in files]
+            if order:
+                shift = (r * max(1, len(order) // proto.rounds)) % len(order)
+                order = order[shift:] + order[:shift]
+                if r % 2 == 1:
+                    order.reverse()
+            plan += [(r, k) for k in order]
+        total = sum(1 for r, k in plan if r >= len(done.get(k, [])))
+        step = 0
+        for r, key in plan:
+            if key in failed or r < len(done.get(key, [])):
+                continue
+            if proto.cooldown_s > 0 and step:
+                time.sleep(proto.cooldown_s)
+            try:
+                m = be.measure(files[key], proto)
+                rec = m.to_dict()
+                done.setdefault(key, []).append(rec)
+                journal.append({"key": key, "round": r, "measurement": rec})
+            except MeasurementError as e:
+                failed[key] = f"measure failed: {e}"[:500]
+                journal.append({"key": key, "failed": failed[key], "at": now_iso()})
+            step += 1
+            if progress:
+                progress(ProfileEvent("measure", step, total, key, f"round {r + 1}/{proto.rounds}"))
+    finally:
+        if own_backend:
+            be.close()
+
+    for key in todo:
+        rs = done.get(key, [])
+        if key not in failed and len(rs) >= proto.rounds:
+            table.entries[key] = entry_from_rounds(rs[: proto.rounds])
+    for key, reason in failed.items():
+        if key not in table.entries:
+            table.failed[key] = reason
+    table.protocol = {**table_protocol, **{k: v for k, v in table.protocol.items() if k not in table_protocol}}
+    table.save(out_path)
+    if all(k in table.entries or k in table.failed for k in wanted):
+        journal.remove()
+    return table
