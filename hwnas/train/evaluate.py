@@ -1,0 +1,74 @@
+"""Evaluating one path of a supernet: loss/accuracy in eval mode, and BN recalibration.
+
+The GreedyNAS sampler ranks paths with ``batch_loss`` (eval mode, no grad, one fixed batch);
+searchers score archs with ``recalibrate_bn`` followed by ``evaluate_path`` on the val split.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import ImageSet
+
+PathLike = Sequence[int]
+
+
+@torch.no_grad()
+def batch_loss(supernet: nn.Module, path: PathLike, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+    """(mean cross-entropy, number correct) of one path on one batch, eval mode, no grad."""
+    was = supernet.training
+    supernet.eval()
+    try:
+        out = supernet(x, list(path))
+        return float(F.cross_entropy(out, y)), int((out.argmax(1) == y).sum())
+    finally:
+        supernet.train(was)
+
+
+@torch.no_grad()
+def evaluate_path(supernet: nn.Module, path: PathLike, data: ImageSet, batch_size: int = 500) -> tuple[float, float]:
+    """(mean loss, accuracy in percent) of one path over a whole image set."""
+    total_loss, correct, n = 0.0, 0, 0
+    for x, y in data.iter_batches(batch_size):
+        loss, c = batch_loss(supernet, path, x, y)
+        total_loss += loss * len(y)
+        correct += c
+        n += len(y)
+    return total_loss / max(n, 1), 100.0 * correct / max(n, 1)
+
+
+def path_bn_modules(supernet: nn.Module, path: PathLike) -> list[nn.modules.batchnorm._BatchNorm]:
+    mods: list[nn.Module] = [supernet.stem, supernet.head] + [layer.choices[int(i)] for layer, i in zip(supernet.layers, path)]
+    return [m for mod in mods for m in mod.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@torch.no_grad()
+def recalibrate_bn(supernet: nn.Module, path: PathLike, data: ImageSet, n_images: int = 1000, batch_size: int = 100,
+                   seed: int = 0) -> None:
+    """Reset the BN statistics of the path's modules and re-estimate them (cumulative average)
+    on ``n_images`` training images drawn with ``seed``: the standard fix for inherited weights
+    whose running statistics were averaged over many paths."""
+    bns = path_bn_modules(supernet, path)
+    saved = [(m.momentum, m.training) for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    was = supernet.training
+    supernet.eval()
+    for m in bns:
+        m.train()
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(data), generator=g)[:n_images]
+    try:
+        for s in range(0, len(idx), batch_size):
+            x, _ = data.batch(idx[s:s + batch_size])
+            supernet(x, list(path))
+    finally:
+        for m, (mom, tr) in zip(bns, saved):
+            m.momentum = mom
+            m.train(tr)
+        supernet.train(was)
