@@ -141,6 +141,9 @@ class SearchProblem:
         self.latency = latency
         self.budgets = budgets or Budgets()
         self.objective = objective or Objective("hard", self.budgets.latency_ms)
+        # Under the hard objective the latency budget is a constraint; under the MnasNet reward it
+        # is the target T of a soft penalty, so an arch over it stays eligible (with a lower score).
+        self.latency_is_hard = self.objective.kind == "hard"
         self.initial_pool = list(initial_pool)
         self.on_record = on_record
         self.history: list[Record] = []
@@ -160,11 +163,16 @@ class SearchProblem:
         return c
 
     def violations(self, arch: Arch) -> dict[str, float]:
+        """Every budget the arch exceeds (relative excess), soft latency included."""
         lat, _, flops, params = self.costs(arch)
         return self.budgets.violations(lat, flops, params)
 
+    def _hard(self, viol: dict[str, float]) -> dict[str, float]:
+        return viol if self.latency_is_hard else {k: v for k, v in viol.items() if k != "latency"}
+
     def is_feasible(self, arch: Arch) -> bool:
-        return not self.violations(arch)
+        """Meets every hard budget (the latency budget is soft under the MnasNet reward)."""
+        return not self._hard(self.violations(arch))
 
     def latency_of_indices(self, X: np.ndarray) -> np.ndarray | None:
         """Vectorized predicted latency of an (n, layers) index matrix (None without a predictor)."""
@@ -181,7 +189,7 @@ class SearchProblem:
         X = np.atleast_2d(np.asarray(X, dtype=np.int64))
         flops, params = self.encoding.flops_params(X)
         cols = []
-        if self.budgets.latency_ms is not None and self.latency is not None:
+        if self.budgets.latency_ms is not None and self.latency is not None and self.latency_is_hard:
             cols.append(self.latency_of_indices(X) / self.budgets.latency_ms - 1.0)
         if self.budgets.flops is not None:
             cols.append(flops / self.budgets.flops - 1.0)
@@ -232,7 +240,7 @@ class SearchProblem:
             score = float(self.objective.score(acc, lat))
         else:
             score = acc
-        return Record(arch, acc, lat, std, flops, params, score, not viol, index, viol)
+        return Record(arch, acc, lat, std, flops, params, score, not self._hard(viol), index, viol)
 
     def _add(self, rec: Record) -> None:
         self._records[rec.arch] = rec
@@ -255,6 +263,10 @@ class SearchProblem:
             self.history.append(rec)
             n += 1
         return n
+
+    def record_of(self, arch: Arch) -> Record | None:
+        """The record of an already evaluated arch (None: evaluating it would cost one evaluation)."""
+        return self._records.get(arch)
 
     def best(self) -> Record | None:
         """Highest score among feasible records (ties: the earlier evaluation)."""
@@ -356,7 +368,7 @@ register_searcher = SEARCHERS.register
 
 
 def _load_builtin() -> None:
-    from . import baselines  # noqa: F401  (registration side effects)
+    from . import baselines, nsga2  # noqa: F401  (registration side effects)
 
     try:  # FNAS registers itself when its package is present
         from . import fnas  # noqa: F401
