@@ -57,6 +57,13 @@ class DeviceProfile:
     cooldown_s: float = 0.0
     max_temp_c: float = 0.0  # 0 = do not check
     governor: str = ""  # governor the profile expects ("performance"), "" = any
+    # phone handling (adb)
+    thermal_zones: str = "cpu*"  # thermal zone types (glob) whose temperature is checked against max_temp_c
+    thermal_wait_s: float = 300.0  # give up when the phone stays hotter than max_temp_c this long
+    auth_timeout_s: float = 30.0  # time to accept "Allow USB debugging?" on the phone
+    reconnect_timeout_s: float = 60.0  # wait this long for a phone that disappeared mid-profile
+    command_timeout_s: float = 300.0  # one remote command (e.g. one benchmark_model run)
+    min_free_mb: float = 50.0  # free space needed in remote_dir
     backends: list[str] = field(default_factory=list)
     path: str = ""
 
