@@ -8,9 +8,11 @@ layers, archs or tables share it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import warnings
 from pathlib import Path
 
 from ..space.space import Slot
@@ -45,6 +47,14 @@ def block_file(key: str, model_format: str, cache_dir: Path | None = None) -> Pa
     return (cache_dir or default_cache_dir()) / exporter_tag(model_format) / (safe + EXTENSIONS[model_format])
 
 
+@contextlib.contextmanager
+def _no_converter_noise():
+    """The converters warn about their own internals (FutureWarning etc.); not the user's business."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def export_block(key: str, slot: Slot, model_format: str, cache_dir: Path | None = None, seed: int = 0) -> Path:
     """The block's model file (exported now unless already cached)."""
     path = block_file(key, model_format, cache_dir)
@@ -58,9 +68,10 @@ def export_block(key: str, slot: Slot, model_format: str, cache_dir: Path | None
     torch.manual_seed(seed)
     module = build_block(slot).eval()
     example = torch.randn(1, slot.c_in, slot.size, slot.size)
-    if model_format == "onnx":
-        return export_onnx(module, example, path)
-    return export_tflite(module, example, path)
+    with _no_converter_noise():
+        if model_format == "onnx":
+            return export_onnx(module, example, path)
+        return export_tflite(module, example, path)
 
 
 def export_network(arch, model_format: str, path: Path, seed: int = 0) -> Path:
@@ -74,6 +85,7 @@ def export_network(arch, model_format: str, path: Path, seed: int = 0) -> Path:
     net = build_network(arch).eval()
     space = arch.get_space()
     example = torch.randn(1, 3, space.resolution, space.resolution)
-    if model_format == "onnx":
-        return export_onnx(net, example, path)
-    return export_tflite(net, example, path)
+    with _no_converter_noise():
+        if model_format == "onnx":
+            return export_onnx(net, example, path)
+        return export_tflite(net, example, path)

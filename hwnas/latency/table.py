@@ -118,11 +118,20 @@ class LatencyTable:
         var = sum(float(self.entries[k].get("std_ms", 0.0)) ** 2 for k in keys)
         return total, math.sqrt(var)
 
+    def calibrated(self, total: float, nblocks: int) -> float:
+        """Calibration: ``scale * sum + overhead + per_block * blocks`` (``per_block_ms`` is optional).
+
+        The per-block term is the per-call cost every separately timed block carries (runtime
+        entry, layout conversion at its edges) that a whole network pays only once.
+        """
+        c = self.calibration
+        return float(c.get("scale", 1.0)) * total + float(c.get("overhead_ms", 0.0)) + float(c.get("per_block_ms", 0.0)) * nblocks
+
     def predict(self, arch: Arch) -> tuple[float, float]:
         """Predicted latency in ms and its uncertainty (the blocks' spread, calibrated)."""
         total, spread = self.raw_sum(arch)
         scale = float(self.calibration.get("scale", 1.0))
-        return scale * total + float(self.calibration.get("overhead_ms", 0.0)), scale * spread
+        return self.calibrated(total, len(arch_keys(arch.get_space(), arch))), abs(scale) * spread
 
     def predict_quantile(self, arch: Arch, quantile: float = 0.5) -> float:
         """Median prediction, or the sum of per-block p90 for a conservative bound (quantile 0.9)."""
@@ -131,4 +140,4 @@ class LatencyTable:
         keys = arch_keys(arch.get_space(), arch)
         self.raw_sum(arch)  # raises on missing keys
         total = sum(float(self.entries[k].get("p90_ms", self.entries[k]["median_ms"])) for k in keys)
-        return float(self.calibration.get("scale", 1.0)) * total + float(self.calibration.get("overhead_ms", 0.0))
+        return self.calibrated(total, len(keys))

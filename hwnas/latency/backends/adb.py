@@ -1,0 +1,202 @@
+"""``adb``: model files timed on a phone over ADB with ``benchmark_model`` (or ``onnxruntime_perf_test``).
+
+Per measurement: push the file unless the phone already holds one with the same sha256
+(pushed once per content, checked against ``sha256sum`` on the phone, so a second profile of
+the same blocks pushes nothing), wait while the phone is hotter than the profile allows, then
+run one fresh benchmark process pinned with ``taskset`` to the profile's big cores::
+
+    taskset f0 /data/local/tmp/hwnas/benchmark_model --graph=<file> --num_threads=1 \
+        --warmup_runs=W --num_runs=N --enable_op_profiling=false
+
+and parse its output. benchmark_model prints summary statistics only (count, min, max, avg,
+std of the timed runs; no per-run times), so an ADB measurement's ``median_ms`` is the
+reported average, ``cv`` is std/avg and ``p90_ms`` is avg + 1.2816 std (recorded in
+``info["statistic"]``). ``onnxruntime_perf_test`` reports P50/P90, which are used as such.
+The CV bound and re-measure loop are the shared ones of ``Backend.measure``.
+
+Options (``create_backend("adb", device=profile, serial=..., transport=...)``): ``serial``
+(USB serial or ``host:port``; default the profile's), ``transport`` (``adb-shell`` or
+``adb-cli``; default the profile's), ``log`` (a callable for progress notes), ``checks``
+(run the preparation checks before the first measurement; default True).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from ...device.checks import pin_governor, run_checks
+from ...device.phone import Phone, stderr_log
+from ...device.transport import DeviceError, sha256_file
+from ...errors import HwnasError
+from ..benchmark_log import parse_benchmark_log
+from .base import Backend, MeasurementError, Protocol, RunTimes, register_backend
+
+Z90 = 1.2816  # the normal 90th percentile in standard deviations
+BINARY_KINDS = {"tflite": ("tflite", "benchmark_model"), "onnxruntime": ("onnx", "onnxruntime_perf_test")}
+_LOAD_FAIL = re.compile(r"Could not open|Failed to mmap|Failed to find model file|No such file", re.I)
+
+
+def benchmark_command(binary: str, remote_model: str, protocol: Protocol, kind: str = "tflite") -> list[str]:
+    """The benchmark invocation as an argument list (quoted later, argument by argument)."""
+    mask = format(sum(1 << c for c in protocol.cpu_mask), "x") if protocol.cpu_mask else ""
+    prefix = ["taskset", mask] if mask else []
+    if kind == "onnxruntime":
+        return [*prefix, binary, "-I", "-m", "times", "-r", str(protocol.runs), "-x", str(protocol.threads), "-y", "1", remote_model]
+    return [*prefix, binary, f"--graph={remote_model}", f"--num_threads={protocol.threads}", f"--warmup_runs={protocol.warmup_runs}",
+            f"--num_runs={protocol.runs}", "--enable_op_profiling=false"]
+
+
+def tflite_summary(output: str) -> dict[str, float]:
+    log = parse_benchmark_log(output)
+    timed = log.timed
+    if timed is None:
+        raise MeasurementError("benchmark_model printed no timed runs")
+    avg, std = timed.avg_ms, timed.std_ms
+    return {"median_ms": avg, "mean_ms": avg, "std_ms": std, "p90_ms": avg + Z90 * std,
+            "min_ms": timed.get_ms("min") or avg, "n": timed.count, "cv": std / avg if avg > 0 else float("inf")}
+
+
+def perf_test_summary(output: str) -> dict[str, float]:
+    """``onnxruntime_perf_test`` output -> summary (its latencies are in seconds)."""
+    def grab(label: str) -> float | None:
+        m = re.search(rf"^{re.escape(label)}:\s*([0-9.eE+-]+)", output, re.M)
+        return float(m.group(1)) if m else None
+
+    p50, p90, avg = grab("P50 Latency"), grab("P90 Latency"), grab("Average inference time cost")
+    n = grab("Total inference requests")
+    if p50 is None or avg is None:
+        raise MeasurementError("onnxruntime_perf_test printed no latencies")
+    lo = grab("Min Latency") or p50
+    med = p50 * 1e3
+    p90_ms = (p90 or p50) * 1e3
+    std = max(p90_ms - med, 0.0) / Z90
+    return {"median_ms": med, "mean_ms": avg, "std_ms": std, "p90_ms": p90_ms, "min_ms": lo * 1e3,
+            "n": int(n or 0), "cv": std / med if med > 0 else float("inf")}
+
+
+@register_backend("adb")
+class AdbBackend(Backend):
+    name = "adb"
+    model_format = "tflite"
+
+    def __init__(self, device: Any = None, serial: str | None = None, transport: str | None = None,
+                 log: Callable[[str], None] | None = None, checks: bool = True, **options: Any) -> None:
+        super().__init__(device, **options)
+        if device is None or getattr(device, "kind", "host") != "adb":
+            name = getattr(device, "name", "host")
+            raise HwnasError(f"backend 'adb' times on a phone; device {name!r} is not one (use --device sd855, or a devices/*.toml with kind = \"adb\")")
+        if device.binary_kind not in BINARY_KINDS:
+            raise HwnasError(f"device {device.name!r}: binary_kind must be one of {', '.join(BINARY_KINDS)}, not {device.binary_kind!r}")
+        self.model_format, self.tool = BINARY_KINDS[device.binary_kind]
+        self.log = log or stderr_log
+        self.phone = Phone(device, serial=serial, transport=transport, log=self.log)
+        self.run_checks = checks
+        self._ready = False
+        self._fp: dict[str, Any] = {}
+        self._remote: dict[str, str] = {}  # sha256 -> remote path known to hold that content
+        self._seen_reconnects = 0
+        self._lock = threading.Lock()
+        self.pushes = 0
+        self.pushed_bytes = 0
+        self.report = None
+
+    @property
+    def models_dir(self) -> str:
+        return posixpath.join(self.device.remote_dir, "models")
+
+    # ---- set-up -------------------------------------------------------------------------
+    def _ensure_ready(self) -> None:
+        if self._ready:
+            return
+        self.phone.connect()
+        report = run_checks(self.phone, self.device)
+        self.report = report
+        bad = report.failures
+        if bad and self.run_checks:
+            raise HwnasError(f"phone {self.phone.serial} is not ready: " + "; ".join(c.message for c in bad))
+        for c in report.warnings:
+            if c.name in ("root", "governor", "phone"):
+                self.log(f"warning: {c.message}")
+        if report.fingerprint.get("rooted") and self.device.governor:
+            pin_governor(self.phone, self.device)
+        fp = dict(report.fingerprint)
+        fp.pop("governor", None)  # may be pinned now; what it was is in the check report
+        fp.update({"runtime": self.tool, "runtime_version": (fp.get("benchmark_binary_sha256") or "")[:12],
+                   "binary_path": self.device.benchmark_binary, "transport": self.phone.transport.name})
+        self._fp = fp
+        self._refresh_cache()
+        self._ready = True
+
+    def _refresh_cache(self) -> None:
+        """What the phone already holds: sha256 of every file in the models folder (one command)."""
+        self._remote.clear()
+        self._seen_reconnects = self.phone.reconnects
+        d = self.models_dir
+        res = self.phone.shell(f"sha256sum {_q(d)}/* 2>/dev/null")
+        for line in res.output.splitlines():
+            parts = line.split(None, 1)
+            if len(parts) == 2 and re.fullmatch(r"[0-9a-f]{64}", parts[0]):
+                self._remote[parts[0]] = parts[1].strip()
+
+    def fingerprint(self) -> dict[str, Any]:
+        self._ensure_ready()
+        return dict(self._fp)
+
+    def describe_process(self) -> str:
+        return (f"one fresh {self.tool} process on the phone per measurement (taskset to the profile's CPUs), "
+                f"pushed over {self.phone.transport.name}")
+
+    def close(self) -> None:
+        self.phone.close()
+
+    # ---- measuring ----------------------------------------------------------------------
+    def remote_model(self, model_path: Path) -> str:
+        """The model's path on the phone, pushing it only if the phone lacks this exact content."""
+        if self.phone.reconnects != self._seen_reconnects:
+            self._refresh_cache()  # the phone may have rebooted and lost /data/local/tmp files
+        digest = sha256_file(model_path)
+        if digest in self._remote:
+            return self._remote[digest]
+        remote = posixpath.join(self.models_dir, f"{digest[:16]}-{model_path.name}")
+        self.phone.call(lambda t: t.push(model_path, remote, sha256=digest))
+        self.pushes += 1
+        self.pushed_bytes += model_path.stat().st_size
+        self._remote[digest] = remote
+        return remote
+
+    def _time_runs(self, model_path: Path, protocol: Protocol) -> RunTimes:
+        with self._lock:
+            self._ensure_ready()
+            for attempt in range(2):
+                remote = self.remote_model(Path(model_path))
+                waited = self.phone.wait_cool(self.device.max_temp_c, self.device.thermal_wait_s)
+                cmd = benchmark_command(self.device.benchmark_binary, remote, protocol, self.device.binary_kind)
+                res = self.phone.shell(cmd, timeout_s=self.device.command_timeout_s)
+                if res.rc == 127 or "inaccessible or not found" in res.output:
+                    raise DeviceError(f"{self.tool} missing on phone {self.phone.serial} at {self.device.benchmark_binary!r}: "
+                                      f"run `hwnas device setup {self.device.name} --benchmark-binary PATH`, then the same command again")
+                if res.rc != 0 and attempt == 0 and _LOAD_FAIL.search(res.output):
+                    self._remote.pop(sha256_file(Path(model_path)), None)  # removed behind our back: push again
+                    continue
+                break
+            if res.rc != 0:
+                tail = " | ".join(res.output.strip().splitlines()[-3:])
+                raise MeasurementError(f"{self.tool} failed on {Path(model_path).name} (exit {res.rc}): {tail}")
+            try:
+                summary = tflite_summary(res.output) if self.device.binary_kind == "tflite" else perf_test_summary(res.output)
+            except HwnasError as e:
+                raise MeasurementError(f"{self.tool} output not understood for {Path(model_path).name}: {e}") from None
+            stat = "benchmark_model avg (no per-run times)" if self.device.binary_kind == "tflite" else "onnxruntime_perf_test P50/P90"
+            return RunTimes(times_ms=[], summary=summary,
+                            info={"statistic": stat, "remote": remote, "waited_cool_s": round(waited, 1),
+                                  "cpu_mask": format(sum(1 << c for c in protocol.cpu_mask), "x") if protocol.cpu_mask else ""})
+
+
+def _q(s: str) -> str:
+    import shlex
+
+    return shlex.quote(s)

@@ -1,0 +1,206 @@
+"""``hwnas validate``: does the table's prediction match the latency measured end to end?
+
+K random archs of the table's space are exported whole (with the same exporter as the
+blocks), timed with the same backend and protocol as the table (rounds interleaved across
+archs, a fresh process per measurement), and compared with the table's prediction:
+share within ±5% / ±10%, RMSE, bias, worst arch, and a scatter plot. Two measurements of the
+same network in fresh processes give the noise floor the prediction cannot beat.
+
+``calibrate=True`` fits the calibration (scale, overhead, and a per-block term for the
+per-call overhead each separately timed block carries but a whole network pays once) on
+half of the archs, reports on the other half, and stores it in the table.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..device.profiles import DeviceProfile
+from ..errors import HwnasError
+from ..space.arch import Arch
+from ..space.registry import create_space
+from ..space.space import SearchSpace
+from .backends.base import Backend, Protocol, create_backend
+from .blocks import default_cache_dir, export_network, exporter_tag
+from .keys import arch_keys
+from .profiler import ProfileEvent, resolve_device
+from .table import LatencyTable
+
+
+def sample_archs(space: SearchSpace, k: int, seed: int = 0) -> list[Arch]:
+    """``k`` distinct uniformly random archs (fewer if the space is smaller)."""
+    rng = np.random.default_rng(seed)
+    out: dict[Arch, None] = {}
+    tries = 0
+    while len(out) < k and tries < 50 * k + 100:
+        out.setdefault(space.sample(rng), None)
+        tries += 1
+    return list(out)
+
+
+def network_file(arch: Arch, model_format: str, cache_dir: Path | None = None) -> Path:
+    space = arch.get_space()
+    ext = ".onnx" if model_format == "onnx" else ".tflite"
+    args = "-".join(f"{k}{v}" for k, v in arch.space_args).replace(" ", "").replace(",", "_").replace("(", "").replace(")", "")
+    name = f"{space.name}{('-' + args) if args else ''}-{space.to_compact(arch)}{ext}"
+    return (cache_dir or default_cache_dir()).parent / "networks" / exporter_tag(model_format) / name
+
+
+def measure_networks(archs: list[Arch], backend: Backend, protocol: Protocol, cache_dir: Path | None = None,
+                     progress: Callable[[ProfileEvent], None] | None = None) -> tuple[list[list[float]], dict[str, Any]]:
+    """Export each arch whole (cached) and time it ``protocol.rounds`` times, rounds interleaved.
+
+    Returns the per-round medians of each arch and export statistics.
+    """
+    import time
+
+    files = []
+    t0 = time.perf_counter()
+    exported = 0
+    for i, a in enumerate(archs):
+        p = network_file(a, backend.model_format, cache_dir)
+        if not (p.is_file() and p.stat().st_size > 0):
+            export_network(a, backend.model_format, p)
+            exported += 1
+        files.append(p)
+        if progress:
+            progress(ProfileEvent("export networks", i + 1, len(archs), a.compact()))
+    export_s = time.perf_counter() - t0
+    rounds: list[list[float]] = [[] for _ in archs]
+    total = protocol.rounds * len(archs)
+    step = 0
+    for r in range(protocol.rounds):
+        order = list(range(len(archs)))
+        if r % 2:
+            order.reverse()
+        for i in order:
+            rounds[i].append(backend.measure(files[i], protocol).median_ms)
+            step += 1
+            if progress:
+                progress(ProfileEvent("measure networks", step, total, archs[i].compact(), f"round {r + 1}/{protocol.rounds}"))
+    return rounds, {"exported": exported, "export_s": export_s}
+
+
+def errors_report(pred: np.ndarray, meas: np.ndarray) -> dict[str, Any]:
+    rel = (pred - meas) / meas
+    return {"n": int(len(meas)), "within_5": float(np.mean(np.abs(rel) <= 0.05)), "within_10": float(np.mean(np.abs(rel) <= 0.10)),
+            "rmse_ms": float(np.sqrt(np.mean((pred - meas) ** 2))), "rmse_pct": float(100 * np.sqrt(np.mean(rel ** 2))),
+            "bias_pct": float(100 * np.mean(rel)), "max_abs_pct": float(100 * np.max(np.abs(rel))) if len(rel) else 0.0}
+
+
+def fit_calibration(raw: np.ndarray, nblocks: np.ndarray, meas: np.ndarray) -> dict[str, float]:
+    """Least squares on relative error: meas ~ scale*raw + overhead + per_block*nblocks.
+
+    Falls back to (scale, overhead) when the block count does not vary (or too few archs).
+    """
+    w = 1.0 / meas
+    cols = [raw, np.ones_like(raw)]
+    use_nb = len(set(nblocks.tolist())) > 1 and len(meas) >= 6
+    if use_nb:
+        cols.append(nblocks.astype(float))
+    A = np.stack(cols, axis=1) * w[:, None]
+    coef, *_ = np.linalg.lstsq(A, meas * w, rcond=None)
+    return {"scale": float(coef[0]), "overhead_ms": float(coef[1]), "per_block_ms": float(coef[2]) if use_nb else 0.0}
+
+
+def apply_calibration(cal: dict[str, float], raw: np.ndarray, nblocks: np.ndarray) -> np.ndarray:
+    return cal.get("scale", 1.0) * raw + cal.get("overhead_ms", 0.0) + cal.get("per_block_ms", 0.0) * nblocks
+
+
+def scatter_plot(path: Path, series: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io import atomic_write_bytes
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    lo = min(float(min(m.min(), p.min())) for p, m in series.values())
+    hi = max(float(max(m.max(), p.max())) for p, m in series.values())
+    xs = np.linspace(lo * 0.9, hi * 1.1, 10)
+    ax.plot(xs, xs, "k-", lw=1, label="predicted = measured")
+    for f, style in ((0.05, "--"), (0.10, ":")):
+        ax.plot(xs, xs * (1 + f), "k" + style, lw=0.7, label=f"±{int(f * 100)}%")
+        ax.plot(xs, xs * (1 - f), "k" + style, lw=0.7)
+    for name, (p, m) in series.items():
+        ax.scatter(m, p, s=12, alpha=0.7, label=name)
+    ax.set_xlabel("measured (ms)")
+    ax.set_ylabel("predicted (ms)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    import io as _io
+
+    buf = _io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def validate_table(device: DeviceProfile | str, table: LatencyTable | str | Path, *, samples: int = 20, seed: int = 0,
+                   calibrate: bool = False, plot: str | Path | None = None, noise: bool = True, force: bool = False,
+                   backend: Backend | None = None, protocol: Protocol | None = None, cache_dir: Path | None = None,
+                   progress: Callable[[ProfileEvent], None] | None = None) -> dict[str, Any]:
+    """Predicted vs. measured for ``samples`` random archs; the report as a dict (see module doc)."""
+    if samples < 2:
+        raise HwnasError(f"--samples must be at least 2 (got {samples}); use 20 or more for a meaningful share")
+    dev = resolve_device(device)
+    tab = table if isinstance(table, LatencyTable) else LatencyTable.load(table, force=force)
+    be = backend or create_backend(tab.backend, device=dev)
+    tab.check(device=be.fingerprint(), force=force)
+    space = create_space(tab.space, **tab.space_args)
+    proto = protocol or Protocol.from_dict(tab.protocol or {})
+    if noise and proto.rounds < 2:
+        proto.rounds = 2
+    archs = sample_archs(space, samples, seed)
+    missing = sorted({k for a in archs for k in tab.missing_keys(arch_keys(space, a))})
+    if missing:
+        raise HwnasError(f"table {str(tab.path)!r} lacks {len(missing)} block(s) these archs need (e.g. {missing[0]}); run `hwnas profile` to complete it")
+    try:
+        rounds, export_stats = measure_networks(archs, be, proto, cache_dir, progress)
+    finally:
+        if backend is None:
+            be.close()
+    meas = np.array([float(np.median(r)) for r in rounds])
+    raw = np.array([tab.raw_sum(a)[0] for a in archs])
+    nblocks = np.array([len(arch_keys(space, a)) for a in archs])
+    table_pred = np.array([tab.predict(a)[0] for a in archs])
+
+    results: dict[str, Any] = {"uncalibrated": errors_report(raw, meas)}
+    series = {"uncalibrated": (raw, meas)}
+    report: dict[str, Any] = {"table": str(tab.path), "device": dev.name, "backend": tab.backend, "space": tab.space,
+                              "space_args": tab.space_args, "samples": len(archs), "seed": seed,
+                              "protocol": {**proto.to_dict(), "process": be.describe_process()}, "export": export_stats}
+    if calibrate:
+        idx = np.random.default_rng(seed + 1).permutation(len(archs))
+        fit, held = idx[: len(idx) // 2], idx[len(idx) // 2:]
+        cal = fit_calibration(raw[fit], nblocks[fit], meas[fit])
+        cal_pred = apply_calibration(cal, raw, nblocks)
+        results["uncalibrated_heldout"] = errors_report(raw[held], meas[held])
+        results["calibrated_heldout"] = errors_report(cal_pred[held], meas[held])
+        results["calibrated_fit_half"] = errors_report(cal_pred[fit], meas[fit])
+        series = {"uncalibrated (held-out)": (raw[held], meas[held]), "calibrated (held-out)": (cal_pred[held], meas[held])}
+        tab.calibration = {**{k: round(v, 6) for k, v in cal.items()}, "fitted_on": int(len(fit)), "seed": seed}
+        tab.save()
+        report["calibration"] = tab.calibration
+    elif any(tab.calibration.get(k, d) != d for k, d in (("scale", 1.0), ("overhead_ms", 0.0), ("per_block_ms", 0.0))):
+        results["table_calibration"] = errors_report(table_pred, meas)
+        series["table calibration"] = (table_pred, meas)
+    report["results"] = results
+    if noise:
+        r = np.array([x[:2] for x in rounds])
+        d = 100 * np.abs(r[:, 0] - r[:, 1]) / r.mean(axis=1)
+        report["noise"] = {"what": "the same whole network measured in two fresh processes (rounds 1 and 2)",
+                           "median_abs_pct": float(np.median(d)), "p90_abs_pct": float(np.percentile(d, 90)),
+                           "max_abs_pct": float(d.max()), "within_5": float(np.mean(d <= 5)), "within_10": float(np.mean(d <= 10))}
+    report["archs"] = [{"arch": a.compact(), "measured_ms": float(m), "rounds_ms": [float(x) for x in rr],
+                        "raw_sum_ms": float(s), "blocks": int(nb)} for a, m, rr, s, nb in zip(archs, meas, rounds, raw, nblocks)]
+    plot_path = Path(plot) if plot else (Path(tab.path).with_suffix(".validate.png") if tab.path else Path("validate.png"))
+    title = f"{tab.space} on {dev.name} ({tab.backend}): {len(archs)} archs"
+    report["plot"] = str(scatter_plot(plot_path, series, title))
+    return report
