@@ -1,14 +1,145 @@
-"""``hwnas train``: supernet training with the GreedyNAS sampler."""
+"""``hwnas train``: supernet training with the GreedyNAS sampler (or uniform, SPOS).
+
+Thin: parses options into a ``TrainConfig`` and calls ``hwnas.train.trainer.train_supernet``;
+draws the progress bar (loss, accuracy, ε, pool size, π) and prints the bookkeeping.
+Under ``torchrun --nproc_per_node=N -m hwnas train ...`` it joins the process group and only
+rank 0 prints and writes.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional
+
 import typer
 
-from .common import not_available
+from .common import console, err_console, print_json
+
+
+def _space_args(items: list[str]) -> dict[str, Any]:
+    from ..errors import HwnasError
+
+    out: dict[str, Any] = {}
+    for it in items:
+        key, sep, value = it.partition("=")
+        if not sep or not key:
+            raise HwnasError(f"--space-arg {it!r} must look like name=value, e.g. num_classes=100")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def train() -> None:
-        """Train a single-path supernet (GreedyNAS sampler)."""
-        not_available("hwnas train")
+    @app.command("train")
+    def train(
+        space: str = typer.Option("tiny", "--space", help="Search space (see `hwnas spaces`)."),
+        sampler: str = typer.Option("greedy", "--sampler", help="Path sampler: greedy (GreedyNAS) or uniform (SPOS)."),
+        data: str = typer.Option("builtin", "--data", help="builtin | cifar10:DIR | cifar100:DIR | folder:DIR"),
+        out: Optional[Path] = typer.Option(None, "--out", help="Run folder [default: runs/<space>-<sampler>]."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest good checkpoint."),
+        epochs: float = typer.Option(2.0, "--epochs", help="Planned epochs (the GreedyNAS stopping rule may end earlier)."),
+        max_iters: Optional[int] = typer.Option(None, "--max-iters", help="Planned iterations (overrides --epochs)."),
+        batch: int = typer.Option(64, "--batch", help="Global batch size (split across torchrun processes)."),
+        eval_batch: int = typer.Option(64, "--eval-batch", help="Images of the path-eval subset used to rank paths."),
+        lr: float = typer.Option(0.12, "--lr", help="Initial learning rate (SGD, Nesterov, cosine decay)."),
+        weight_decay: float = typer.Option(4e-5, "--weight-decay"),
+        label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
+        m: int = typer.Option(10, "--m", help="GreedyNAS: paths sampled per round."),
+        k: int = typer.Option(5, "--k", help="GreedyNAS: best paths kept and trained per round."),
+        pool_size: int = typer.Option(1000, "--pool-size", help="GreedyNAS: candidate pool size."),
+        eps: float = typer.Option(0.8, "--eps", help="GreedyNAS: final pool-sampling probability ε."),
+        warmup: float = typer.Option(0.2, "--warmup", help="GreedyNAS: uniform warm-up, fraction of planned iterations."),
+        anneal: float = typer.Option(0.5, "--anneal", help="GreedyNAS: ε rises 0->eps over this fraction after warm-up."),
+        alpha: float = typer.Option(0.08, "--alpha", help="GreedyNAS: stop when the pool's update frequency π <= α."),
+        pi_window: Optional[int] = typer.Option(None, "--pi-window", help="Iterations over which π is measured [default: pool size]."),
+        no_early_stop: bool = typer.Option(False, "--no-early-stop", help="Train all planned iterations."),
+        max_flops: Optional[str] = typer.Option(None, "--max-flops", help="Sample only paths under this many multiply-adds, e.g. 20M."),
+        latency: Optional[str] = typer.Option(None, "--latency", help="Sample only paths under this predicted latency, e.g. 80ms (needs --table)."),
+        table: Optional[Path] = typer.Option(None, "--table", help="Latency table (JSON) for --latency."),
+        n_train: Optional[int] = typer.Option(None, "--n-train", help="Use at most this many training images."),
+        n_val: Optional[int] = typer.Option(None, "--n-val", help="Size of the validation split."),
+        n_path_eval: int = typer.Option(1000, "--n-path-eval", help="Size of the fixed path-evaluation subset of the val split."),
+        seed: int = typer.Option(0, "--seed"),
+        ckpt_every: int = typer.Option(100, "--ckpt-every", help="Checkpoint every N iterations."),
+        threads: Optional[int] = typer.Option(None, "--threads", help="Torch intra-op threads per process."),
+        space_arg: list[str] = typer.Option([], "--space-arg", help="Space option name=value (repeatable)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    ) -> None:
+        """Train a single-path supernet (GreedyNAS sampler) into a resumable run folder."""
+        import torch
+
+        from ..search.constraints import parse_flops, parse_latency
+        from ..train.distributed import init_distributed, shutdown_distributed
+        from ..train.trainer import TrainConfig, format_bookkeeping, train_supernet
+
+        cfg = TrainConfig(
+            space=space, space_args=_space_args(space_arg), data=data, n_train=n_train, n_val=n_val, n_path_eval=n_path_eval,
+            sampler=sampler, m=m, k=k, pool_size=pool_size, eps_max=eps, warmup=warmup, anneal=anneal, alpha=alpha,
+            pi_window=pi_window, early_stop=not no_early_stop, epochs=epochs, max_iters=max_iters, batch_size=batch,
+            eval_batch=eval_batch, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
+            max_flops=parse_flops(max_flops) if max_flops else None,
+            max_latency_ms=parse_latency(latency) if latency else None,
+            table=str(table) if table else None, seed=seed, ckpt_every=ckpt_every)
+        if cfg.sampler not in ("greedy", "uniform"):
+            from ..errors import HwnasError
+
+            raise HwnasError(f"unknown sampler {sampler!r}; use greedy or uniform")
+        if cfg.max_latency_ms is not None and not cfg.table:
+            from ..errors import HwnasError
+
+            raise HwnasError("--latency needs a latency table: pass --table FILE (build one with `hwnas profile`)")
+        out_dir = out or Path("runs") / f"{space}-{sampler}"
+        ctx = init_distributed()
+        torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // ctx.world) if ctx.enabled else (threads or torch.get_num_threads()))
+        show = ctx.is_main and not quiet and not as_json
+        try:
+            if show:
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+                progress = Progress(TextColumn("[bold]train[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                                    TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False)
+                task: dict[str, Any] = {"id": None}
+                trainer_total = {"n": 0}
+
+                def on_resume(meta: dict[str, Any], problems: list[str]) -> None:
+                    for p in problems:
+                        err_console.print(f"warning: {p}; resuming from the previous good checkpoint")
+                    err_console.print(f"resuming {out_dir} at iteration {meta.get('iteration')}")
+
+                def callback(rec: dict[str, Any]) -> None:
+                    if task["id"] is None:
+                        task["id"] = progress.add_task("train", total=trainer_total["n"], completed=rec["iteration"] - 1, info="")
+                    pi = "-" if rec["pi"] is None else f"{rec['pi']:.2f}"
+                    info = f"loss {rec['loss']:.3f} acc {rec['acc']:5.1f}% ε {rec['epsilon']:.2f} pool {rec['pool']} π {pi}"
+                    progress.update(task["id"], completed=rec["iteration"], info=info)
+
+                def on_start(tr: Any) -> None:
+                    trainer_total["n"] = tr.total_iters
+                    err_console.print(f"{tr.datasets.describe()}; {tr.total_iters} iterations of batch {tr.config.batch_size}, "
+                                      f"sampler {tr.config.sampler}, {tr.budget.describe()}, {ctx.world} process(es)")
+
+                with progress:
+                    trainer, summary = train_supernet(cfg, out_dir, resume=resume, callback=callback, ctx=ctx,
+                                                      on_resume=on_resume, on_start=on_start)
+            else:
+                trainer, summary = train_supernet(cfg, out_dir, resume=resume, ctx=ctx)
+        finally:
+            shutdown_distributed(ctx)
+        if not ctx.is_main:
+            return
+        summary["out"] = str(out_dir)
+        if as_json:
+            print_json(summary)
+            return
+        console.print(f"stopped: {summary['stop_reason']} after {summary['iterations']} iterations "
+                      f"(train {summary['train_seconds']:.0f}s, path evaluation {summary['eval_seconds']:.0f}s)")
+        console.print(format_bookkeeping(summary))
+        if summary["best_paths"]:
+            best = ", ".join(f"{a} ({loss:.3f})" for a, loss in summary["best_paths"][:3])
+            console.print(f"candidate pool: {summary['pool_size']} paths; best by eval loss: {best}")
+        console.print(f"supernet: {out_dir / 'supernet.json'}")

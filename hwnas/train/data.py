@@ -164,21 +164,26 @@ def resize_center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 # ---- augmentation (torch ops only) -----------------------------------------------------------
-def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True) -> torch.Tensor:
+def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True,
+                  rows: slice | None = None, total: int | None = None) -> torch.Tensor:
     """Random crop with zero padding and random horizontal flip, per image, from ``generator``.
 
-    The generator's draws depend only on the batch size, so the same generator seed gives the
-    same augmentation whether the batch is processed by one process or sliced across ranks.
+    The draws are made for a batch of ``total`` images (default ``len(x)``) and ``x`` holds the
+    ``rows`` of that batch: a rank augmenting its slice of the global batch gets exactly what a
+    single process augmenting the whole batch would.
     """
     n, _, h, w = x.shape
-    offs = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator)
-    flips = torch.rand(n, generator=generator) < 0.5
+    total = n if total is None else total
+    offs = torch.randint(0, 2 * pad + 1, (total, 2), generator=generator)
+    flips = torch.rand(total, generator=generator) < 0.5
+    if rows is not None:
+        offs, flips = offs[rows], flips[rows]
     if pad:
         xp = F.pad(x, (pad, pad, pad, pad))
-        rows = (offs[:, 0].view(n, 1) + torch.arange(h).view(1, h))  # n, h
-        cols = (offs[:, 1].view(n, 1) + torch.arange(w).view(1, w))  # n, w
+        rr = (offs[:, 0].view(n, 1) + torch.arange(h).view(1, h))  # n, h
+        cc = (offs[:, 1].view(n, 1) + torch.arange(w).view(1, w))  # n, w
         x = xp[torch.arange(n).view(n, 1, 1, 1), torch.arange(x.shape[1]).view(1, -1, 1, 1),
-               rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
+               rr.view(n, 1, h, 1), cc.view(n, 1, 1, w)]
     if flip:
         x = torch.where(flips.view(n, 1, 1, 1), x.flip(-1), x)
     return x
