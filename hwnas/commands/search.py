@@ -1,14 +1,85 @@
-"""``hwnas search``: latency-constrained architecture search."""
+"""``hwnas search``: latency-constrained architecture search (a thin layer over ``hwnas.search.api.run_search``)."""
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+from typing import Optional
+
 import typer
 
-from .common import not_available
+from .common import console, err_console
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("search", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def search() -> None:
-        """Search the best arch under a latency budget (NSGA-II or FNAS)."""
-        not_available("hwnas search")
+    @app.command("search")
+    def search(
+        latency: Optional[str] = typer.Option(None, "--latency", help="latency budget, e.g. 80ms, '80 ms', 0.08s"),
+        flops: Optional[str] = typer.Option(None, "--flops", help="FLOPs (multiply-adds) budget, e.g. 330M or 330MFLOPs"),
+        params: Optional[str] = typer.Option(None, "--params", help="parameter budget, e.g. 5M or 5Mparams"),
+        device: str = typer.Option("host", "--device", help="device whose latency table predicts latency"),
+        supernet: Optional[Path] = typer.Option(None, "--supernet", help="trained supernet (run folder or checkpoint of `hwnas train`)"),
+        benchmark: Optional[str] = typer.Option(None, "--benchmark", help="tabular benchmark instead of a supernet: nas-bench-macro"),
+        space: Optional[str] = typer.Option(None, "--space", help="search space (checked against the checkpoint; needed for --evaluator scratch)"),
+        algorithm: str = typer.Option("nsga2", "--algorithm", help="nsga2, random, evolution or fnas"),
+        objective: str = typer.Option("hard", "--objective", help="hard (budget is a constraint) or mnas (ACC x (LAT/T)^-0.07)"),
+        table: Optional[Path] = typer.Option(None, "--table", help="latency table file (default: newest latency_tables/<device>-<space>-*.json)"),
+        tables_dir: Path = typer.Option(Path("latency_tables"), "--tables-dir", help="where to look for latency tables"),
+        backend: Optional[str] = typer.Option(None, "--backend", help="pick the table of this backend (e.g. onnxruntime)"),
+        latency_quantile: float = typer.Option(0.5, "--latency-quantile", help="0.5: block medians; 0.9: block p90 (conservative)"),
+        max_evaluations: Optional[int] = typer.Option(None, "--max-evaluations", help="archs to evaluate at most (default: population x generations)"),
+        population: Optional[int] = typer.Option(None, "--population", help="NSGA-II/evolution population (default 50)"),
+        generations: Optional[int] = typer.Option(None, "--generations", help="NSGA-II generations (default 20)"),
+        multi_objective: bool = typer.Option(False, "--multi-objective", help="NSGA-II on (accuracy, latency): the Pareto front is the result"),
+        evaluator: Optional[str] = typer.Option(None, "--evaluator", help="supernet (default with --supernet) or scratch (short training per arch)"),
+        data: str = typer.Option("builtin", "--data", help="data for --evaluator scratch without a checkpoint"),
+        scratch_epochs: float = typer.Option(1.0, "--scratch-epochs", help="training epochs per arch for --evaluator scratch"),
+        n_eval: int = typer.Option(1000, "--eval-images", help="held-out images per accuracy evaluation"),
+        bn_batches: int = typer.Option(4, "--bn-batches", help="training batches for BN recalibration per path"),
+        seed: int = typer.Option(0, "--seed"),
+        threads: Optional[int] = typer.Option(1, "--threads", help="torch threads for accuracy evaluation (1 is fastest on a busy CPU)"),
+        out: Optional[Path] = typer.Option(None, "--out", help="output folder (default exports/search-<time>); an existing one is resumed"),
+    ) -> None:
+        """Search the best arch under a latency (and/or FLOPs/params) budget: NSGA-II, random, evolution or FNAS."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.table import Table
+
+        from ..search.api import run_search
+
+        if evaluator not in (None, "supernet", "scratch"):
+            from ..errors import HwnasError
+
+            raise HwnasError(f"unknown evaluator {evaluator!r}; use supernet or scratch")
+        with Progress(TextColumn("[bold]search[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                      TimeElapsedColumn(), console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
+            task = bar.add_task("", total=None)
+
+            def progress(done: int, total: int, best) -> None:
+                desc = f"best {best.accuracy:.2f}%" if best is not None else ""
+                bar.update(task, completed=done, total=total, description=desc)
+
+            outcome = run_search(latency=latency, flops=flops, params=params, device=device, supernet=supernet,
+                                 benchmark=benchmark, space=space, algorithm=algorithm, objective=objective, table=table,
+                                 tables_dir=tables_dir, backend=backend, latency_quantile=latency_quantile,
+                                 max_evaluations=max_evaluations, population=population, generations=generations,
+                                 multi_objective=multi_objective, evaluator=evaluator, data=data,
+                                 scratch_epochs=scratch_epochs, n_eval=n_eval, bn_batches=bn_batches, seed=seed,
+                                 threads=threads, out=out, progress=progress)
+        res = outcome.result
+        for note in outcome.notes:
+            err_console.print(f"note: {note}")
+        space_name = res.history[0].arch.space if res.history else ""
+        t = Table(title=f"top {len(res.top(10))} of {res.n_evaluations} {space_name} archs evaluated ({res.algorithm}, {res.budgets.describe()})")
+        for col in ("#", "arch", "acc %", "latency ms", "MFLOPs", "Mparams", "score", "eval"):
+            t.add_column(col, justify="left" if col == "arch" else "right")
+        for i, r in enumerate(res.top(10), 1):
+            lat = "-" if r.latency_ms is None else f"{r.latency_ms:.3f}±{r.latency_std_ms or 0:.3f}"
+            score = f"{r.score:.3f}" if math.isfinite(r.score) else "-"
+            t.add_row(str(i), r.arch.get_space().to_compact(r.arch), f"{r.accuracy:.2f}", lat, f"{r.flops / 1e6:.1f}", f"{r.params / 1e6:.3f}",
+                      score, str(r.evaluation))
+        console.print(t)
+        console.print(f"evaluator: {outcome.evaluator}" + (f"; latency table: {outcome.table_path}" if outcome.table_path else ""))
+        if outcome.resumed:
+            console.print(f"resumed: {outcome.resumed} evaluations taken from {outcome.out_dir / 'history.jsonl'}")
+        console.print(f"wrote {outcome.paths['best']} (and front.json, history.jsonl, summary.json, pareto.png) "
+                      f"in {res.wall_time_s:.1f} s, {res.wall_time_s / max(1, res.info.get('evaluations_this_run', 0) or 1):.3f} s per evaluated arch")

@@ -367,24 +367,29 @@ SEARCHERS: Registry[Searcher] = Registry("search algorithm")
 register_searcher = SEARCHERS.register
 
 
-def _load_builtin() -> None:
+_FNAS_IMPORT_ERROR: list[str] = []
+
+
+def _load_builtin(fnas: bool = False) -> None:
     from . import baselines, nsga2  # noqa: F401  (registration side effects)
 
-    try:  # FNAS registers itself when its package is present
-        from . import fnas  # noqa: F401
-    except ImportError as e:  # only a missing fnas package is tolerated, not a bug inside it
-        if e.name not in (f"{__package__}.fnas",):
-            raise
+    if fnas and "fnas" not in SEARCHERS and not _FNAS_IMPORT_ERROR:
+        try:  # FNAS registers itself from its package; imported only when asked for (it needs torch)
+            from . import fnas as _fnas  # noqa: F401
+        except Exception as e:  # a broken or absent FNAS must not take the other searchers down
+            _FNAS_IMPORT_ERROR.append(f"{type(e).__name__}: {e}")
 
 
 def create_searcher(name: str, **options: Any) -> Searcher:
     """The searcher registered as ``name`` (``nsga2``, ``random``, ``evolution``, ``fnas``)."""
-    _load_builtin()
+    _load_builtin(fnas=name == "fnas")
+    if name == "fnas" and name not in SEARCHERS and _FNAS_IMPORT_ERROR:
+        raise HwnasError(f"the fnas searcher cannot be loaded ({_FNAS_IMPORT_ERROR[0]}); use --algorithm nsga2")
     return SEARCHERS.create(name, **options)
 
 
 def list_searchers(pattern: str = "*") -> list[str]:
-    _load_builtin()
+    _load_builtin(fnas=True)
     return SEARCHERS.names(pattern)
 
 

@@ -7,6 +7,7 @@ subclass's ``_evaluate``; searchers only ever see ``evaluate`` and ``n_evaluatio
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from typing import Sequence
 
 import numpy as np
@@ -48,3 +49,132 @@ class TabularEvaluator(Evaluator):
 
     def _evaluate(self, archs: Sequence[Arch]) -> Sequence[float]:
         return [self.benchmark.accuracy(a) for a in archs]
+
+
+@contextmanager
+def torch_threads(n: int | None):
+    """Run with ``n`` intra-op threads, then restore (on a busy machine 1 thread is often the fastest)."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+class SupernetEvaluator(Evaluator):
+    """Accuracy of a path with weights inherited from a trained supernet (GreedyNAS's search metric).
+
+    Per path: its BN statistics are re-estimated on ``bn_batches`` x ``bn_batch_size`` training
+    images (the same images for every path, so paths are compared on equal terms), then its
+    top-1 accuracy is measured on a held-out validation subset of ``n_eval`` images, in batches
+    of ``batch_size``. The held-out subset is taken from the validation images *after* the
+    path-evaluation images the GreedyNAS sampler ranked paths with during training, when the
+    split is large enough, so the search does not select on data the pool was built on.
+    """
+
+    def __init__(self, trained, datasets=None, n_eval: int = 1000, bn_batches: int = 4, bn_batch_size: int = 64,
+                 batch_size: int = 250, seed: int = 0, threads: int | None = None) -> None:
+        super().__init__()
+        self.threads = threads
+        import torch
+
+        self.trained = trained
+        self.supernet = trained.supernet
+        self.space = trained.space
+        ds = datasets if datasets is not None else trained.datasets()
+        val, n_pe = ds.val, len(ds.path_eval)
+        if len(val) - n_pe >= min(n_eval, 100):
+            held = torch.arange(n_pe, min(len(val), n_pe + n_eval))
+            self.held_out_from = "val after the path-eval subset"
+        else:
+            held = torch.arange(0, min(len(val), n_eval))
+            self.held_out_from = "val (too small to skip the path-eval subset)"
+        self.eval_set = val.subset(held, f"{val.name}-search")
+        self.train_set = ds.train
+        self.n_bn_images = min(len(ds.train), bn_batches * bn_batch_size)
+        self.bn_batch_size = bn_batch_size
+        self.batch_size = batch_size
+        self.seed = seed
+        self.eval_seconds = 0.0
+
+    def _evaluate(self, archs: Sequence[Arch]) -> Sequence[float]:
+        import time
+
+        from ..train.evaluate import evaluate_path, recalibrate_bn
+
+        out = []
+        t0 = time.perf_counter()
+        with torch_threads(self.threads):
+            for arch in archs:
+                path = self.space.choice_indices(arch)
+                recalibrate_bn(self.supernet, path, self.train_set, n_images=self.n_bn_images,
+                               batch_size=self.bn_batch_size, seed=self.seed)
+                _, acc = evaluate_path(self.supernet, path, self.eval_set, batch_size=self.batch_size)
+                out.append(acc)
+        self.eval_seconds += time.perf_counter() - t0
+        return out
+
+
+class ScratchEvaluator(Evaluator):
+    """Accuracy after training the standalone network from scratch for a short schedule.
+
+    The slow but unbiased reference (FNAS's default evaluator, and a check on how well the
+    supernet ranks): SGD with Nesterov momentum and a cosine schedule for ``epochs`` passes
+    over (at most ``n_train`` images of) the training set, then top-1 on ``n_eval`` val images.
+    Seeded, so the same arch gets the same accuracy.
+    """
+
+    def __init__(self, datasets, epochs: float = 1.0, batch_size: int = 128, lr: float = 0.05,
+                 weight_decay: float = 4e-5, n_train: int | None = None, n_eval: int = 1000, seed: int = 0,
+                 threads: int | None = None) -> None:
+        super().__init__()
+        self.threads = threads
+        self.ds = datasets
+        self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
+        self.n_train = min(len(datasets.train), n_train or len(datasets.train))
+        self.n_eval = min(len(datasets.val), n_eval)
+        self.seed = seed
+
+    def _evaluate(self, archs: Sequence[Arch]) -> Sequence[float]:
+        with torch_threads(self.threads):
+            return [self.train_and_score(a) for a in archs]
+
+    def train_and_score(self, arch: Arch) -> float:
+        import math
+
+        import torch
+        import torch.nn.functional as F
+
+        from ..nn.network import build_network
+
+        torch.manual_seed(self.seed)
+        net = build_network(arch)
+        g = torch.Generator().manual_seed(self.seed)
+        steps = max(1, math.ceil(self.epochs * self.n_train / self.batch_size))
+        opt = torch.optim.SGD(net.parameters(), lr=self.lr, momentum=0.9, nesterov=True, weight_decay=self.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+        net.train()
+        perm = torch.randperm(self.n_train, generator=g)
+        pos = 0
+        for _ in range(steps):
+            if pos + self.batch_size > self.n_train:
+                perm, pos = torch.randperm(self.n_train, generator=g), 0
+            x, y = self.ds.train.batch(perm[pos:pos + self.batch_size])
+            pos += self.batch_size
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+            sched.step()
+        net.eval()
+        correct = 0
+        with torch.no_grad():
+            val = self.ds.val.subset(torch.arange(self.n_eval))
+            for x, y in val.iter_batches(500):
+                correct += int((net(x).argmax(1) == y).sum())
+        return 100.0 * correct / self.n_eval

@@ -1,0 +1,176 @@
+"""``run_search``: the library call behind ``hwnas search`` (the CLI only parses and prints).
+
+It assembles the parts -- the space and evaluator (supernet checkpoint, tabular benchmark or
+train-from-scratch), the device's latency table, the budgets, the objective and the searcher
+-- runs the search, and leaves the result files in the output folder. The history is streamed
+to ``history.jsonl`` while the search runs; running the same command with the same ``out``
+again continues from it without paying again for archs already evaluated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import HwnasError
+from ..space.arch import Arch
+from ..space.registry import create_space
+from .base import Budgets, ProgressFn, SearchProblem, SearchResult, append_history, create_searcher, read_history
+from .constraints import LatencyModel, check_budgets, load_table, parse_flops, parse_latency, parse_params
+from .evaluator import Evaluator
+from .reward import Objective
+from .results import default_out_dir, write_results
+
+BENCHMARKS = ("nas-bench-macro",)
+
+
+@dataclass
+class SearchOutcome:
+    result: SearchResult
+    out_dir: Path
+    paths: dict[str, Path]
+    table_path: Path | None
+    evaluator: str
+    resumed: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def build_evaluator(supernet: str | Path | None = None, benchmark: str | None = None, space: str | None = None,
+                    evaluator: str | None = None, data: str = "builtin", scratch_epochs: float = 1.0,
+                    n_eval: int = 1000, bn_batches: int = 4, seed: int = 0, threads: int | None = None) -> tuple[Any, Evaluator, list[Arch], str]:
+    """(space, evaluator, candidate pool best-first, description) from the user's choice of source."""
+    if supernet is not None and benchmark is not None:
+        raise HwnasError("give either --supernet CKPT or --benchmark NAME, not both")
+    if benchmark is not None:
+        if benchmark not in BENCHMARKS:
+            raise HwnasError(f"unknown benchmark {benchmark!r}; known: {', '.join(BENCHMARKS)}")
+        if space is not None and space != benchmark:
+            raise HwnasError(f"benchmark {benchmark!r} has its own space; drop --space {space}")
+        from .evaluator import TabularEvaluator
+
+        return create_space(benchmark), TabularEvaluator(), [], f"tabular ({benchmark})"
+    if supernet is not None:
+        from ..train.checkpoint import load_checkpoint
+
+        trained = load_checkpoint(supernet, space=space)
+        if evaluator == "scratch":
+            from .evaluator import ScratchEvaluator
+
+            ev: Evaluator = ScratchEvaluator(trained.datasets(), epochs=scratch_epochs, n_eval=n_eval, seed=seed, threads=threads)
+            desc = f"train from scratch ({scratch_epochs:g} epoch(s)) on the supernet's data"
+        else:
+            from .evaluator import SupernetEvaluator
+
+            ev = SupernetEvaluator(trained, n_eval=n_eval, bn_batches=bn_batches, seed=seed, threads=threads)
+            desc = f"supernet {trained.path} (BN recalibrated, {len(ev.eval_set)} held-out images)"
+        return trained.space, ev, [a for a, _ in trained.pool], desc
+    if evaluator == "scratch":
+        if space is None:
+            raise HwnasError("train-from-scratch evaluation needs --space NAME (and --data, default builtin)")
+        from ..train.data import build_datasets
+        from .evaluator import ScratchEvaluator
+
+        sp = create_space(space)
+        ds = build_datasets(data, resolution=sp.resolution, seed=seed)
+        return sp, ScratchEvaluator(ds, epochs=scratch_epochs, n_eval=n_eval, seed=seed, threads=threads), [], f"train from scratch ({scratch_epochs:g} epoch(s)) on {data}"
+    raise HwnasError("nothing to judge accuracy with: pass --supernet CKPT (from `hwnas train`), --benchmark nas-bench-macro, "
+                     "or --evaluator scratch --space NAME")
+
+
+def run_search(
+    latency: str | float | None = None,
+    flops: str | float | None = None,
+    params: str | float | None = None,
+    device: str = "host",
+    supernet: str | Path | None = None,
+    benchmark: str | None = None,
+    space: str | None = None,
+    algorithm: str = "nsga2",
+    objective: str = "hard",
+    table: str | Path | None = None,
+    tables_dir: str | Path = "latency_tables",
+    backend: str | None = None,
+    latency_quantile: float = 0.5,
+    max_evaluations: int | None = None,
+    population: int | None = None,
+    generations: int | None = None,
+    multi_objective: bool = False,
+    evaluator: str | None = None,
+    data: str = "builtin",
+    scratch_epochs: float = 1.0,
+    n_eval: int = 1000,
+    bn_batches: int = 4,
+    seed: int = 0,
+    threads: int | None = None,
+    out: str | Path | None = None,
+    progress: ProgressFn | None = None,
+    plot: bool = True,
+) -> SearchOutcome:
+    """Search the best arch under the budgets; returns the result and where its files are."""
+    budgets = Budgets(
+        latency_ms=parse_latency(latency) if latency is not None else None,
+        flops=parse_flops(flops) if flops is not None else None,
+        params=parse_params(params) if params is not None else None,
+    )
+    if budgets.latency_ms is None and budgets.flops is None and budgets.params is None:
+        raise HwnasError("no budget given; pass --latency (e.g. 80ms), --flops (e.g. 330M) and/or --params (e.g. 5M)")
+    if objective not in ("hard", "mnas", "mnas-hard"):
+        raise HwnasError(f"unknown objective {objective!r}; use hard, mnas or mnas-hard")
+    if objective != "hard" and budgets.latency_ms is None:
+        raise HwnasError(f"--objective {objective} is a latency reward; give its target with --latency")
+    from ..device.profiles import load_device
+
+    load_device(device)  # an unknown device is an error even when only FLOPs are constrained
+    searcher_opts: dict[str, Any] = {}
+    if algorithm in ("nsga2", "evolution"):
+        if population is not None:
+            searcher_opts["population"] = population
+        if algorithm == "nsga2":
+            if generations is not None:
+                searcher_opts["generations"] = generations
+            if multi_objective:
+                searcher_opts["multi_objective"] = True
+    elif multi_objective:
+        raise HwnasError("--multi-objective needs --algorithm nsga2")
+    searcher = create_searcher(algorithm, **searcher_opts)  # unknown name fails before any loading
+
+    sp, ev, pool, ev_desc = build_evaluator(supernet, benchmark, space, evaluator, data, scratch_epochs, n_eval, bn_batches, seed, threads)
+    notes: list[str] = []
+    lat_model = None
+    table_path = None
+    try:
+        t = load_table(sp, device=device, table=table, tables_dir=tables_dir, backend=backend)
+        lat_model = LatencyModel(t, sp, quantile=latency_quantile)
+        table_path = t.path
+    except HwnasError as e:
+        if budgets.latency_ms is not None or table is not None:
+            raise
+        notes.append(f"no latency prediction ({e})")
+    check_budgets(sp, budgets, lat_model)
+
+    out_dir = Path(out) if out is not None else default_out_dir()
+    history_path = out_dir / "history.jsonl"
+    old = read_history(history_path)
+    if old and old[0].arch.space != sp.name:
+        raise HwnasError(f"{out_dir} holds a search of space {old[0].arch.space!r}; pick another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if old:  # rewrite the file without a torn last line before appending to it
+        from ..io import atomic_write_text
+
+        import json
+
+        atomic_write_text(history_path, "".join(json.dumps(r.to_dict()) + "\n" for r in old))
+    problem = SearchProblem(sp, ev, latency=lat_model, budgets=budgets, objective=Objective(objective, budgets.latency_ms),
+                            initial_pool=pool)
+    resumed = problem.preload(old)
+    problem.on_record = lambda rec: append_history(history_path, rec)
+    result = searcher.run(problem, max_evaluations=max_evaluations, seed=seed, progress=progress)
+    extra = {
+        "device": device, "table": str(table_path) if table_path else None, "latency_quantile": latency_quantile,
+        "evaluator": ev_desc, "resumed_evaluations": resumed, "candidate_pool": len(pool),
+    }
+    if lat_model is not None and result.best is not None and result.best.latency_ms is not None:
+        extra["latency_prediction"] = f"{result.best.latency_ms:.3f} ± {result.best.latency_std_ms or 0.0:.3f} ms"
+    paths = write_results(result, out_dir, extra=extra, history=False, plot=plot)
+    return SearchOutcome(result, out_dir, paths, table_path, ev_desc, resumed, notes)

@@ -1,0 +1,68 @@
+"""`hwnas search` as a user runs it: result files, the top-10 table, resume and bad input."""
+
+import json
+
+import pytest
+
+from hwnas.space import Arch
+
+from .test_constraints import synthetic_table
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    d = tmp_path_factory.mktemp("latency_tables")
+    synthetic_table("nas-bench-macro").save(d / "host-nas-bench-macro-onnxruntime.json")
+    synthetic_table("tiny").save(d / "host-tiny-onnxruntime.json")
+    synthetic_table("nas-bench-macro", device="sd855").save(d / "sd855-nas-bench-macro-tflite.json")
+    return d
+
+
+def test_search_writes_results_and_resumes(hwnas_cli, tables, tmp_path):
+    out = tmp_path / "s"
+    args = ["search", "--latency", "0.5 ms", "--benchmark", "nas-bench-macro", "--tables-dir", str(tables),
+            "--population", "20", "--generations", "5", "--out", str(out)]
+    r = hwnas_cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert "top 10 of" in r.stdout and "latency <= 0.5 ms" in r.stdout
+    best = json.loads((out / "best.json").read_text())
+    arch = Arch.load(out / "best.json")  # what `hwnas export --arch .../best.json` reads
+    table = synthetic_table("nas-bench-macro")
+    assert best["latency_ms"] == pytest.approx(table.predict(arch)[0]) and best["latency_ms"] <= 0.5
+    assert best["latency_std_ms"] > 0 and best["flops"] > 0 and best["params"] > 0 and best["score"] == best["accuracy"]
+    lines = (out / "history.jsonl").read_text().splitlines()
+    assert 20 <= len(lines) <= 100
+    front = json.loads((out / "front.json").read_text())["front"]
+    assert front and all(f["latency_ms"] <= 0.5 for f in front)
+    assert (out / "pareto.png").stat().st_size > 1000
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["top10"]) == 10 and summary["top10"][0]["ops"] == best["ops"]
+    # the same command again continues from history.jsonl: nothing evaluated twice, same winner
+    r2 = hwnas_cli(*args)
+    assert r2.returncode == 0, r2.stderr
+    assert f"resumed: {len(lines)} evaluations" in r2.stdout
+    assert (out / "history.jsonl").read_text().splitlines() == lines
+    assert json.loads((out / "best.json").read_text())["ops"] == best["ops"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--latency", "fast"], "cannot read latency budget 'fast'"),
+    (["--latency", "0.05ms"], "below the fastest arch of space 'nas-bench-macro'"),
+    (["--flops", "1M"], "FLOPs budget 1M is below the smallest arch"),
+    (["--params", "5Xparams"], "cannot read params budget"),
+    (["--latency", "1ms", "--device", "sd855", "--table", "{tables}/host-tiny-onnxruntime.json"], "is for space 'tiny', not 'nas-bench-macro'"),
+    (["--latency", "1ms", "--table", "{tables}/sd855-nas-bench-macro-tflite.json"], "measured on device 'sd855', not 'host'"),
+    (["--latency", "1ms", "--algorithm", "bogus"], "unknown search algorithm 'bogus'"),
+    (["--latency", "1ms", "--device", "nokia3310"], "unknown device 'nokia3310'"),
+])
+def test_bad_input_is_one_line_and_exit_2(hwnas_cli, tables, tmp_path, args, message):
+    args = [a.replace("{tables}", str(tables)) for a in args]
+    r = hwnas_cli("search", "--benchmark", "nas-bench-macro", "--tables-dir", str(tables), "--out", str(tmp_path / "o"), *args)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: ") and message in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert not (tmp_path / "o" / "best.json").exists()
+
+
+def test_missing_table_for_device_is_explained(hwnas_cli, tmp_path):
+    r = hwnas_cli("search", "--latency", "80ms", "--benchmark", "nas-bench-macro", "--tables-dir", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "no latency table for device 'host' and space 'nas-bench-macro'" in r.stderr
