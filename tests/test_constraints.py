@@ -26,7 +26,7 @@ def synthetic_table(space_name="nas-bench-macro", device="host", seed=0, drop=No
         med = 0.02 + slot_cost(slot)[0] / 2e8 * (1 + 0.2 * rng.random())
         entries[key] = {"median_ms": med, "p90_ms": med * 1.1, "mean_ms": med, "std_ms": med * 0.03, "n": 50}
     return LatencyTable(device={"name": device}, backend="onnxruntime-fp32-1thread", space=space_name,
-                        entries=entries, calibration={"overhead_ms": 0.05, "scale": 1.02})
+                        entries=entries, calibration={"overhead_ms": 0.05, "scale": 1.02, "per_block_ms": 0.004})
 
 
 @pytest.mark.parametrize("text,ms", [("80ms", 80.0), ("80 ms", 80.0), ("0.08s", 80.0), ("80", 80.0),
@@ -128,3 +128,19 @@ def test_load_table_refuses_other_space_and_device(tmp_path):
     with pytest.raises(HwnasError, match="measured on device 'sd855', not 'host'"):
         load_table(space, device="host", table=tmp_path / "s.json")
     assert load_table(space, device="sd855", table=tmp_path / "s.json").space == "nas-bench-macro"
+
+
+@pytest.mark.parametrize("name", ["nas-bench-macro", "tiny"])
+def test_latency_model_matches_the_shipped_host_tables(name):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "latency_tables" / f"host-{name}-onnxruntime.json"
+    space = create_space(name)
+    table = load_table(space, device="host", table=path)
+    model = LatencyModel(table, space)
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        arch = space.sample(rng)
+        assert model(arch)[0] == pytest.approx(table.predict(arch)[0], rel=1e-9)
+        assert model(arch)[1] == pytest.approx(table.predict(arch)[1], rel=1e-9)
+    assert find_table("host", name, path.parent, backend="onnxruntime") == path

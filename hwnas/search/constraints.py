@@ -145,38 +145,45 @@ class LatencyModel:
         field = "median_ms" if quantile <= 0.5 else "p90_ms"
         missing: list[str] = []
 
-        def term(slot) -> tuple[float, float]:
+        def term(slot) -> tuple[float, float, int]:
             k = block_key(slot)
             if k is None:
-                return 0.0, 0.0
+                return 0.0, 0.0, 0
             e = table.entries.get(k)
             if e is None:
                 missing.append(k)
-                return 0.0, 0.0
-            return float(e.get(field, e["median_ms"])), float(e.get("std_ms", 0.0)) ** 2
+                return 0.0, 0.0, 1
+            return float(e.get(field, e["median_ms"])), float(e.get("std_ms", 0.0)) ** 2, 1
 
         fixed = [term(s) for s in space.fixed_slots()]
         width = max(len(layer.choices) for layer in space.layers)
         self._lat = np.zeros((space.num_layers, width))
         self._var = np.zeros((space.num_layers, width))
+        self._blocks = np.zeros((space.num_layers, width))
         for j, layer in enumerate(space.layers):
             for i, op in enumerate(layer.choices):
-                self._lat[j, i], self._var[j, i] = term(layer.slot(op))
+                self._lat[j, i], self._var[j, i], self._blocks[j, i] = term(layer.slot(op))
         if missing:
             where = f"latency table {str(table.path)!r}" if table.path else "latency table"
             raise HwnasError(f"{where} lacks {len(set(missing))} block(s) of space {space.name!r} (e.g. {missing[0]}); "
                              f"run `hwnas profile --space {space.name}` to fill them")
         self._fixed_lat = sum(f[0] for f in fixed)
         self._fixed_var = sum(f[1] for f in fixed)
+        self._fixed_blocks = sum(f[2] for f in fixed)
+        # the table's calibration: scale * sum + overhead + per_block * blocks (LatencyTable.calibrated)
         self.scale = float(table.calibration.get("scale", 1.0))
         self.overhead = float(table.calibration.get("overhead_ms", 0.0))
+        self.per_block = float(table.calibration.get("per_block_ms", 0.0))
+        # fold the per-block term into the per-layer terms so prediction stays one gather-and-sum
+        self._cal = self.scale * self._lat + self.per_block * self._blocks
+        self._fixed_cal = self.scale * self._fixed_lat + self.per_block * self._fixed_blocks + self.overhead
 
     def predict_indices(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         X = np.atleast_2d(np.asarray(X, dtype=np.int64))
         cols = np.arange(X.shape[1])
-        raw = self._lat[cols[None, :], X].sum(axis=1) + self._fixed_lat
+        ms = self._cal[cols[None, :], X].sum(axis=1) + self._fixed_cal
         var = self._var[cols[None, :], X].sum(axis=1) + self._fixed_var
-        return self.scale * raw + self.overhead, self.scale * np.sqrt(var)
+        return ms, abs(self.scale) * np.sqrt(var)
 
     def __call__(self, arch: Arch) -> tuple[float, float]:
         ms, std = self.predict_indices(np.array([self.space.choice_indices(arch)]))
@@ -184,9 +191,9 @@ class LatencyModel:
 
     def range(self) -> tuple[float, float]:
         """Fastest and slowest predicted latency of the space (terms are per layer, so exact)."""
-        lo = self._fixed_lat + sum(float(np.min(self._lat[j, : len(layer.choices)])) for j, layer in enumerate(self.space.layers))
-        hi = self._fixed_lat + sum(float(np.max(self._lat[j, : len(layer.choices)])) for j, layer in enumerate(self.space.layers))
-        return self.scale * lo + self.overhead, self.scale * hi + self.overhead
+        lo = self._fixed_cal + sum(float(np.min(self._cal[j, : len(layer.choices)])) for j, layer in enumerate(self.space.layers))
+        hi = self._fixed_cal + sum(float(np.max(self._cal[j, : len(layer.choices)])) for j, layer in enumerate(self.space.layers))
+        return lo, hi
 
     @property
     def tolerance(self) -> dict[str, Any]:
