@@ -32,18 +32,38 @@ def register(app: typer.Typer) -> None:
     @app.command("profile")
     def profile(device: str = typer.Option("host", "--device", help="Device profile name (devices/NAME.toml) or a .toml path."),
                 space: str = typer.Option("tiny", "--space", help="Search space whose blocks to time."),
-                backend: str = typer.Option("onnxruntime", "--backend", help="Timing backend: onnxruntime or litert (host), adb (phone)."),
+                backend: Optional[str] = typer.Option(None, "--backend", help="Timing backend: onnxruntime or litert (host), adb (phone); default the device's first."),
                 out: Optional[Path] = typer.Option(None, "--out", help="Table file (default latency_tables/<device>-<space>-<backend>.json)."),
                 rounds: Optional[int] = typer.Option(None, "--rounds", help="Measurements per block, interleaved across blocks (default 3)."),
                 runs: Optional[int] = typer.Option(None, "--runs", help="Timed runs per measurement (default: the device profile's)."),
                 warmup: Optional[int] = typer.Option(None, "--warmup", help="Warm-up runs per measurement (default: the device profile's)."),
-                force: bool = typer.Option(False, "--force", help="Continue a table/journal made for another device or protocol.")) -> None:
+                force: bool = typer.Option(False, "--force", help="Continue a table/journal made for another device or protocol."),
+                host: Optional[str] = typer.Option(None, "--host", help="Phone over TCP (after `adb tcpip 5555`): HOST:PORT."),
+                serial: Optional[list[str]] = typer.Option(None, "--serial", help="Phone serial; repeat for several phones (one worker and one table per phone)."),
+                all_phones: bool = typer.Option(False, "--all", help="Every phone attached to adb, in parallel (one table per phone)."),
+                transport: Optional[str] = typer.Option(None, "--transport", help="adb-shell (in process, default) or adb-cli (the adb client).")) -> None:
         """Time every candidate block on a device -> latency table (resumable: run it again to continue)."""
         from ..latency.backends.base import Protocol
         from ..latency.profiler import profile_space, resolve_device
 
         dev = resolve_device(device)
         proto = Protocol.from_device(dev, runs=runs, warmup_runs=warmup, rounds=rounds if rounds is not None else 3)
+        backend = backend or (dev.backends[0] if dev.backends else "onnxruntime")
+        if dev.kind == "adb" or host or serial or all_phones or transport:
+            from ..device.multi import profile_on_phones
+
+            with progress_bar() as update:
+                tables = profile_on_phones(dev, space, backend, out, protocol=proto, force=force, progress=update, host=host,
+                                           serials=serial, all_phones=all_phones, transport=transport,
+                                           log=lambda m: err_console.print(m, markup=False, highlight=False))
+            for table in tables:
+                d = table.device
+                console.print(f"{d.get('manufacturer', '')} {d.get('model', '')} ({d.get('soc', '')}, Android {d.get('android', '')}, "
+                              f"serial {d.get('serial', '')}): {len(table.entries)} blocks timed, {len(table.failed)} failed -> {table.path}",
+                              markup=False, highlight=False)
+                for key, reason in list(table.failed.items())[:10]:
+                    err_console.print(f"failed {key}: {reason}", markup=False, highlight=False)
+            return
         with progress_bar() as update:
             table = profile_space(dev, space, backend, out, protocol=proto, force=force, progress=update)
         console.print(f"{len(table.entries)} blocks timed, {len(table.failed)} failed -> {table.path}")

@@ -31,7 +31,8 @@ def run_adb(args: list[str], timeout_s: float) -> subprocess.CompletedProcess:
         return subprocess.run([adb_binary(), *args], capture_output=True, text=True, timeout=timeout_s,
                               stdin=subprocess.DEVNULL, errors="replace")
     except subprocess.TimeoutExpired:
-        raise CommandTimeout(f"`adb {' '.join(args[:4])}` did not finish within {timeout_s:.0f}s") from None
+        what = args[3] if len(args) > 3 and args[2] == "shell" else " ".join(args[:4])
+        raise CommandTimeout(f"`{what[:80]}` did not finish within {timeout_s:.0f}s") from None
 
 
 def list_adb_devices(timeout_s: float = 15.0) -> list[dict[str, str]]:
@@ -84,7 +85,8 @@ class AdbCliTransport(Transport):
                     raise AuthRefusedError(f"phone {self.serial} did not authorize this computer: unlock it, accept 'Allow USB debugging?' "
                                            f"(tick 'Always allow'), then retry")
                 raise DeviceGoneError(f"phone {self.serial} is {st} in adb; reconnect it and retry")
-            if st == "missing":
+            if st in ("missing", "offline") and is_tcp_serial(self.serial):
+                run_adb(["disconnect", self.serial], 15)  # drop the server's stale entry and dial again
                 connected = False
             time.sleep(0.5)
 
@@ -102,7 +104,7 @@ class AdbCliTransport(Transport):
 
     def _shell_raw(self, line: str, timeout_s: float) -> str:
         # One argument: adb joins its arguments with spaces and the phone's shell parses the line.
-        cp = run_adb(["-s", self.serial, "shell", line], timeout_s + 5)
+        cp = run_adb(["-s", self.serial, "shell", line], timeout_s)
         if cp.returncode != 0 and "__HWNAS_RC=" not in cp.stdout:
             self._fail(cp, "a shell command")
         return cp.stdout

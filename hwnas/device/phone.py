@@ -72,20 +72,22 @@ class Phone:
         self.close()
 
     def call(self, fn: Callable[[Transport], T]) -> T:
-        """Run ``fn(transport)``; on a lost phone, reconnect with backoff (bounded) and retry once more."""
+        """Run ``fn(transport)``; while the phone is lost, reconnect with backoff (for at most
+        ``reconnect_timeout_s`` in all) and run it again."""
         if not self.connected:
             self.connect()
-        try:
-            return fn(self.transport)
-        except DeviceGoneError as first:
-            self.connected = False
-            self._wait_for_phone(first)
-            return fn(self.transport)
+        deadline: float | None = None
+        while True:
+            try:
+                return fn(self.transport)
+            except DeviceGoneError as e:
+                self.connected = False
+                if deadline is None:
+                    deadline = time.monotonic() + self.reconnect_timeout_s
+                    self.log(f"phone {self.serial} disconnected ({e}); waiting up to {self.reconnect_timeout_s:.0f}s for it to come back")
+                self._wait_for_phone(e, deadline)
 
-    def _wait_for_phone(self, why: Exception) -> None:
-        limit = self.reconnect_timeout_s
-        self.log(f"phone {self.serial} disconnected ({why}); waiting up to {limit:.0f}s for it to come back")
-        deadline = time.monotonic() + limit
+    def _wait_for_phone(self, why: Exception, deadline: float) -> None:
         delay = 0.25
         last: Exception = why
         while time.monotonic() < deadline:
@@ -101,7 +103,7 @@ class Phone:
                 raise
             except DeviceGoneError as e:
                 last = e
-        raise DeviceGoneError(f"phone {self.serial} disappeared and did not come back within {limit:.0f}s ({last}); "
+        raise DeviceGoneError(f"phone {self.serial} disappeared and did not come back within {self.reconnect_timeout_s:.0f}s ({last}); "
                               f"reconnect it and run the same command again to continue (finished work is saved)")
 
     # ---- queries ---------------------------------------------------------------------------

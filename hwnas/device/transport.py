@@ -114,7 +114,8 @@ class Transport(ABC):
     def shell(self, args: Sequence[str | Path] | str, timeout_s: float | None = None) -> ShellResult:
         """Run a command (a list of arguments, quoted here; or an already quoted line) -> output and exit status."""
         line = args if isinstance(args, str) else command_line(args)
-        raw = self._shell_raw(f"{line}; echo {RC_MARK}$?", timeout_s or self.command_timeout_s)
+        # In its own `sh -c` so that even an `exit` in the line cannot skip the status marker.
+        raw = self._shell_raw(f"sh -c {shlex.quote(line)}; echo {RC_MARK}$?", timeout_s or self.command_timeout_s)
         return split_status(raw, line)
 
     def check(self, args: Sequence[str | Path] | str, what: str, timeout_s: float | None = None) -> str:

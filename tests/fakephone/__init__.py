@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 __all__ = ["Device", "Faults", "FakePhoneServer", "FakePhoneProcess", "spawn", "start_in_thread"]
 
 
-def start_in_thread(faults: list[str] | None = None, port: int = 0, auth: bool = True) -> FakePhoneServer:
-    return FakePhoneServer(Device(Faults.parse(faults or [])), port=port, auth_required=auth).start()
+def start_in_thread(faults: list[str] | None = None, port: int = 0, auth: bool = True, serial: str = "FA7AP1A00855") -> FakePhoneServer:
+    return FakePhoneServer(Device(Faults.parse(faults or []), serial=serial), port=port, auth_required=auth).start()
 
 
 @dataclass
@@ -51,9 +52,14 @@ class FakePhoneProcess:
         self.stop()
 
 
-def spawn(faults: list[str] | None = None, port: int = 0, auth: bool = True) -> FakePhoneProcess:
+def spawn(faults: list[str] | None = None, port: int = 0, auth: bool = True, log: str | os.PathLike | None = None,
+          serial: str | None = None) -> FakePhoneProcess:
     """Start ``python -m tests.fakephone`` and wait for its 'listening on' line."""
     cmd = [sys.executable, "-m", "tests.fakephone", "--port", str(port)]
+    if log:
+        cmd += ["--log", str(log)]
+    if serial:
+        cmd += ["--serial", serial]
     for f in faults or []:
         cmd += ["--fault", f]
     if not auth:
@@ -65,4 +71,5 @@ def spawn(faults: list[str] | None = None, port: int = 0, auth: bool = True) -> 
     if "listening on" not in line:
         proc.kill()
         raise RuntimeError(f"fake phone did not start: {line}{proc.stdout.read()}")
+    threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep its pipe drained
     return FakePhoneProcess(proc, int(line.rsplit(":", 1)[1]))

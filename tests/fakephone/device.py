@@ -107,6 +107,12 @@ class Device:
     first_thermal_read: float | None = None
     used_kb: int = 31_000_000
     governors: dict[int, dict[str, bytes]] = field(default_factory=dict)
+    log_path: str = ""  # also append "shell: LINE" / "push: PATH" lines to this file
+
+    def record(self, what: str, text: str) -> None:
+        if self.log_path:
+            with self.lock, open(self.log_path, "a", encoding="utf-8") as f:
+                f.write(f"{what}: {text}\n")
 
     def __post_init__(self) -> None:
         for d in ("/", "/data", "/data/local", "/data/local/tmp", "/system", "/system/bin", "/sdcard",

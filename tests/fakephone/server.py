@@ -217,6 +217,7 @@ class Connection:
         if dev.faults.drop_after and count > dev.faults.drop_after:
             self.server.drop()
             raise Closed()
+        dev.record("shell", command)
         sh = Shell(dev, PROGRAMS)
         result = sh.run(command)
         s.write(result.out)
@@ -255,6 +256,7 @@ class Connection:
                     err = self.device.write_file(remote, bytes(data), int(mode or "0644") & 0o7777, mtime)
                     if err is None:
                         self.device.pushes.append(remote)
+                        self.device.record("push", remote)
                 if err:
                     msg = f"couldn't create file: {err}".encode()
                     s.write(P.sync_record(b"FAIL", len(msg), msg))
@@ -348,6 +350,10 @@ class FakePhoneServer:
     def _close_all(self) -> None:
         ls, self._listener = self._listener, None
         if ls is not None:
+            try:
+                ls.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept(); close() alone does not
+            except OSError:
+                pass
             try:
                 ls.close()
             except OSError:

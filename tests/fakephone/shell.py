@@ -588,3 +588,13 @@ def _mv(sh: Shell, args: list[str], stdin: bytes) -> Result:
         dst = posixpath.join(dst, posixpath.basename(src))
     sh.device.files[dst] = sh.device.files.pop(src)
     return Result()
+
+
+@applet("sh")
+def _sh(sh: Shell, args: list[str], stdin: bytes) -> Result:
+    if len(args) >= 3 and args[1] == "-c":
+        inner = Shell(sh.device, sh.binaries)
+        inner.env["USER"] = sh.env.get("USER", "shell")
+        inner.cwd = sh.cwd
+        return inner.run(args[2])
+    return _err("/system/bin/sh: interactive shells are not supported here", 2)

@@ -1,0 +1,142 @@
+"""ADB transports against the fake phone: both implementations pass the same tests."""
+
+import os
+import time
+
+import pytest
+
+from hwnas.device.phone import Phone
+from hwnas.device.profiles import load_device
+from hwnas.device.transport import (AuthRefusedError, CommandTimeout, DeviceGoneError, PushError, command_line,
+                                    create_transport, sha256_file)
+from hwnas.latency.backends import Protocol, create_backend
+
+from .fakephone.fixtures import TRANSPORTS, adb_env, adb_local, phone  # noqa: F401
+
+# spaces, both quotes and ';': pasted unquoted into a command line, this runs `touch .../pwned`
+HOSTILE = "we ird ; touch /data/local/tmp/pwned ; echo \"q'uote\" $HOME"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_shell_exit_status_output_and_timeout(phone, transport):
+    s = phone()
+    with create_transport(transport, f"127.0.0.1:{s.port}", auth_timeout_s=10) as t:
+        r = t.shell(["getprop", "ro.soc.model"])
+        assert (r.rc, r.output.strip()) == (0, "SM8150")
+        r = t.shell(["cat", "/nope"])
+        assert r.rc == 1 and "No such file or directory" in r.output
+        r = t.shell(["/data/local/tmp/missing_tool", "--x"])
+        assert r.rc == 127 and "inaccessible or not found" in r.output
+        r = t.shell("false || exit 3")
+        assert r.rc == 3
+        t0 = time.monotonic()
+        with pytest.raises(CommandTimeout, match="did not finish within 1s"):
+            t.shell(["sleep", "5"], timeout_s=1)
+        assert time.monotonic() - t0 < 4.5
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_push_is_verified_by_checksum_and_names_are_quoted(phone, transport, tmp_path):
+    s = phone()
+    local = tmp_path / "a b;c'd\".tflite"
+    local.write_bytes(os.urandom(300_000))
+    remote = f"/data/local/tmp/{HOSTILE}/{local.name}"
+    with create_transport(transport, f"127.0.0.1:{s.port}") as t:
+        digest = t.push(local, remote)
+        assert digest == sha256_file(local)
+        assert s.device.files[remote].read() == local.read_bytes()
+        r = t.shell(["ls", remote.rsplit("/", 1)[0]])
+        assert r.ok and local.name in r.output
+        assert "/data/local/tmp/pwned" not in s.device.files
+        # the same name pasted into a command line unquoted really runs the injected command
+        t.shell(f"ls {remote.rsplit('/', 1)[0]}")
+        assert "/data/local/tmp/pwned" in s.device.files
+    assert command_line(["echo", "a b", "c;d"]) == "echo 'a b' 'c;d'"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_full_disk_is_a_clear_push_error(phone, transport, tmp_path):
+    s = phone(["disk-full"])
+    f = tmp_path / "m.tflite"
+    f.write_bytes(b"x" * 50_000)
+    with create_transport(transport, f"127.0.0.1:{s.port}") as t:
+        with pytest.raises(Exception, match="No space left on device"):
+            t.push(f, "/data/local/tmp/hwnas/models/m.tflite")
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_refused_authorization_says_what_to_do(phone, transport):
+    s = phone(["refuse-auth"])
+    t = create_transport(transport, f"127.0.0.1:{s.port}", auth_timeout_s=3)
+    with pytest.raises(AuthRefusedError, match=r"did not authorize this computer: unlock it, accept 'Allow USB debugging\?'"):
+        t.connect()
+    t.close()
+
+
+def test_adb_shell_key_is_generated_once_and_then_authorized_by_signature(phone, adb_local):
+    from hwnas.device.keys import adb_key_path
+
+    s = phone()
+    with create_transport("adb-shell", f"127.0.0.1:{s.port}") as t:
+        t.shell(["true"])
+    key = adb_key_path()
+    assert key.is_file() and key.with_name("adbkey.pub").is_file() and oct(key.stat().st_mode & 0o777) == "0o600"
+    mtime = key.stat().st_mtime
+    assert len(s.authorized_keys()) == 1  # accepted once ("Always allow")
+    with create_transport("adb-shell", f"127.0.0.1:{s.port}") as t:  # now the signature alone is enough
+        t.shell(["true"])
+    assert key.stat().st_mtime == mtime and len(s.authorized_keys()) == 1
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_phone_reconnects_with_backoff_when_it_comes_back(phone, transport):
+    s = phone(["drop-after=3", "down-for=1.5"])
+    prof = load_device("sd855")
+    notes = []
+    with Phone(prof, serial=f"127.0.0.1:{s.port}", transport=transport, log=notes.append, reconnect_timeout_s=20) as p:
+        for _ in range(6):
+            assert p.shell(["echo", "hi"]).output.strip() == "hi"
+        assert p.reconnects == 1
+    assert any("disconnected" in n for n in notes) and any("is back" in n for n in notes)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_phone_gone_for_good_is_a_clear_error_after_a_bounded_wait(phone, transport):
+    s = phone(["drop-after=2"])
+    prof = load_device("sd855")
+    with Phone(prof, serial=f"127.0.0.1:{s.port}", transport=transport, log=lambda m: None, reconnect_timeout_s=2) as p:
+        p.shell(["true"])
+        p.shell(["true"])
+        t0 = time.monotonic()
+        with pytest.raises(DeviceGoneError, match="disappeared and did not come back within 2s.*run the same command again to continue"):
+            p.shell(["true"])
+        assert time.monotonic() - t0 < 30
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_backend_pushes_once_per_content_and_runs_benchmark_model_pinned(phone, transport, tmp_path):
+    from hwnas.latency.blocks import export_block
+    from hwnas.latency.keys import space_slots
+    from hwnas.space import create_space
+
+    s = phone()
+    key, slot = list(space_slots(create_space("tiny")).items())[1]
+    model = export_block(key, slot, "tflite")
+    hostile = tmp_path / f"{HOSTILE.replace('/', '_')}.tflite"
+    hostile.write_bytes(model.read_bytes())
+    prof = load_device("sd855")
+    prof.remote_dir = f"/data/local/tmp/{HOSTILE}"
+    proto = Protocol.from_device(prof, runs=10, warmup_runs=2, max_retries=0)
+    with create_backend("adb", device=prof, serial=f"127.0.0.1:{s.port}", transport=transport, log=lambda m: None) as b:
+        fp = b.fingerprint()
+        assert (fp["soc"], fp["model"], fp["android"], fp["runtime"]) == ("SM8150", "Pixel 4", "12", "benchmark_model")
+        m1 = b.measure(model, proto)
+        m2 = b.measure(hostile, proto)  # same content, another (hostile) name: no second push
+        assert b.pushes == 1 and len(s.device.pushes) == 1
+        assert 0 < m1.median_ms < 50 and m1.n == 10 and m2.n == 10
+        assert m1.info["statistic"].startswith("benchmark_model avg")
+    pinned = [c for c in s.device.log if c.startswith("taskset f0 /data/local/tmp/hwnas/benchmark_model ")]
+    started = [c for c in s.device.log if c.startswith("/data/local/tmp/hwnas/benchmark_model ")]
+    assert len(pinned) == len(started) == 2
+    assert all("--num_threads=1" in c and "--num_runs=10" in c and "--warmup_runs=2" in c and "--enable_op_profiling=false" in c for c in pinned)
+    assert "/data/local/tmp/pwned" not in s.device.files
