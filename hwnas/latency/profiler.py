@@ -30,6 +30,9 @@ from .keys import space_slots
 from .table import LatencyTable, now_iso
 
 DEFAULT_ROUNDS = 3
+# Protocol fields that change what a number in the table means: a table is only extended
+# with measurements taken the same way.
+MEASURE_FIELDS = ("warmup_runs", "runs", "threads", "cpu_mask", "clock", "exporter", "model_format")
 TABLES_DIR = Path("latency_tables")
 
 
@@ -100,11 +103,16 @@ def profile_space(device: DeviceProfile | str, space: SearchSpace | str, backend
     fingerprint = be.fingerprint()
     space_args_d = {k: list(v) if isinstance(v, tuple) else v for k, v in dict(sp.args).items()}
 
-    table_protocol = {**proto.to_dict(), "process": be.describe_process(), "cv_definition": CV_DEFINITION,
+    table_protocol = {**proto.to_dict(), "process": be.describe_process(), "clock_used": be.describe_clock(proto), "cv_definition": CV_DEFINITION,
                       "entry": f"median of {proto.rounds} round medians, rounds interleaved across keys",
                       "exporter": exporter_tag(be.model_format), "model_format": be.model_format}
     if out_path.exists():
         table = LatencyTable.load(out_path, space=sp.name, backend=be.name, device=fingerprint, force=force)
+        old = {k: table.protocol.get(k) for k in MEASURE_FIELDS if k in table.protocol}
+        new = {k: table_protocol.get(k) for k in old}
+        if old != new and not force:
+            diff = ", ".join(f"{k} {old[k]!r}->{new[k]!r}" for k in old if old[k] != new[k])
+            raise HwnasError(f"table {str(out_path)!r} was measured with another protocol ({diff}); use --out for a new table or --force to mix them")
     else:
         table = LatencyTable(device={**fingerprint, "name": dev.name}, backend=be.name, space=sp.name,
                              protocol=table_protocol, space_args=space_args_d)

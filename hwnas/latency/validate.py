@@ -175,7 +175,8 @@ def validate_table(device: DeviceProfile | str, table: LatencyTable | str | Path
     series = {"uncalibrated": (raw, meas)}
     report: dict[str, Any] = {"table": str(tab.path), "device": dev.name, "backend": tab.backend, "space": tab.space,
                               "space_args": tab.space_args, "samples": len(archs), "seed": seed,
-                              "protocol": {**proto.to_dict(), "process": be.describe_process()}, "export": export_stats}
+                              "protocol": {**proto.to_dict(), "process": be.describe_process(), "clock_used": be.describe_clock(proto)},
+                              "export": export_stats}
     if calibrate:
         idx = np.random.default_rng(seed + 1).permutation(len(archs))
         fit, held = idx[: len(idx) // 2], idx[len(idx) // 2:]

@@ -62,6 +62,7 @@ class Protocol:
     max_retries: int = 3
     cooldown_s: float = 0.0
     rounds: int = 1  # profiler: measurements per key, interleaved across keys; the entry is their median
+    clock: str = "auto"  # host: "thread_cpu", "wall" or "auto" (thread_cpu with one thread); phones: wall
     timeout_s: float = 300.0
 
     @classmethod
@@ -81,6 +82,8 @@ class Protocol:
         return asdict(self)
 
     def validate(self) -> None:
+        if self.clock not in ("auto", "wall", "thread_cpu"):
+            raise HwnasError(f"unknown clock {self.clock!r}; use auto, wall or thread_cpu")
         if self.runs < 1 or self.warmup_runs < 0 or self.threads < 1 or self.rounds < 1 or self.max_retries < 0:
             raise HwnasError(f"bad measurement protocol {self.to_dict()}: need runs>=1, warmup_runs>=0, threads>=1, rounds>=1, max_retries>=0")
 
@@ -158,6 +161,10 @@ class Backend(ABC):
     def describe_process(self) -> str:
         """One line on what 'a fresh process per measurement' means for this backend."""
         return "one fresh process per measurement"
+
+    def describe_clock(self, protocol: Protocol) -> str:
+        """One line on which clock times a run."""
+        return "wall clock per run"
 
     def close(self) -> None:
         """Release workers or connections (called by the profiler when done)."""

@@ -70,6 +70,12 @@ class HostWorkerBackend(Backend):
     def describe_process(self) -> str:
         return ISOLATION[self.isolation]
 
+    def describe_clock(self, protocol: Protocol) -> str:
+        if self.clock(protocol) == "thread_cpu":
+            return ("CPU time of the inference thread per run (time.thread_time_ns; with one runtime thread all work runs on it, "
+                    "so time the OS gave other processes on this shared machine is excluded); wall-clock median kept in each measurement")
+        return "wall clock per run (time.perf_counter_ns)"
+
     # ---- the worker -------------------------------------------------------------------
     def _start(self) -> subprocess.Popen:
         env = dict(os.environ)
@@ -106,7 +112,21 @@ class HostWorkerBackend(Backend):
                                "threads": protocol.threads, "cpus": list(protocol.cpu_mask), "timeout": protocol.timeout_s})
         if not reply.get("ok"):
             raise MeasurementError(f"{self.name} could not time {str(model_path)!r}: {reply.get('error', 'unknown error')}")
-        return RunTimes(times_ms=[float(t) for t in reply["times_ms"]], info={"pid": reply.get("pid"), "cpus": reply.get("cpus")})
+        clock = self.clock(protocol)
+        other = "wall" if clock == "thread_cpu" else "thread_cpu"
+        other_ms = sorted(reply[f"{other}_ms"])
+        return RunTimes(times_ms=[float(t) for t in reply[f"{clock}_ms"]],
+                        info={"pid": reply.get("pid"), "cpus": reply.get("cpus"), "clock": clock,
+                              f"{other}_median_ms": other_ms[len(other_ms) // 2]})
+
+    @staticmethod
+    def clock(protocol: Protocol) -> str:
+        """``auto``: the inference thread's CPU time when the runtime uses one thread, else wall time."""
+        if protocol.clock == "auto":
+            return "thread_cpu" if protocol.threads == 1 else "wall"
+        if protocol.clock == "thread_cpu" and protocol.threads != 1:
+            raise HwnasError(f"clock 'thread_cpu' measures one thread but the protocol uses {protocol.threads}; use clock 'wall' or 'auto'")
+        return protocol.clock
 
     def close(self) -> None:
         proc, self._proc = self._proc, None

@@ -11,8 +11,11 @@ and for each one forks a child process that pins itself to ``cpus``
 warm-up, times ``runs`` runs, sends the per-run times back and exits. So every measurement
 runs in its own process (no session, allocator, cache or thread pool state is shared between
 measurements) while paying the Python + runtime import once per worker, not per block.
-Replies are one JSON line per request on stdout: ``{"ok": true, "times_ms": [...], "pid": ..,
-"cpus": [..]}`` or ``{"ok": false, "error": "..."}``.
+Replies are one JSON line per request on stdout: ``{"ok": true, "wall_ms": [...],
+"thread_cpu_ms": [...], "pid": .., "cpus": [..]}`` or ``{"ok": false, "error": "..."}``.
+Each run is timed on two clocks: wall time, and the CPU time of the calling thread (with one
+runtime thread all inference work runs on it, so this is the run's time minus whatever the
+OS gave to other processes meanwhile: the robust clock on a shared machine).
 """
 
 from __future__ import annotations
@@ -85,16 +88,20 @@ def _child(req: dict, wfd: int) -> None:
         for _ in range(int(req.get("warmup", 10))):
             run()
         n = int(req.get("runs", 50))
-        times = []
+        wall, cpu = [], []
         gc.collect()
         gc.disable()
-        clock = time.perf_counter_ns
+        wclock, cclock = time.perf_counter_ns, time.thread_time_ns
         for _ in range(n):
-            t0 = clock()
+            c0 = cclock()
+            t0 = wclock()
             run()
-            times.append((clock() - t0) / 1e6)
+            t1 = wclock()
+            c1 = cclock()
+            wall.append((t1 - t0) / 1e6)
+            cpu.append((c1 - c0) / 1e6)
         gc.enable()
-        out = {"ok": True, "times_ms": times, "pid": os.getpid(), "cpus": sorted(os.sched_getaffinity(0))}
+        out = {"ok": True, "wall_ms": wall, "thread_cpu_ms": cpu, "pid": os.getpid(), "cpus": sorted(os.sched_getaffinity(0))}
     except BaseException as e:  # noqa: BLE001  (everything goes back to the parent as text)
         out = {"ok": False, "error": f"{type(e).__name__}: {e}".strip()[:2000], "trace": traceback.format_exc()[-2000:]}
     data = (json.dumps(out) + "\n").encode()
