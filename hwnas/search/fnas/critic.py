@@ -32,7 +32,7 @@ class CriticConfig:
     hidden: int = 200
     layers: int = 4
     lr: float = 1e-3
-    steps: int = 40             # Adam steps per observed batch, on everything seen so far
+    steps: int = 30             # Adam steps per observed batch, on everything seen so far
     minibatch: int = 256
     threshold: float = 0.3      # trust V when U < threshold (reward units; accuracy points for ACC in %)
     min_samples: int = 32       # never trust before V has seen this many evaluated archs

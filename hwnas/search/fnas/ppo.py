@@ -76,5 +76,5 @@ class PPO:
             loss.backward()
             self.optimizer.step()
             loss_v = float(loss.detach())
-            ratio_v = float(torch.exp(new - old).mean())
+            ratio_v = float(torch.exp(new - old).mean().detach())
         return {"loss": loss_v, "ratio": ratio_v}

@@ -106,6 +106,16 @@ class FNASSearcher(Searcher):
     # ---------------------------------------------------------------------------------
     def _run(self, problem: SearchProblem, max_evaluations: int, rng: np.random.Generator,
              progress: ProgressFn | None) -> dict[str, Any]:
+        # the controller and critic are tiny: extra intra-op threads only fight over busy cores
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._search(problem, max_evaluations, rng, progress)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _search(self, problem: SearchProblem, max_evaluations: int, rng: np.random.Generator,
+                progress: ProgressFn | None) -> dict[str, Any]:
         cfg = self.config
         space = problem.space
         encoder = ArchEncoder(space)
@@ -158,7 +168,8 @@ class FNASSearcher(Searcher):
             n_trusted = draws = 0
             room = max_evaluations - problem.n_evaluations
             n_new = 0
-            while len(acts) < n_explore and draws < 50 * n_explore:
+            spare: list[tuple[np.ndarray, float]] = []  # over-cap trusted archs, evaluated if resampling runs dry
+            while len(acts) < n_explore and draws < 10 * n_explore:
                 need = n_explore - len(acts)
                 a, lp = controller.sample(need, torch_gen)
                 a_np, lp_np = a.numpy(), lp.numpy()
@@ -179,6 +190,7 @@ class FNASSearcher(Searcher):
                     keep, dropped = trusted, trusted
                 for i in range(need):
                     if dropped[i]:
+                        spare.append((a_np[i], float(lp_np[i])))
                         continue  # thrown away; the batch is refilled by resampling
                     if keep[i]:
                         kind = "trusted"
@@ -194,8 +206,23 @@ class FNASSearcher(Searcher):
                     logps.append(float(lp_np[i]))
                     kinds.append(kind)
                     values.append(float(v[i]))
-                if n_new >= room and all(k != "new" for k in kinds) and len(acts) == 0:
+            # resampling found too few untrusted archs (a critic that trusts nearly all): evaluate thrown-away ones
+            for a_i, lp_i in spare:
+                if len(acts) >= n_explore or n_new >= room:
                     break
+                if space.from_indices(a_i) in known:
+                    continue
+                acts.append(a_i)
+                logps.append(lp_i)
+                kinds.append("new")
+                values.append(float("nan"))
+                n_new += 1
+            # a batch cut short by the evaluation budget still trusts at most trust_cap of it
+            while kinds.count("trusted") > cfg.trust_cap * len(kinds):
+                j = len(kinds) - 1 - kinds[::-1].index("trusted")
+                for lst in (acts, logps, kinds, values):
+                    del lst[j]
+                self.trusted_log.pop()
             if not acts:
                 break
 

@@ -1,0 +1,234 @@
+"""FNAS parts: PPO loss, experience buffer, critic and its 50 % cap, knowledge pool, the reward, the loop."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hwnas.latency.keys import space_slots
+from hwnas.latency.table import LatencyTable
+from hwnas.nn.network import Network
+from hwnas.search.base import Budgets, SearchProblem
+from hwnas.search.evaluator import TabularEvaluator
+from hwnas.search.fnas import (PPO, ArchEncoder, Controller, CriticConfig, ExperienceBuffer, FNASSearcher,
+                               UncertaintyAwareCritic, cap_trusted, ppo_loss)
+from hwnas.search.fnas.knowledge_pool import KnowledgePool, copy_overlap, network_blocks
+from hwnas.search.fnas.searcher import FNASConfig, reward_objective
+from hwnas.search.reward import Objective
+from hwnas.space.cost import slot_cost
+from hwnas.space.registry import create_space
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small nets on a shared machine: one intra-op thread (restored afterwards)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def synthetic_table(space_name: str = "nas-bench-macro") -> LatencyTable:
+    """An in-memory table: every block costs 1 ms per 10M multiply-adds plus 0.05 ms."""
+    space = create_space(space_name)
+    entries = {k: {"median_ms": slot_cost(s)[0] / 1e7 + 0.05, "std_ms": 0.01, "n": 5}
+               for k, s in space_slots(space).items()}
+    return LatencyTable(device={"model": "synthetic"}, backend="test", space=space_name, entries=entries)
+
+
+# ---- PPO ------------------------------------------------------------------------------
+def test_ppo_loss_on_a_hand_built_batch():
+    old = torch.full((4,), math.log(0.5))
+    ratio = torch.tensor([1.5, 0.5, 1.1, 0.7])
+    new = (old + torch.log(ratio)).requires_grad_(True)
+    adv = torch.tensor([1.0, 1.0, -1.0, -1.0])
+    # per-sample min(r A, clip(r, 0.8, 1.2) A) = 1.2, 0.5, -1.1, -0.8
+    loss = ppo_loss(new, old, adv, clip=0.2)
+    assert float(loss.detach()) == pytest.approx(-(1.2 + 0.5 - 1.1 - 0.8) / 4)
+    loss.backward()
+    # clipped terms give no gradient; unclipped ones give -r A / n
+    assert new.grad.tolist() == pytest.approx([0.0, -0.5 / 4, 1.1 / 4, 0.0])
+    w = torch.tensor([1.0, 0.5, 1.0, 0.5])
+    assert float(ppo_loss(new.detach(), old, adv, w, clip=0.2)) == pytest.approx(-(1.2 + 0.25 - 1.1 - 0.4) / 3)
+
+
+def test_ppo_update_moves_the_policy_towards_rewarded_archs():
+    torch.manual_seed(0)
+    ctrl = Controller([3, 3, 3])
+    ppo = PPO(ctrl)
+    good = np.array([[2, 0, 1]])
+    bad = np.array([[0, 1, 2]])
+    acts = np.concatenate([good, bad])
+    before = ctrl.log_prob(torch.as_tensor(good))[0].item()
+    assert before == pytest.approx(3 * math.log(1 / 3), abs=1e-6)  # starts uniform
+    for _ in range(5):
+        with torch.no_grad():
+            old = ctrl.log_prob(torch.as_tensor(acts))[0].numpy()
+        ppo.update(acts, old, np.array([95.0, 90.0]))
+    assert ctrl.log_prob(torch.as_tensor(good))[0].item() > before
+    assert ctrl.log_prob(torch.as_tensor(bad))[0].item() < before
+
+
+def test_controller_samples_one_valid_choice_per_layer():
+    ctrl = Controller([3, 7, 2])
+    a, lp = ctrl.sample(64, torch.Generator().manual_seed(0))
+    assert a.shape == (64, 3) and lp.shape == (64,)
+    assert (a[:, 0] < 3).all() and (a[:, 1] < 7).all() and (a[:, 2] < 2).all()
+    assert torch.allclose(lp, torch.full((64,), math.log(1 / 42)), atol=1e-5)
+
+
+# ---- experience buffer ---------------------------------------------------------------------
+def test_buffer_priorities_and_importance_weights():
+    buf = ExperienceBuffer(size=3)
+    for key, r in [("a", 1.0), ("b", 2.0), ("c", 3.0)]:
+        assert buf.add(key, [0], r)
+    e = np.exp([1.0, 2.0, 3.0])
+    p = e / e.sum()
+    assert buf.probabilities() == pytest.approx(p)
+    assert buf.weights(0.0) == pytest.approx([1.0, 1.0, 1.0])
+    s = (3 * p) ** -1.0
+    assert buf.weights(1.0) == pytest.approx(s / s.max())
+    s = (3 * p) ** -0.5
+    assert buf.weights(0.5) == pytest.approx(s / s.max())
+    idx, acts, w = buf.sample(30000, np.random.default_rng(0), beta=1.0)
+    freq = np.bincount(idx, minlength=3) / len(idx)
+    assert freq == pytest.approx(p, abs=0.01)
+    assert w == pytest.approx((s := (3 * p) ** -1.0)[idx] / s.max())
+    assert acts.shape == (30000, 1)
+
+
+def test_buffer_keeps_the_best_distinct_archs():
+    buf = ExperienceBuffer(size=2)
+    assert buf.add("a", [0], 1.0) and buf.add("b", [1], 5.0)
+    assert not buf.add("a", [0], 9.0)  # already held
+    assert not buf.add("c", [2], 0.5)  # worse than everything held
+    assert buf.add("d", [3], 3.0)       # replaces the worst
+    assert sorted(buf.keys) == ["b", "d"] and sorted(buf.rewards) == [3.0, 5.0]
+
+
+# ---- critic ----------------------------------------------------------------------------------
+def test_cap_trusted_keeps_at_most_the_cap_in_arrival_order():
+    trusted = np.array([True, False, True, True, True])
+    keep, dropped = cap_trusted(trusted, already=1, max_trusted=3)
+    assert keep.tolist() == [True, False, True, False, False]
+    assert dropped.tolist() == [False, False, False, True, True]
+
+
+def test_critic_learns_an_additive_reward_and_trusts_only_once_ready():
+    space = create_space("nas-bench-macro")
+    enc = ArchEncoder(space)
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=enc.dim)
+    idx = space.sample_indices(rng, 400)
+    X = enc.one_hot(idx)
+    R = X @ w + 90
+    critic = UncertaintyAwareCritic(enc.dim, CriticConfig(min_samples=64, steps=30, threshold=0.5), seed=0)
+    assert not critic.trusted(np.zeros(3)).any()  # nothing seen: trust nothing
+    for i in range(0, 300, 50):
+        critic.observe(X[i:i + 50], R[i:i + 50])
+    v, u = critic.predict(X[300:])
+    err = np.abs(v - R[300:])
+    assert err.mean() < 0.25 * np.abs(R[300:] - R[:300].mean()).mean()  # far better than the mean predictor
+    assert critic.ready and np.isfinite(u).all()
+    # held-out errors recorded before fitting shrink as V learns
+    assert np.nanmean(critic.E[-50:]) < 0.5 * np.nanmean(critic.E[50:100])
+
+
+def _problem(max_lat_quantile: float = 0.5, objective: Objective | None = None):
+    space = create_space("nas-bench-macro")
+    table = synthetic_table()
+    ev = TabularEvaluator()
+    lats = [table.predict(space.from_indices(i))[0] for i in space.sample_indices(np.random.default_rng(1), 300)]
+    T = float(np.quantile(lats, max_lat_quantile))
+    return SearchProblem(space, ev, latency=table.predict, budgets=Budgets(latency_ms=T), objective=objective), table, T
+
+
+def test_trusted_share_never_exceeds_half_of_the_new_samples():
+    problem, _, _ = _problem()
+    # a critic that trusts nearly everything once it has 16 archs: only the cap limits trust
+    s = FNASSearcher(FNASConfig(batch=16, use_aeb=False, critic=CriticConfig(threshold=1e9, min_samples=16, steps=2)))
+    res = s.run(problem, max_evaluations=70, seed=0)
+    trusted = [line["trusted"] for line in s.log]
+    assert max(trusted) == 8 and all(t <= 0.5 * (line["batch"] - line["replayed"]) for t, line in zip(trusted, s.log))
+    assert sum(trusted) > 0 and len(s.trusted_log) == sum(trusted)
+    assert res.n_evaluations == 70 == problem.n_evaluations
+
+
+def test_replay_is_at_most_half_a_batch_and_the_run_respects_the_budget():
+    problem, _, _ = _problem()
+    s = FNASSearcher(variant="ppo+uac+aeb", batch=10, steps=5)
+    res = s.run(problem, max_evaluations=60, seed=3)
+    assert res.n_evaluations == 60
+    assert any(line["replayed"] for line in s.log)
+    assert all(line["replayed"] <= line["batch"] // 2 for line in s.log)
+    assert res.best is not None and res.best.feasible
+    assert res.info["fnas"]["objective"]["kind"] == "mnas"
+
+
+# ---- reward ----------------------------------------------------------------------------------
+def test_reward_at_the_budget_equals_accuracy():
+    problem, table, _ = _problem(objective=None)
+    arch = problem.space.from_indices([1, 2, 0, 1, 2, 1, 0, 2])
+    lat = table.predict(arch)[0]
+    at_budget = SearchProblem(problem.space, problem.evaluator, latency=table.predict, budgets=Budgets(latency_ms=lat))
+    acc = problem.evaluator.benchmark.accuracy(arch)
+    for kind in ("soft", "hard"):
+        obj = reward_objective(at_budget, kind)
+        assert obj.kind == ("mnas" if kind == "soft" else "mnas-hard") and obj.target == lat
+        assert obj.score(acc, lat) == acc
+        assert obj.score(acc, 2 * lat) < acc
+    soft = reward_objective(at_budget, "soft")
+    assert soft.score(acc, 2 * lat) == pytest.approx(acc * 2 ** -0.07)
+    assert soft.score(acc, 0.5 * lat) == pytest.approx(acc * 0.5 ** -0.07)
+
+
+def test_variants_and_bad_options():
+    assert FNASSearcher(variant="ppo").config.use_uac is False
+    assert FNASSearcher(variant="fnas").config.use_aeb is True
+    with pytest.raises(ValueError):
+        FNASSearcher(variant="nope")
+    with pytest.raises(ValueError):
+        FNASSearcher(trust_cap=0.8)
+    with pytest.raises(ValueError):
+        FNASSearcher(replay_fraction=0.6)
+
+
+# ---- knowledge pool ----------------------------------------------------------------------------
+def test_copy_overlap_centres_kernels_and_slices_channels():
+    src = torch.arange(2 * 1 * 3 * 3, dtype=torch.float32).reshape(2, 1, 3, 3)
+    dst = torch.zeros(4, 1, 5, 5)
+    copy_overlap(dst, src)
+    assert torch.equal(dst[:2, :, 1:4, 1:4], src)
+    assert dst[2:].abs().sum() == 0 and dst[:, :, 0].abs().sum() == 0
+
+
+def test_knowledge_pool_exact_and_fuzzy_hits():
+    space = create_space("tiny")
+    pool = KnowledgePool(iterations=5)
+    a = space.arch(["k3e3", "k3e3", "k5e6", "k3e1", "k5e3", "k3e6"])
+    torch.manual_seed(0)
+    net_a = Network(space, a)
+    with torch.no_grad():
+        for p in net_a.parameters():
+            p.add_(1.0)  # "trained": differs from any fresh init
+    assert pool.initialize(Network(space, a), space, a)["hits"] == 0  # empty pool: all misses
+    with pytest.raises(ValueError):
+        pool.store(net_a, space, a, iterations=7)  # fairness: equal-iteration checkpoints only
+    pool.store(net_a, space, a, iterations=5)
+    same = Network(space, a)
+    info = pool.initialize(same, space, a)
+    assert info["hits"] == info["exact"] == info["blocks"]
+    for b_same, b_a in zip(network_blocks(same), network_blocks(net_a)):
+        for (k, t1), t2 in zip(b_same.state_dict().items(), b_a.state_dict().values()):
+            assert torch.equal(t1, t2), k
+    b = space.arch(["k5e3", "k3e3", "k5e6", "k3e1", "k5e3", "k3e6"])  # layer 0: k3 -> k5, same expansion
+    net_b = Network(space, b)
+    info = pool.initialize(net_b, space, b)
+    assert info["hits"] == info["blocks"] and info["exact"] == info["blocks"] - 1
+    dw_b = net_b.layers[0].depthwise[0].weight
+    dw_a = net_a.layers[0].depthwise[0].weight
+    assert torch.equal(dw_b[:, :, 1:4, 1:4], dw_a)
+    assert 0 < pool.hit_rate < 1
