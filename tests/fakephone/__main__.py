@@ -2,7 +2,7 @@
 
 Faults: drop-after=N (vanish after N shell commands), down-for=S (come back S seconds after
 vanishing; default never), refuse-auth, slow=KBPS, disk-full, binary-missing, hot=S (CPU
-thermal zones above 45 C for S seconds after the first read), rooted.
+thermal zones above 45 C for S seconds once the first benchmark ran), rooted.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ class Faults:
     slow_kbps: float = 0.0  # throttle the link to this many KB/s (0 = full speed)
     disk_full: bool = False  # /data has no space left
     binary_missing: bool = False  # no benchmark_model on the phone
-    hot_s: float = 0.0  # thermal zones above the limit for this many seconds after the first read
+    hot_s: float = 0.0  # CPU thermal zones above the limit for this many seconds once benchmarking starts
     rooted: bool = False  # `su` works and sysfs is writable
 
     @classmethod
@@ -104,7 +104,7 @@ class Device:
     shell_commands: int = 0
     log: list[str] = field(default_factory=list)  # every shell command line received, in order
     pushes: list[str] = field(default_factory=list)  # every file written over sync
-    first_thermal_read: float | None = None
+    hot_since: float | None = None
     used_kb: int = 31_000_000
     governors: dict[int, dict[str, bytes]] = field(default_factory=dict)
     log_path: str = ""  # also append "shell: LINE" / "push: PATH" lines to this file
@@ -144,12 +144,17 @@ class Device:
             self.files[f"{z}/temp"] = Node(lambda b=base_mc, t=ztype: self._temp(b, t), stat.S_IFREG | 0o444)
 
     # ---- dynamic files -------------------------------------------------------------------
+    def heat(self) -> None:
+        """Benchmarking started: with the ``hot`` fault the CPU zones now read hot for a while."""
+        with self.lock:
+            if self.hot_since is None:
+                self.hot_since = time.monotonic()
+
     def _temp(self, base_mc: int, ztype: str) -> bytes:
         now = time.monotonic()
         with self.lock:
-            if self.first_thermal_read is None:
-                self.first_thermal_read = now
-            hot = self.faults.hot_s > 0 and now - self.first_thermal_read < self.faults.hot_s
+            since = self.hot_since
+            hot = self.faults.hot_s > 0 and since is not None and now - since < self.faults.hot_s
         return f"{base_mc + (22000 if hot and ztype.startswith('cpu') else 0)}\n".encode()
 
     def write_sysfs(self, path: str, data: bytes) -> None:

@@ -79,6 +79,7 @@ def benchmark_model(sh: Shell, args: list[str]) -> Result:
         t = clock()
         interp.invoke()
         timed.append((clock() - t) / 1e3)
+    sh.device.heat()
     lines += [f"Running benchmark for {len(warm)} iterations ", _stat_line(warm), "",
               f"Running benchmark for {runs} iterations ", _stat_line(timed), ""]
     lines += [f"Timings (microseconds): {_stat_line(timed)}", "Memory (bytes): count=0",

@@ -1,0 +1,134 @@
+"""`hwnas profile --device sd855 --host ...` end to end against the fake phone (a separate process)."""
+
+import json
+
+import pytest
+
+from hwnas.latency.keys import space_slots
+from hwnas.space import create_space
+
+from .conftest import run_hwnas
+from .fakephone.fixtures import TRANSPORTS, adb_env, fast_profile, phone_process  # noqa: F401
+
+FAST = ("--runs", "10", "--warmup", "2", "--rounds", "1")
+TINY_KEYS = list(space_slots(create_space("tiny")))
+
+
+def profile(adb_env, *args, env=None):
+    return run_hwnas("profile", "--device", "sd855", "--space", "tiny", *FAST, *args, env={**adb_env, **(env or {})}, timeout=900)
+
+
+def error_line(r):
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    errs = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errs) == 1, r.stderr
+    return errs[0]
+
+
+def log_lines(path, kind):
+    if not path.exists():
+        return []
+    return [ln.split(": ", 1)[1] for ln in path.read_text().splitlines() if ln.startswith(kind + ": ")]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_profile_sd855_over_adb_end_to_end_and_second_profile_pushes_nothing(adb_env, phone_process, tmp_path, transport):
+    log = tmp_path / "phone.log"
+    ph = phone_process(log=log)
+    out = tmp_path / "sd855-tiny.json"
+    r = profile(adb_env, "--host", ph.address, "--transport", transport, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "Pixel 4 (SM8150, Android 12" in r.stdout and f"{len(TINY_KEYS)} blocks timed, 0 failed" in r.stdout
+    assert "warning: not rooted" in r.stderr  # a warning, not a failure
+    t = json.loads(out.read_text())
+    assert t["backend"] == "adb" and t["space"] == "tiny"
+    dev = t["device"]
+    assert (dev["soc"], dev["model"], dev["android"], dev["board_platform"], dev["runtime"]) == ("SM8150", "Pixel 4", "12", "msmnile", "benchmark_model")
+    assert dev["transport"] == transport and len(dev["benchmark_binary_sha256"]) == 64
+    assert set(t["entries"]) == set(TINY_KEYS)
+    assert all(0 < e["median_ms"] < 100 and e["n"] == 10 for e in t["entries"].values())
+    assert t["protocol"]["cpu_mask"] == [4, 5, 6, 7] and t["protocol"]["threads"] == 1
+    pushed = log_lines(log, "push")
+    assert len(pushed) == len(TINY_KEYS)  # one push per block file
+    runs = [c for c in log_lines(log, "shell") if "benchmark_model --graph=" in c]
+    # one benchmark_model process per measurement, plus the re-measures of the CV protocol
+    assert len(runs) == sum(1 + e["retries"] for e in t["entries"].values()) and all("'taskset f0 " in c for c in runs)
+    # a second profile of the same space (a new table): every model is already on the phone
+    r2 = profile(adb_env, "--host", ph.address, "--transport", transport, "--out", str(tmp_path / "again.json"))
+    assert r2.returncode == 0, r2.stderr
+    assert log_lines(log, "push") == pushed
+    t2 = json.loads((tmp_path / "again.json").read_text())
+    assert set(t2["entries"]) == set(TINY_KEYS)
+
+
+def test_phone_gone_mid_profile_then_resume_measures_only_the_rest(adb_env, phone_process, tmp_path):
+    devices = fast_profile(tmp_path, reconnect_timeout_s=2.0)
+    env = {"HWNAS_DEVICES_DIR": str(devices)}
+    log1 = tmp_path / "phone1.log"
+    ph = phone_process(["drop-after=60"], log=log1)
+    out = tmp_path / "t.json"
+    r = profile(adb_env, "--host", ph.address, "--out", str(out), env=env)
+    msg = error_line(r)
+    assert f"phone {ph.address} disappeared and did not come back within 2s" in msg
+    assert "run the same command again to continue (finished work is saved)" in msg
+    journal = out.with_name(out.name + ".journal.jsonl")
+    recs = [json.loads(x) for x in journal.read_text().splitlines()[1:]]
+    first = {rec["key"]: rec["measurement"] for rec in recs if "measurement" in rec}
+    assert 0 < len(first) < len(TINY_KEYS) and not out.exists()
+    ph.stop()
+    log2 = tmp_path / "phone2.log"
+    ph2 = phone_process(port=ph.port, log=log2)  # the phone is back (rebooted: its files are gone)
+    r = profile(adb_env, "--host", ph2.address, "--out", str(out), env=env)
+    assert r.returncode == 0, r.stderr
+    t = json.loads(out.read_text())
+    assert set(t["entries"]) == set(TINY_KEYS) and not t["failed"]  # nothing lost
+    for key, m in first.items():  # nothing re-measured: the journaled measurements are the entries
+        assert t["entries"][key]["median_ms"] == m["median_ms"] and t["entries"][key]["measured"] == m["measured"]
+    runs2 = [c for c in log_lines(log2, "shell") if "benchmark_model --graph=" in c]
+    assert len(runs2) == sum(1 + e["retries"] for k, e in t["entries"].items() if k not in first)
+    assert not journal.exists()
+
+
+def test_refused_authorization_is_a_clear_error(adb_env, phone_process, tmp_path):
+    env = {"HWNAS_DEVICES_DIR": str(fast_profile(tmp_path, auth_timeout_s=3.0))}
+    ph = phone_process(["refuse-auth"])
+    msg = error_line(profile(adb_env, "--host", ph.address, "--out", str(tmp_path / "t.json"), env=env))
+    assert msg == (f"error: phone {ph.address} did not authorize this computer: unlock it, accept 'Allow USB debugging?' "
+                   f"(tick 'Always allow'), then retry")
+
+
+def test_missing_benchmark_binary_is_a_clear_error(adb_env, phone_process, tmp_path):
+    ph = phone_process(["binary-missing"])
+    msg = error_line(profile(adb_env, "--host", ph.address, "--out", str(tmp_path / "t.json")))
+    assert msg.startswith(f"error: phone {ph.address} is not ready: benchmark_model missing on the phone at "
+                          f"'/data/local/tmp/hwnas/benchmark_model': run `hwnas device setup sd855 --benchmark-binary PATH`")
+
+
+def test_hot_phone_is_waited_for_before_measuring(adb_env, phone_process, tmp_path):
+    log = tmp_path / "phone.log"
+    ph = phone_process(["hot=3"], log=log)
+    out = tmp_path / "t.json"
+    r = profile(adb_env, "--host", ph.address, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert f"phone {ph.address} is hot (cpu-1-3-usr at 60.8 C > 45 C); waiting for it to cool down" in r.stderr
+    assert f"phone {ph.address} cooled down to 38.8 C" in r.stderr
+    t = json.loads(out.read_text())
+    assert set(t["entries"]) == set(TINY_KEYS)
+    shell = log_lines(log, "shell")
+    runs = [i for i, c in enumerate(shell) if "benchmark_model --graph=" in c]
+    # the first run heats the phone: the temperature is polled (about once a second) before the next one
+    assert sum("thermal_zone" in c for c in shell[runs[0]:runs[1]]) >= 2 * 3
+
+
+def test_several_phones_one_worker_and_one_table_each(adb_env, phone_process, tmp_path):
+    a = phone_process(serial="SERIALAAA")
+    b = phone_process(serial="SERIALBBB")
+    out = tmp_path / "t.json"
+    r = profile(adb_env, "--serial", a.address, "--serial", b.address, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    tables = {p.name: json.loads(p.read_text()) for p in tmp_path.glob("t-*.json")}
+    tag = lambda addr: addr.replace(":", "_")  # noqa: E731
+    assert set(tables) == {f"t-{tag(a.address)}.json", f"t-{tag(b.address)}.json"}
+    assert {t["device"]["serial"] for t in tables.values()} == {"SERIALAAA", "SERIALBBB"}
+    assert all(set(t["entries"]) == set(TINY_KEYS) for t in tables.values())
+    assert r.stdout.count("blocks timed") == 2

@@ -1,0 +1,82 @@
+"""The fake phone itself: it must behave like a device for the host code's tests to mean anything."""
+
+import os
+import socket
+import subprocess
+import sys
+
+from .fakephone import protocol as P
+from .fakephone import start_in_thread
+from .fakephone.device import Device, Faults
+from .fakephone.programs import PROGRAMS
+from .fakephone.shell import Shell
+from .conftest import REPO, SHARED
+
+
+def _read(sock):
+    head = b""
+    while len(head) < 24:
+        head += sock.recv(24 - len(head))
+    cmd, a0, a1, n, _, _ = P.unpack_header(head)
+    data = b""
+    while len(data) < n:
+        data += sock.recv(n - len(data))
+    return cmd, a0, a1, data
+
+
+def test_auth_rejects_a_bad_signature_and_issues_a_fresh_token():
+    s = start_in_thread()
+    try:
+        with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
+            c.sendall(P.pack(P.CNXN, 0x01000000, 4096, b"host::\0"))
+            cmd, kind, _, token = _read(c)
+            assert (cmd, kind, len(token)) == (P.AUTH, P.AUTH_TOKEN, 20)
+            c.sendall(P.pack(P.AUTH, P.AUTH_SIGNATURE, 0, os.urandom(256)))
+            cmd, kind, _, token2 = _read(c)
+            assert (cmd, kind) == (P.AUTH, P.AUTH_TOKEN) and token2 != token
+            c.sendall(P.pack(P.OPEN, 1, 0, b"shell:id\0"))  # no stream before authentication
+            c.settimeout(2)
+            try:
+                data = c.recv(24)
+            except socket.timeout:
+                data = b""
+            assert data == b""  # hung up (or silent): nothing was run
+    finally:
+        s.stop()
+
+
+def test_shell_parses_quotes_and_operators_like_sh():
+    sh = Shell(Device(Faults()), PROGRAMS)
+    assert sh.run("echo 'a;b' \"c d\" e\\;f; echo $?").out == b"a;b c d e;f\n0\n"
+    assert sh.run("false && echo no || echo yes").out == b"yes\n"
+    assert sh.run("echo 'unterminated").rc == 2
+    r = sh.run("cat /sys/devices/system/cpu/cpu7/cpufreq/scaling_governor; echo x > /sys/devices/system/cpu/cpu7/cpufreq/scaling_governor")
+    assert r.out.startswith(b"schedutil\n") and b"Permission denied" in r.out and r.rc == 1
+
+
+def test_benchmark_model_prints_the_real_format_and_is_parsed(tmp_path):
+    from hwnas.latency.benchmark_log import parse_benchmark_log
+    from hwnas.latency.blocks import export_block
+    from hwnas.latency.keys import space_slots
+    from hwnas.space import create_space
+
+    real = parse_benchmark_log((SHARED / "data" / "fixtures" / "benchmark_model_proxyless_mobile.txt").read_text())
+    key, slot = next(iter(space_slots(create_space("tiny")).items()))
+    dev = Device(Faults())
+    dev.write_file("/data/local/tmp/hwnas/m.tflite", export_block(key, slot, "tflite").read_bytes())
+    r = Shell(dev, PROGRAMS).run("taskset 80 /data/local/tmp/hwnas/benchmark_model --graph=/data/local/tmp/hwnas/m.tflite "
+                                 "--num_threads=1 --warmup_runs=3 --num_runs=20 --enable_op_profiling=false")
+    assert r.rc == 0
+    fake = parse_benchmark_log(r.out.decode())
+    assert set(real.settings) >= {"Num runs", "Num threads", "Graph"} and set(fake.settings) >= {"Num runs", "Num threads", "Graph"}
+    assert [n for n, _ in fake.runs] == [3, 20] and fake.timed.count == 20 and fake.timed.avg_ms > 0
+    assert set(fake.averages_us) == set(real.averages_us) == {"Warmup", "Init", "no stats"}
+    missing = Shell(dev, PROGRAMS).run("/data/local/tmp/hwnas/benchmark_model --graph=/nope.tflite")
+    assert missing.rc == 1 and "Could not open" in missing.out.decode()
+
+
+def test_standalone_fake_phone_starts_and_refuses_unknown_faults():
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    r = subprocess.run([sys.executable, "-m", "tests.fakephone", "--fault", "nonsense"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "unknown fault 'nonsense'" in r.stderr
