@@ -1,0 +1,273 @@
+"""Latency-constrained search: does it find the best arch under the budget, and does the budget hold on the device?
+
+    python benchmarks/search_bench.py [--seeds 10] [--quick] [--skip-measure] [--skip-supernet] [--supernet RUN_DIR]
+
+1. NAS-Bench-Macro (tabular accuracy = the truth) with latency predicted by the committed host
+   table (latency_tables/host-nas-bench-macro-onnxruntime.json). Budgets = 25th/50th/75th
+   percentile of the predicted latency of all 6,561 archs. Per budget and seed: NSGA-II
+   (GreedyNAS setting: population 50 x 20 generations) -> accuracy rank of its winner among all
+   feasible archs, evaluations used, predicted constraint violations; random search and
+   evolution (no pool) at the same number of evaluations; and a small-budget setting
+   (NSGA-II 20 x 5) against random search at equal evaluations, where the search matters more.
+2. Closed loop: every distinct NSGA-II winner exported whole with the profiler's exporter and
+   timed on the host with the table's backend and protocol (hwnas.latency.validate.measure_networks);
+   share whose measured latency is within the budget, and within budget + 10% (the +-10% band
+   `hwnas validate` reports the table's accuracy in).
+3. Supernet: a `tiny` supernet trained with `hwnas train` (or --supernet RUN_DIR), searched end to
+   end with NSGA-II under the median predicted latency of the tiny host table; time per evaluated arch.
+4. Bad input: the one-line errors for an unparseable budget, an impossible budget, a table of
+   another device/space and a supernet checkpoint of another space.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import print_table, write_results
+
+from hwnas.errors import HwnasError
+from hwnas.search.base import Budgets, SearchProblem, create_searcher
+from hwnas.search.constraints import LatencyModel, load_table
+from hwnas.search.evaluator import TabularEvaluator
+from hwnas.space import create_space
+
+REPO = Path(__file__).resolve().parent.parent
+TABLES = REPO / "latency_tables"
+
+
+def macro_truth(model: LatencyModel):
+    space = create_space("nas-bench-macro")
+    X = np.array([space.choice_indices(a) for a in space.iter_archs()])
+    lat = model.predict_indices(X)[0]
+    bench = TabularEvaluator().benchmark
+    acc = np.array([bench.entries[space.to_compact(space.from_indices(r))].mean_acc for r in X])
+    return space, X, lat, acc
+
+
+def run_one(space, model, T, algorithm, seed, max_evaluations=None, **opts):
+    prob = SearchProblem(space, TabularEvaluator(), latency=model, budgets=Budgets(latency_ms=T))
+    return create_searcher(algorithm, **opts).run(prob, max_evaluations=max_evaluations, seed=seed)
+
+
+def rank_of(acc_feasible_sorted_desc: np.ndarray, found: float) -> int:
+    return int((acc_feasible_sorted_desc > found).sum()) + 1
+
+
+def tabular_part(seeds: int, quick: bool) -> tuple[dict, list]:
+    table = load_table(create_space("nas-bench-macro"), device="host", table=TABLES / "host-nas-bench-macro-onnxruntime.json")
+    model = LatencyModel(table, create_space("nas-bench-macro"))
+    space, X, lat, acc = macro_truth(model)
+    out = {"table": "latency_tables/host-nas-bench-macro-onnxruntime.json", "table_created": table.created,
+           "table_calibration": table.calibration, "space_size": int(len(X)),
+           "predicted_latency_ms": {"min": float(lat.min()), "median": float(np.median(lat)), "max": float(lat.max())},
+           "budgets": []}
+    rows = []
+    winners = []
+    settings = [("nsga2 50x20", {"population": 50, "generations": 20}), ("nsga2 20x5", {"population": 20, "generations": 5})]
+    for q in (25, 50, 75):
+        T = float(np.percentile(lat, q))
+        feas = lat <= T
+        fa = np.sort(acc[feas])[::-1]
+        top1 = max(1, int(np.ceil(0.01 * feas.sum())))
+        entry = {"percentile": q, "budget_ms": T, "n_feasible": int(feas.sum()), "best_feasible_acc": float(fa[0]),
+                 "top1pct_rank": top1, "settings": {}}
+        for label, opts in settings:
+            per = {"nsga2": [], "random": [], "evolution": []}
+            t0 = time.perf_counter()
+            for seed in range(seeds):
+                n = run_one(space, model, T, "nsga2", seed, **opts)
+                used = n.n_evaluations
+                violations = sum(1 for r in n.history if r.latency_ms > T)
+                per["nsga2"].append({"seed": seed, "rank": rank_of(fa, n.best.accuracy), "acc": n.best.accuracy,
+                                     "evaluations": used, "predicted_ms": n.best.latency_ms, "violations": violations,
+                                     "arch": n.best.arch.compact()})
+                if label == settings[0][0]:
+                    winners.append((n.best.arch, T, q, n.best.latency_ms))
+                for base in ("random", "evolution"):
+                    if base == "evolution" and quick and label != settings[0][0]:
+                        continue
+                    b = run_one(space, model, T, base, seed, max_evaluations=used,
+                                **({"population": opts["population"]} if base == "evolution" else {}))
+                    per[base].append({"seed": seed, "rank": rank_of(fa, b.best.accuracy), "acc": b.best.accuracy,
+                                      "evaluations": b.n_evaluations, "violations": sum(1 for r in b.history if r.latency_ms > T)})
+            summ = {}
+            for alg, runs in per.items():
+                if not runs:
+                    continue
+                ranks = np.array([r["rank"] for r in runs])
+                summ[alg] = {"median_rank": float(np.median(ranks)), "worst_rank": int(ranks.max()),
+                             "median_rank_pct": float(100 * np.median(ranks) / feas.sum()),
+                             "share_top1pct": float(np.mean(ranks <= top1)), "share_rank1": float(np.mean(ranks == 1)),
+                             "median_evaluations": float(np.median([r["evaluations"] for r in runs])),
+                             "predicted_violations": int(sum(r["violations"] for r in runs)), "runs": runs}
+                rows.append((q, f"{T:.3f}", int(feas.sum()), label, alg, summ[alg]["median_rank"], summ[alg]["worst_rank"],
+                             f"{summ[alg]['share_top1pct']:.0%}", summ[alg]["median_evaluations"], summ[alg]["predicted_violations"]))
+            summ["wall_s"] = time.perf_counter() - t0
+            summ["nsga2_beats_or_ties_random"] = float(np.mean([a["acc"] >= b["acc"] for a, b in zip(per["nsga2"], per["random"])]))
+            entry["settings"][label] = summ
+        out["budgets"].append(entry)
+    print_table(["pct", "budget ms", "feasible", "setting", "algorithm", "median rank", "worst rank", "top-1%", "evals", "violations"],
+                rows, "NAS-Bench-Macro: rank of the found arch among feasible archs (1 = best), over seeds")
+    return out, winners
+
+
+def closed_loop(winners: list, rounds: int) -> dict:
+    from hwnas.device.profiles import load_device
+    from hwnas.latency.backends import Protocol, create_backend
+    from hwnas.latency.validate import measure_networks
+
+    table = load_table(create_space("nas-bench-macro"), device="host", table=TABLES / "host-nas-bench-macro-onnxruntime.json")
+    distinct: dict = {}
+    for arch, T, q, pred in winners:
+        distinct.setdefault((arch, T), (q, pred))
+    archs = sorted({a for a, _ in distinct}, key=lambda a: a.ops)
+    dev = load_device("host")
+    proto = Protocol.from_dict(table.protocol or {})
+    proto.rounds = rounds
+    with tempfile.TemporaryDirectory() as tmp, create_backend(table.backend, device=dev) as be:
+        t0 = time.perf_counter()
+        meas_rounds, export_stats = measure_networks(archs, be, proto, cache_dir=Path(tmp) / "blocks")
+        wall = time.perf_counter() - t0
+    measured = {a: float(np.median(r)) for a, r in zip(archs, meas_rounds)}
+    rows, recs = [], []
+    for (arch, T), (q, pred) in distinct.items():
+        m = measured[arch]
+        recs.append({"arch": arch.compact(), "percentile": q, "budget_ms": T, "predicted_ms": pred, "measured_ms": m,
+                     "rounds_ms": [float(x) for x in meas_rounds[archs.index(arch)]],
+                     "within_budget": bool(m <= T), "within_budget_plus_10pct": bool(m <= 1.10 * T),
+                     "pred_error_pct": 100 * (pred - m) / m})
+        rows.append((q, arch.compact(), f"{T:.3f}", f"{pred:.3f}", f"{m:.3f}", f"{100 * (pred - m) / m:+.1f}%", m <= T, m <= 1.1 * T))
+    print_table(["pct", "winner", "budget ms", "predicted ms", "measured ms", "pred err", "<= budget", "<= budget+10%"], rows,
+                f"closed loop on host ({table.backend}, {proto.rounds} rounds, fresh process per measurement)")
+    errs = np.array([r["pred_error_pct"] for r in recs])
+    return {"backend": table.backend, "protocol": proto.to_dict(), "distinct_winners": len(recs), "wall_s": wall,
+            "share_within_budget": float(np.mean([r["within_budget"] for r in recs])),
+            "share_within_budget_plus_10pct": float(np.mean([r["within_budget_plus_10pct"] for r in recs])),
+            "prediction_error_pct": {"median": float(np.median(errs)), "min": float(errs.min()), "max": float(errs.max())},
+            "winners": recs, "export": export_stats}
+
+
+def train_tiny(run_dir: Path, iters: int) -> float:
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "hwnas", "train", "--space", "tiny", "--out", str(run_dir), "--max-iters", str(iters),
+           "--n-train", "2000", "--n-val", "1000", "--n-path-eval", "250", "--pool-size", "100", "--threads", "1", "--quiet",
+           "--ckpt-every", "50", "--no-early-stop"]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"hwnas train failed: {r.stderr.strip()}")
+    return time.perf_counter() - t0
+
+
+def supernet_part(supernet: str | None, iters: int, population: int, generations: int, n_eval: int) -> dict:
+    from hwnas.search.api import run_search
+
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(supernet) if supernet else Path(tmp) / "tiny-run"
+        if not supernet:
+            out["train_s"] = train_tiny(run_dir, iters)
+            out["train_iters"] = iters
+        import json
+
+        summ = run_dir / "summary.json"
+        if summ.exists():
+            out["train_summary"] = {k: v for k, v in json.loads(summ.read_text()).items() if isinstance(v, (int, float, str))}
+        space = create_space("tiny")
+        table = load_table(space, device="host", table=TABLES / "host-tiny-onnxruntime.json")
+        model = LatencyModel(table, space)
+        lat = model.predict_indices(space.sample_indices(np.random.default_rng(0), 20000))[0]
+        T = float(np.median(lat))
+        t0, c0 = time.perf_counter(), time.process_time()
+        o = run_search(latency=f"{T}ms", supernet=run_dir, algorithm="nsga2", population=population, generations=generations,
+                       tables_dir=TABLES, n_eval=n_eval, bn_batches=2, threads=1, out=Path(tmp) / "search", seed=0)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        res = o.result
+        ev = o.result.info
+        out.update({
+            "budget_ms": T, "population": population, "generations": generations, "n_eval_images": n_eval,
+            "bn_recalibration_images": 128, "evaluations": res.n_evaluations, "search_wall_s": wall,
+            "search_s_per_evaluated_arch": res.wall_time_s / max(1, res.n_evaluations),
+            "search_cpu_s_per_evaluated_arch": cpu / max(1, res.n_evaluations),
+            "load_average_1min_at_end": __import__("os").getloadavg()[0],
+            "from_pool": ev.get("from_pool"), "best": res.best.to_dict() if res.best else None,
+            "files": sorted(p.name for p in o.out_dir.iterdir()),
+            "all_within_budget": all(r.latency_ms <= T for r in res.history),
+        })
+    print_table(["budget ms", "evaluations", "from pool", "best acc %", "best pred ms", "s / evaluated arch", "CPU s / arch"],
+                [(f"{T:.3f}", out["evaluations"], out["from_pool"], f"{res.best.accuracy:.2f}", f"{res.best.latency_ms:.3f}",
+                  f"{out['search_s_per_evaluated_arch']:.2f}", f"{out['search_cpu_s_per_evaluated_arch']:.2f}")], "tiny supernet from `hwnas train`: NSGA-II end to end")
+    return out
+
+
+def bad_input(supernet_dir: Path | None) -> list[dict]:
+    from hwnas.search.api import run_search
+
+    cases = [
+        ("unparseable budget", dict(latency="fast", benchmark="nas-bench-macro")),
+        ("budget below the fastest arch", dict(latency="0.001ms", benchmark="nas-bench-macro")),
+        ("table of another space", dict(latency="1ms", benchmark="nas-bench-macro", table=TABLES / "host-tiny-onnxruntime.json")),
+        ("table of another device", dict(latency="1ms", benchmark="nas-bench-macro", device="sd855",
+                                         table=TABLES / "host-nas-bench-macro-onnxruntime.json")),
+    ]
+    if supernet_dir is not None:
+        cases.append(("supernet checkpoint of another space", dict(latency="1ms", supernet=supernet_dir, space="nas-bench-macro")))
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, kw in cases:
+            try:
+                run_search(out=Path(tmp) / "o", tables_dir=TABLES, **kw)
+                out.append({"case": name, "error": None})
+            except HwnasError as e:  # machine paths out of the committed results
+                out.append({"case": name, "error": str(e).replace(str(REPO) + "/", "").replace(tmp, "<tmp>")})
+    print_table(["case", "error"], [(c["case"], c["error"]) for c in out], "bad input")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--quick", action="store_true", help="3 seeds, no small-budget evolution, short supernet training")
+    ap.add_argument("--skip-measure", action="store_true")
+    ap.add_argument("--skip-supernet", action="store_true")
+    ap.add_argument("--supernet", default=None, help="use this trained tiny run folder instead of training one")
+    ap.add_argument("--train-iters", type=int, default=300)
+    ap.add_argument("--population", type=int, default=10)
+    ap.add_argument("--generations", type=int, default=4)
+    ap.add_argument("--eval-images", type=int, default=500)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    seeds = 3 if args.quick else args.seeds
+    payload: dict = {"command": "python benchmarks/search_bench.py " + " ".join(sys.argv[1:]), "seeds": seeds}
+    t0 = time.perf_counter()
+    payload["tabular"], winners = tabular_part(seeds, args.quick)
+    if not args.skip_measure:
+        payload["closed_loop"] = closed_loop(winners, args.rounds)
+    sup_dir = None
+    if not args.skip_supernet:
+        payload["supernet"] = supernet_part(args.supernet, 100 if args.quick else args.train_iters, args.population,
+                                            args.generations, args.eval_images)
+        sup_dir = Path(args.supernet) if args.supernet else None
+    if sup_dir is None:  # a throwaway tiny checkpoint is enough for the wrong-space case
+        import torch
+
+        from hwnas.nn import SuperNet
+        from hwnas.train.checkpoint import save_checkpoint
+
+        sup_dir = Path(tempfile.mkdtemp())
+        save_checkpoint(sup_dir, "supernet", {"model": SuperNet(create_space("tiny")).state_dict()},
+                        {"space": "tiny", "data": "builtin", "config": {}, "pool": {"entries": []}})
+        torch.manual_seed(0)
+    payload["bad_input"] = bad_input(sup_dir)
+    payload["wall_s"] = time.perf_counter() - t0
+    print(f"wrote {write_results('search_bench', payload)}")
+
+
+if __name__ == "__main__":
+    main()
