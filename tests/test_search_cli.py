@@ -47,13 +47,7 @@ def test_search_writes_results_and_resumes(hwnas_cli, tables, tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["--latency", "fast"], "cannot read latency budget 'fast'"),
-    (["--latency", "0.05ms"], "below the fastest arch of space 'nas-bench-macro'"),
-    (["--flops", "1M"], "FLOPs budget 1M is below the smallest arch"),
-    (["--params", "5Xparams"], "cannot read params budget"),
-    (["--latency", "1ms", "--device", "sd855", "--table", "{tables}/host-tiny-onnxruntime.json"], "is for space 'tiny', not 'nas-bench-macro'"),
     (["--latency", "1ms", "--table", "{tables}/sd855-nas-bench-macro-tflite.json"], "measured on device 'sd855', not 'host'"),
-    (["--latency", "1ms", "--algorithm", "bogus"], "unknown search algorithm 'bogus'"),
-    (["--latency", "1ms", "--device", "nokia3310"], "unknown device 'nokia3310'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(hwnas_cli, tables, tmp_path, args, message):
     args = [a.replace("{tables}", str(tables)) for a in args]
@@ -63,6 +57,56 @@ def test_bad_input_is_one_line_and_exit_2(hwnas_cli, tables, tmp_path, args, mes
     assert not (tmp_path / "o" / "best.json").exists()
 
 
-def test_missing_table_for_device_is_explained(hwnas_cli, tmp_path):
-    r = hwnas_cli("search", "--latency", "80ms", "--benchmark", "nas-bench-macro", "--tables-dir", str(tmp_path), "--out", str(tmp_path / "o"))
-    assert r.returncode == 2 and "no latency table for device 'host' and space 'nas-bench-macro'" in r.stderr
+@pytest.mark.parametrize("kw,message", [
+    ({"latency": "0.05ms"}, "below the fastest arch of space 'nas-bench-macro'"),
+    ({"flops": "1M"}, "FLOPs budget 1M is below the smallest arch"),
+    ({"params": "5Xparams"}, "cannot read params budget"),
+    ({"latency": "1ms", "device": "sd855", "table": "{tables}/host-tiny-onnxruntime.json"}, "is for space 'tiny', not 'nas-bench-macro'"),
+    ({"latency": "1ms", "algorithm": "bogus"}, "unknown search algorithm 'bogus'"),
+    ({"latency": "1ms", "device": "nokia3310"}, "unknown device 'nokia3310'"),
+    ({"latency": "1ms", "objective": "fast"}, "unknown objective 'fast'"),
+    ({"objective": "mnas", "flops": "50M"}, "give its target with --latency"),
+    ({}, "no budget given"),
+])
+def test_bad_input_library(tables, tmp_path, kw, message):
+    from hwnas.errors import HwnasError
+    from hwnas.search.api import run_search
+
+    kw = {k: (v.replace("{tables}", str(tables)) if isinstance(v, str) else v) for k, v in kw.items()}
+    with pytest.raises(HwnasError) as e:
+        run_search(benchmark="nas-bench-macro", tables_dir=tables, out=tmp_path / "o", **kw)
+    assert message in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "o" / "best.json").exists()
+
+
+def test_missing_table_for_device_is_explained(tmp_path):
+    from hwnas.errors import HwnasError
+    from hwnas.search.api import run_search
+
+    with pytest.raises(HwnasError, match="no latency table for device 'host' and space 'nas-bench-macro'"):
+        run_search(latency="80ms", benchmark="nas-bench-macro", tables_dir=tmp_path, out=tmp_path / "o")
+
+
+def test_run_search_objectives_and_multi_objective(tables, tmp_path):
+    from hwnas.search.api import run_search
+
+    soft = run_search(latency="0.3ms", benchmark="nas-bench-macro", tables_dir=tables, objective="mnas",
+                      population=20, generations=5, out=tmp_path / "soft", plot=False)
+    T = 0.3
+    assert soft.result.objective.kind == "mnas"
+    b = soft.result.best
+    assert b.score == pytest.approx(b.accuracy * (b.latency_ms / T) ** -0.07)
+    assert any(r.latency_ms > T for r in soft.result.history)  # soft: over-budget archs are explored
+    mo = run_search(latency="0.6ms", benchmark="nas-bench-macro", tables_dir=tables, multi_objective=True,
+                    population=20, generations=5, out=tmp_path / "mo", plot=False)
+    front = json.loads((tmp_path / "mo" / "front.json").read_text())["front"]
+    assert len(front) >= 3 and all(f["latency_ms"] <= 0.6 for f in front)
+    accs = [f["accuracy"] for f in front]
+    assert accs == sorted(accs)  # cheaper to dearer, each one more accurate than the last
+    with pytest.raises(Exception, match="needs --algorithm nsga2"):
+        run_search(latency="0.6ms", benchmark="nas-bench-macro", tables_dir=tables, algorithm="random",
+                   multi_objective=True, out=tmp_path / "x")
+    flops_only = run_search(flops="60M", benchmark="nas-bench-macro", tables_dir=tmp_path / "none", algorithm="random",
+                            max_evaluations=50, out=tmp_path / "f", plot=False)
+    assert flops_only.notes and "no latency table" in flops_only.notes[0]  # FLOPs alone need no table
+    assert flops_only.result.best.latency_ms is None and flops_only.result.best.flops <= 60_000_000

@@ -71,13 +71,13 @@ def test_search_from_checkpoint_starts_from_its_pool(checkpoint, tmp_path):
     table = synthetic_table("tiny")
     table.save(tmp_path / "host-tiny-onnxruntime.json")
     ck = load_checkpoint(checkpoint)
-    out = run_search(flops="1000M", supernet=checkpoint, algorithm="nsga2", population=4, generations=2,
+    out = run_search(flops="1000M", supernet=checkpoint, algorithm="nsga2", population=3, generations=2,
                      tables_dir=tmp_path, n_eval=32, bn_batches=1, threads=1, out=tmp_path / "out", plot=False)
     res = out.result
-    assert res.info["from_pool"] == 4
-    assert [r.arch for r in res.history[:4]] == [a for a, _ in ck.pool]  # the pool, best (lowest loss) first
+    assert res.info["from_pool"] == 3
+    assert [r.arch for r in res.history[:3]] == [a for a, _ in ck.pool][:3]  # the pool, best (lowest loss) first
     assert [loss for _, loss in ck.pool] == sorted(loss for _, loss in ck.pool)
-    assert res.n_evaluations <= 8 and res.best is not None
+    assert res.n_evaluations <= 6 and res.best is not None
     assert res.best.latency_ms == pytest.approx(table.predict(res.best.arch)[0])  # the table was found and used
 
 

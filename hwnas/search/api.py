@@ -170,6 +170,8 @@ def run_search(
         "device": device, "table": str(table_path) if table_path else None, "latency_quantile": latency_quantile,
         "evaluator": ev_desc, "resumed_evaluations": resumed, "candidate_pool": len(pool),
     }
+    if supernet is not None:  # `hwnas export --arch best.json --weights <this>` inherits the trained weights
+        extra["supernet"] = str(supernet)
     if lat_model is not None and result.best is not None and result.best.latency_ms is not None:
         extra["latency_prediction"] = f"{result.best.latency_ms:.3f} ± {result.best.latency_std_ms or 0.0:.3f} ms"
     paths = write_results(result, out_dir, extra=extra, history=False, plot=plot)
