@@ -88,8 +88,7 @@ def tabular_part(seeds: int, quick: bool) -> tuple[dict, list]:
                 per["nsga2"].append({"seed": seed, "rank": rank_of(fa, n.best.accuracy), "acc": n.best.accuracy,
                                      "evaluations": used, "predicted_ms": n.best.latency_ms, "violations": violations,
                                      "arch": n.best.arch.compact()})
-                if label == settings[0][0]:
-                    winners.append((n.best.arch, T, q, n.best.latency_ms))
+                winners.append((n.best.arch, T, q, n.best.latency_ms))  # both settings: more distinct winners to measure
                 for base in ("random", "evolution"):
                     if base == "evolution" and quick and label != settings[0][0]:
                         continue
@@ -118,6 +117,10 @@ def tabular_part(seeds: int, quick: bool) -> tuple[dict, list]:
     return out, winners
 
 
+def space_free(arch) -> str:
+    return arch.get_space().to_compact(arch)
+
+
 def closed_loop(winners: list, rounds: int) -> dict:
     from hwnas.device.profiles import load_device
     from hwnas.latency.backends import Protocol, create_backend
@@ -143,7 +146,7 @@ def closed_loop(winners: list, rounds: int) -> dict:
                      "rounds_ms": [float(x) for x in meas_rounds[archs.index(arch)]],
                      "within_budget": bool(m <= T), "within_budget_plus_10pct": bool(m <= 1.10 * T),
                      "pred_error_pct": 100 * (pred - m) / m})
-        rows.append((q, arch.compact(), f"{T:.3f}", f"{pred:.3f}", f"{m:.3f}", f"{100 * (pred - m) / m:+.1f}%", m <= T, m <= 1.1 * T))
+        rows.append((q, space_free(arch), f"{T:.3f}", f"{pred:.3f}", f"{m:.3f}", f"{100 * (pred - m) / m:+.1f}%", m <= T, m <= 1.1 * T))
     print_table(["pct", "winner", "budget ms", "predicted ms", "measured ms", "pred err", "<= budget", "<= budget+10%"], rows,
                 f"closed loop on host ({table.backend}, {proto.rounds} rounds, fresh process per measurement)")
     errs = np.array([r["pred_error_pct"] for r in recs])
@@ -171,9 +174,10 @@ def supernet_part(supernet: str | None, iters: int, population: int, generations
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(supernet) if supernet else Path(tmp) / "tiny-run"
-        if not supernet:
+        if not (run_dir / "supernet.json").exists():  # train one (into --supernet DIR, kept for re-runs)
             out["train_s"] = train_tiny(run_dir, iters)
             out["train_iters"] = iters
+            out["train_command"] = "hwnas train --space tiny --max-iters N --n-train 2000 --n-val 1000 --n-path-eval 250 --pool-size 100 --threads 1 --no-early-stop"
         import json
 
         summ = run_dir / "summary.json"
@@ -236,7 +240,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="3 seeds, no small-budget evolution, short supernet training")
     ap.add_argument("--skip-measure", action="store_true")
     ap.add_argument("--skip-supernet", action="store_true")
-    ap.add_argument("--supernet", default=None, help="use this trained tiny run folder instead of training one")
+    ap.add_argument("--supernet", default=None, help="tiny run folder: used if trained, else trained into (and kept)")
     ap.add_argument("--train-iters", type=int, default=300)
     ap.add_argument("--population", type=int, default=10)
     ap.add_argument("--generations", type=int, default=4)

@@ -58,9 +58,21 @@ def test_sample_feasible_respects_budget_and_errors_when_impossible(macro):
     X = prob.sample_feasible(np.random.default_rng(0), 64)
     assert len(X) == 64 and prob.feasible_mask(X).all()
     assert (prob.encoding.flops_params(X)[0] <= prob.budgets.flops).all()
-    tight = SearchProblem(macro, TabularEvaluator(), budgets=Budgets(flops=lo))  # only the all-identity arch
-    with pytest.raises(HwnasError, match="raise it"):
-        tight.sample_feasible(np.random.default_rng(0), 5, max_draws=20_000)
+    tight = SearchProblem(macro, TabularEvaluator(), budgets=Budgets(flops=lo))  # only the all-identity arch fits
+    X = tight.sample_feasible(np.random.default_rng(0), 5, max_draws=1000)
+    assert (X == tight.cheapest_row()).all() and tight.feasible_mask(X).all()
+    both = SearchProblem(macro, TabularEvaluator(), budgets=Budgets(flops=lo, params=1000))
+    with pytest.raises(HwnasError, match="raise a budget"):
+        both.sample_feasible(np.random.default_rng(0), 5, max_draws=1000)
+
+
+def test_sampling_a_sliver_of_a_huge_space():
+    space = create_space("proxyless")  # ~5e17 archs; a budget just above the smallest admits a tiny share
+    prob = SearchProblem(space, TabularEvaluator.__new__(TabularEvaluator))
+    lo = int(prob.encoding.flops_params(prob.cheapest_row()[None])[0][0])
+    prob.budgets = Budgets(flops=int(lo * 1.15))
+    X = prob.sample_feasible(np.random.default_rng(0), 40, max_draws=5000)
+    assert prob.feasible_mask(X).all() and len({tuple(r) for r in X}) >= 30  # feasible and diverse
 
 
 def test_pareto_front_is_non_dominated():

@@ -110,3 +110,15 @@ def test_run_search_objectives_and_multi_objective(tables, tmp_path):
                             max_evaluations=50, out=tmp_path / "f", plot=False)
     assert flops_only.notes and "no latency table" in flops_only.notes[0]  # FLOPs alone need no table
     assert flops_only.result.best.latency_ms is None and flops_only.result.best.flops <= 60_000_000
+
+
+def test_p90_quantile_is_the_conservative_bound(tables, tmp_path):
+    from hwnas.search.api import run_search
+
+    table = synthetic_table("nas-bench-macro")
+    o = run_search(latency="0.5ms", benchmark="nas-bench-macro", tables_dir=tables, latency_quantile=0.9,
+                   algorithm="random", max_evaluations=80, out=tmp_path / "p90", plot=False)
+    for r in o.result.history[:20]:
+        assert r.latency_ms == pytest.approx(table.predict_quantile(r.arch, 0.9))
+        assert r.latency_ms > table.predict(r.arch)[0]
+    assert o.result.best.latency_ms <= 0.5

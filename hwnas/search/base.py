@@ -201,20 +201,54 @@ class SearchProblem:
         G = self.constraint_matrix(X)
         return np.all(G <= 0, axis=1) if G.shape[1] else np.ones(G.shape[0], dtype=bool)
 
-    def sample_feasible(self, rng: np.random.Generator, n: int, max_draws: int = 2_000_000) -> np.ndarray:
-        """n uniformly random encodings among those meeting every budget (rejection sampling)."""
+    def sample_feasible(self, rng: np.random.Generator, n: int, max_draws: int = 200_000) -> np.ndarray:
+        """n random encodings meeting every hard budget.
+
+        Uniform rejection sampling while it finds enough; when the budget admits only a sliver
+        of a big space, the rest are grown from the cheapest arch (each layer, in random order,
+        set to a random choice that keeps the arch within budget), which never fails when any arch fits.
+        """
         out: list[np.ndarray] = []
         got = drawn = 0
-        while got < n:
-            if drawn >= max_draws:
-                raise HwnasError(f"found only {got} of {n} archs meeting {self.budgets.describe()} in {drawn:,} random draws; "
-                                 f"the budget admits almost nothing in space {self.space.name!r}: raise it")
+        while got < n and drawn < max_draws:
             batch = self.encoding.sample(rng, max(256, 4 * (n - got)))
             drawn += len(batch)
             ok = batch[self.feasible_mask(batch)]
             out.append(ok[: n - got])
             got += len(out[-1])
+        if got < n:
+            out.append(self._grow_feasible(rng, n - got))
         return np.concatenate(out, axis=0)
+
+    def cheapest_row(self) -> np.ndarray:
+        """Per layer the choice with the smallest total relative cost over the active budgets (costs are per-layer sums)."""
+        enc = self.encoding
+        base = np.zeros(enc.n_var, dtype=np.int64)
+        row = base.copy()
+        for j, n in enumerate(enc.n_choices):
+            cand = np.tile(base, (int(n), 1))
+            cand[:, j] = np.arange(n)
+            G = self.constraint_matrix(cand)
+            cost = G.sum(axis=1) if G.shape[1] else enc.flops_params(cand)[0].astype(float)
+            row[j] = int(np.argmin(cost))
+        return row
+
+    def _grow_feasible(self, rng: np.random.Generator, n: int, passes: int = 2) -> np.ndarray:
+        enc = self.encoding
+        base = self.cheapest_row()
+        if not self.feasible_mask(base[None])[0]:
+            raise HwnasError(f"no arch of space {self.space.name!r} meets {self.budgets.describe()} together; raise a budget")
+        X = np.tile(base, (n, 1))
+        rows = np.arange(n)
+        for _ in range(passes):
+            order = np.argsort(rng.random((n, enc.n_var)), axis=1)
+            for step in range(enc.n_var):
+                j = order[:, step]
+                prop = X.copy()
+                prop[rows, j] = np.floor(rng.random(n) * enc.n_choices[j]).astype(np.int64)
+                ok = self.feasible_mask(prop)
+                X[ok] = prop[ok]
+        return X
 
     # ---- evaluation ------------------------------------------------------------------
     @property

@@ -68,14 +68,14 @@ class PoolSampling(Sampling):
                 if len(rows) >= n_samples:
                     break
         problem.n_from_pool = len(rows)
-        while len(rows) < n_samples:
+        for _ in range(20):  # distinct random feasible archs (fewer if the budget admits fewer)
+            if len(rows) >= n_samples:
+                break
             for row in sp.sample_feasible(random_state, n_samples - len(rows)):
                 t = tuple(int(v) for v in row)
                 if t not in seen:
                     seen.add(t)
                     rows.append(row)
-            if len(seen) >= n_samples or len(rows) >= n_samples:
-                break
         return np.array(rows[:n_samples], dtype=np.int64)
 
 
