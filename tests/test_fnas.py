@@ -232,3 +232,50 @@ def test_knowledge_pool_exact_and_fuzzy_hits():
     dw_a = net_a.layers[0].depthwise[0].weight
     assert torch.equal(dw_b[:, :, 1:4, 1:4], dw_a)
     assert 0 < pool.hit_rate < 1
+
+
+def test_train_evaluator_warm_starts_from_the_pool():
+    from hwnas.search.fnas.train_evaluator import TrainEvaluator, synthetic_images
+
+    space = create_space("tiny")
+    pool = KnowledgePool(iterations=2)
+    ev = TrainEvaluator(iterations=2, pool=pool, data=synthetic_images(64, 32, seed=0), batch=8)
+    a = space.arch(["k3e3", "k3e3", "k5e6", "k3e1", "k5e3", "k3e6"])
+    b = space.arch(["k5e3", "id", "k5e6", "k3e1", "k5e3", "id"])
+    accs = ev.evaluate([a, b, a])
+    assert ev.n_evaluations == 2 and accs[0] == accs[2] and all(0 <= x <= 100 for x in accs)
+    assert ev.details[a]["hits"] == 0 and ev.details[b]["hits"] == ev.details[b]["blocks"] > 0
+    assert len(pool) > 0
+    with pytest.raises(ValueError):
+        TrainEvaluator(iterations=3, pool=pool)
+
+
+def test_resumed_search_teaches_critic_and_buffer_and_transfers_a_critic():
+    problem, _, _ = _problem()
+    first = FNASSearcher(variant="ppo+uac+aeb", steps=2)
+    first.run(problem, max_evaluations=40, seed=0)
+    again, _, _ = _problem()
+    again.preload(problem.history)
+    s = FNASSearcher(variant="ppo+uac+aeb", steps=2, max_updates=1)
+    s.run(again, max_evaluations=60, seed=1)
+    assert s.critic.n_seen >= 40  # learnt the preloaded evaluations before sampling
+    t = FNASSearcher(variant="ppo+uac", steps=2, max_updates=1, critic_state=first.critic.state_dict())
+    fresh, _, _ = _problem()
+    t.run(fresh, max_evaluations=60, seed=2)
+    assert t.critic.n_seen == 40 + fresh.n_evaluations and t.critic.ready
+
+
+def test_cli_search_with_fnas_writes_the_result_files(hwnas_cli, tmp_path):
+    out = tmp_path / "run"
+    r = hwnas_cli("search", "--algorithm", "fnas", "--latency", "0.6ms", "--benchmark", "nas-bench-macro",
+                  "--table", "latency_tables/host-nas-bench-macro-onnxruntime.json", "--max-evaluations", "40",
+                  "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    for name in ("best.json", "front.json", "history.jsonl", "summary.json"):
+        assert (out / name).exists(), name
+    import json
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["algorithm"] == "fnas" and summary["n_evaluations"] == 40
+    assert summary["fnas"]["objective"]["kind"] == "mnas" and summary["fnas"]["objective"]["target_ms"] == 0.6
+    assert len((out / "history.jsonl").read_text().splitlines()) == 40

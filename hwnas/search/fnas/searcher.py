@@ -84,7 +84,9 @@ class FNASSearcher(Searcher):
     name = "fnas"
     default_evaluations = 1000
 
-    def __init__(self, config: FNASConfig | None = None, **options: Any) -> None:
+    def __init__(self, config: FNASConfig | None = None, critic_state: dict | None = None, **options: Any) -> None:
+        """``critic_state``: a critic of an earlier search (``searcher.critic.state_dict()``) to start from."""
+        self.critic_state = critic_state
         if config is None:
             ppo = {k: options.pop(k) for k in list(options) if k in PPOConfig.__dataclass_fields__}
             critic = {k: options.pop(k) for k in list(options) if k in CriticConfig.__dataclass_fields__}
@@ -127,6 +129,8 @@ class FNASSearcher(Searcher):
         ppo = PPO(controller, cfg.ppo)
         objective = reward_objective(problem, cfg.reward)
         critic = UncertaintyAwareCritic(encoder.dim, cfg.critic, seed=seed + 1) if cfg.use_uac else None
+        if critic is not None and self.critic_state is not None:
+            critic.load_state_dict(self.critic_state)  # architecture knowledge transferred from an earlier search
         self.critic = critic
         buffer = ExperienceBuffer(cfg.buffer_size, cfg.buffer_temperature) if cfg.use_aeb else None
 

@@ -3,7 +3,7 @@
 Each candidate is built as a standalone ``hwnas.nn.Network``, trained for a fixed number of SGD
 iterations and scored on a held-out split. With a ``KnowledgePool`` its blocks start from the
 most similar trained blocks instead of random weights, and its own checkpoint joins the pool.
-The data is a seeded synthetic 32x32 image task (class templates under shifts and noise) so the
+The data is hwnas's built-in synthetic image set (``hwnas.train.data.make_builtin``) so the
 evaluator runs anywhere without downloads; any (x, y) tensors can be passed instead.
 """
 
@@ -47,8 +47,14 @@ def synthetic_images(n_train: int = 2048, n_val: int = 512, classes: int = 10, s
     return make(n_train), make(n_val)
 
 
-def builtin_data(seed: int = 0) -> tuple[Split, Split]:
-    return synthetic_images(seed=seed)
+def builtin_data(seed: int = 0, n_train: int = 2048, n_val: int = 512) -> tuple[Split, Split]:
+    """Train/val splits of the built-in image set (disjoint seeds), as whole tensors."""
+    try:
+        from ...train.data import make_builtin
+    except ImportError:  # an install without the training package: the self-contained task
+        return synthetic_images(n_train, n_val, seed=seed)
+    tr, va = make_builtin(n_train, 2 * seed), make_builtin(n_val, 2 * seed + 1)
+    return Split(*tr.batch(torch.arange(len(tr)))), Split(*va.batch(torch.arange(len(va))))
 
 
 @torch.no_grad()

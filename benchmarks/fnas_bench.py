@@ -1,0 +1,294 @@
+"""FNAS on NAS-Bench-Macro (known truth) and its knowledge pool on a short train-from-scratch task.
+
+    python benchmarks/fnas_bench.py [--part search|akp|all] [--seeds 10] [--cap 500] [--only-seeds 0,1,2] [--quick]
+
+search: latency from the host onnxruntime table, budget T = median predicted latency of the
+        space, reward R = ACC x (LAT/T)^-0.07 (hwnas.search.reward). For each variant and seed,
+        the real (non-trusted) evaluations until an arch in the top 1 % of all 6,561 archs by
+        reward is first evaluated; the best reward at the evaluation cap (final quality); the
+        critic's calibration (trusted |V - R| against the table's truth, vs. V's error on archs
+        it declined to trust).
+akp:    `tiny` archs trained K iterations from scratch vs. warm-started from the knowledge pool:
+        accuracy after K iterations (ratio), iterations the warm start needs to match the
+        scratch accuracy, hit rate.
+Results merge into benchmarks/results/fnas_bench.json (each part updates its own key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import RESULTS, print_table, write_results
+
+from hwnas.latency.table import LatencyTable
+from hwnas.search.base import Budgets, SearchProblem
+from hwnas.search.constraints import LatencyModel
+from hwnas.search.evaluator import TabularEvaluator
+from hwnas.search.fnas import FNASSearcher
+from hwnas.search.reward import Objective
+from hwnas.space import create_space
+from hwnas.space.tabular import load_nas_bench_macro
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLE = ROOT / "latency_tables" / "host-nas-bench-macro-onnxruntime.json"
+VARIANTS = ["ppo", "ppo+uac", "ppo+uac+aeb", "fnas"]
+
+
+# ---- search part --------------------------------------------------------------------------------
+def landscape():
+    space = create_space("nas-bench-macro")
+    bench = load_nas_bench_macro()
+    table = LatencyTable.load(TABLE, space="nas-bench-macro")
+    lat_model = LatencyModel(table, space)
+    archs = list(space.iter_archs())
+    lat = np.array([lat_model(a)[0] for a in archs])
+    acc = np.array([bench.accuracy(a) for a in archs])
+    T = float(np.median(lat))
+    objective = Objective("mnas", T)
+    R = np.asarray(objective.score(acc, lat))
+    k = int(math.ceil(0.01 * len(archs)))
+    thr = float(np.sort(R)[-k])
+    k01 = int(math.ceil(0.001 * len(archs)))
+    thr01 = float(np.sort(R)[-k01])
+    truth = dict(zip(archs, R))
+    return space, bench, lat_model, archs, lat, acc, T, objective, R, k, thr, k01, thr01, truth
+
+
+def first_hit(history, truth, thr):
+    return next((r.evaluation for r in history if truth[r.arch] >= thr), None)
+
+
+def run_variant(variant, seed, cap, ctx, critic_state=None):
+    space, bench, lat_model, _, _, _, T, objective, R, _, thr, _, thr01, truth = ctx
+    problem = SearchProblem(space, TabularEvaluator(bench), latency=lat_model, budgets=Budgets(latency_ms=T), objective=objective)
+    s = FNASSearcher(variant=variant, critic_state=critic_state)
+    t0 = time.perf_counter()
+    res = s.run(problem, max_evaluations=cap, seed=seed)
+    wall = time.perf_counter() - t0
+    best = max(truth[r.arch] for r in problem.history)
+    out = {"seed": seed, "evals_to_top1pct": first_hit(problem.history, truth, thr),
+           "evals_to_top0.1pct": first_hit(problem.history, truth, thr01),
+           "evaluations": problem.n_evaluations, "updates": res.info["fnas"]["updates"],
+           "trusted_share": res.info["fnas"]["trusted_share"], "replayed": res.info["fnas"]["replayed"],
+           "best_reward": best, "best_rank": int((R > best).sum()) + 1, "wall_s": round(wall, 2)}
+    if s.critic is not None:
+        thr_c = s.config.critic.threshold
+        trusted_err = np.array([abs(e["value"] - truth[e["arch"]]) for e in s.trusted_log])
+        n0 = 0 if critic_state is None else len(critic_state["R"])
+        held = s.critic.E[n0:]
+        held = held[np.isfinite(held)]
+        # archs of the top 1 % that the critic trusted (never verified) before the first real hit
+        hit = out["evals_to_top1pct"] or cap + 1
+        out.update(trusted=len(trusted_err), trusted_within_threshold=float((trusted_err < thr_c).mean()) if len(trusted_err) else None,
+                   trusted_mae=float(trusted_err.mean()) if len(trusted_err) else None,
+                   evaluated_heldout_mae=float(held.mean()) if len(held) else None,
+                   top1pct_only_trusted_before_hit=sum(1 for e in s.trusted_log if truth[e["arch"]] >= thr and e["evaluations"] < hit))
+    return out, s
+
+
+def summarize(rows, cap):
+    hits = [r["evals_to_top1pct"] for r in rows]
+    censored = sum(h is None for h in hits)
+    h = np.array([cap if x is None else x for x in hits], dtype=float)
+    h01 = np.array([cap if r["evals_to_top0.1pct"] is None else r["evals_to_top0.1pct"] for r in rows], dtype=float)
+    d = {"median_evals_to_top1pct": float(np.median(h)), "mean_evals_to_top1pct": float(h.mean()),
+         "not_reached_within_cap": censored, "median_evals_to_top0.1pct": float(np.median(h01)),
+         "mean_evals_to_top0.1pct": float(h01.mean()),
+         "not_reached_top0.1pct_within_cap": sum(r["evals_to_top0.1pct"] is None for r in rows),
+         "mean_best_reward_at_cap": float(np.mean([r["best_reward"] for r in rows])),
+         "median_best_rank_at_cap": float(np.median([r["best_rank"] for r in rows])),
+         "mean_trusted_share": float(np.mean([r["trusted_share"] for r in rows]))}
+    if rows and "trusted_mae" in rows[0]:
+        tr = [r for r in rows if r["trusted"]]
+        n = sum(r["trusted"] for r in tr)
+        d.update(trusted_estimates=n,
+                 trusted_within_threshold=(sum(r["trusted_within_threshold"] * r["trusted"] for r in tr) / n) if n else None,
+                 trusted_mae=(sum(r["trusted_mae"] * r["trusted"] for r in tr) / n) if n else None,
+                 evaluated_heldout_mae=float(np.mean([r["evaluated_heldout_mae"] for r in rows if r["evaluated_heldout_mae"] is not None])),
+                 top1pct_only_trusted_before_hit=int(sum(r["top1pct_only_trusted_before_hit"] for r in rows)))
+    return d
+
+
+JOURNAL = RESULTS / ".fnas_bench_runs.jsonl"  # finished runs: a rerun (or a parallel one) skips them
+
+
+def journal_rows(cap: int, source_evals: int) -> dict[tuple[str, int], dict]:
+    out = {}
+    if JOURNAL.exists():
+        for line in JOURNAL.read_text().splitlines():
+            try:
+                d = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line
+            if d["cap"] == cap and d["source_evals"] == source_evals:
+                out[(d["variant"], d["row"]["seed"])] = d["row"]
+    return out
+
+
+def search_part(seeds: list[int], cap: int, source_evals: int, summarize_only: bool = False) -> dict | None:
+    torch.set_num_threads(1)
+    ctx = landscape()
+    space, bench, lat_model, archs, lat, acc, T, objective, R, k, thr, k01, thr01, truth = ctx
+    n = len(archs)
+    random_expect = (n + 1) / (k + 1)  # first hit of uniform sampling without replacement
+    print(f"T = median latency = {T:.4f} ms; top 1% = {k} archs (reward >= {thr:.3f}); "
+          f"{int((lat[R >= thr] <= T).sum())} of them within the budget; random search needs {random_expect:.1f} evaluations on average")
+    # the architecture knowledge FNAS transfers: a critic from an earlier search of the same space under a
+    # different budget (T' = 25th percentile latency), whose evaluations are not counted here
+    T_src = float(np.quantile(lat, 0.25))
+    done = journal_rows(cap, source_evals)
+    per_variant: dict[str, list] = {v: [] for v in VARIANTS}
+    for seed in seeds:
+        for v in VARIANTS:
+            if (v, seed) in done:
+                per_variant[v].append(done[(v, seed)])
+                continue
+            if summarize_only:
+                continue
+            state = None
+            if v == "fnas":
+                src_ctx = (*ctx[:6], T_src, Objective("mnas", T_src), *ctx[8:])
+                _, src = run_variant("ppo+uac+aeb", 1000 + seed, source_evals, src_ctx)
+                state = src.critic.state_dict()
+            row, _ = run_variant(v, seed, cap, ctx, state)
+            per_variant[v].append(row)
+            with open(JOURNAL, "a") as f:
+                f.write(json.dumps({"variant": v, "cap": cap, "source_evals": source_evals, "row": row}) + "\n")
+            print(f"seed {seed} {v:12s} top1% at {row['evals_to_top1pct']}, top0.1% at {row['evals_to_top0.1pct']}, "
+                  f"best rank {row['best_rank']}, trusted {row['trusted_share']:.2f}, {row['wall_s']} s", flush=True)
+    if any(len(rows) < len(seeds) for rows in per_variant.values()):
+        print("some runs are missing; summary not written")
+        return None
+    seeds = len(seeds)
+    summary = {v: summarize(rows, cap) for v, rows in per_variant.items()}
+    base = summary["ppo"]
+    for v in VARIANTS:
+        s = summary[v]
+        s["speedup_median_vs_ppo"] = base["median_evals_to_top1pct"] / s["median_evals_to_top1pct"]
+        s["speedup_mean_vs_ppo"] = base["mean_evals_to_top1pct"] / s["mean_evals_to_top1pct"]
+        s["speedup_top0.1pct_mean_vs_ppo"] = base["mean_evals_to_top0.1pct"] / s["mean_evals_to_top0.1pct"]
+    rows = [[v, s["median_evals_to_top1pct"], s["mean_evals_to_top1pct"], s["not_reached_within_cap"], s["speedup_mean_vs_ppo"],
+             s["mean_evals_to_top0.1pct"], s["speedup_top0.1pct_mean_vs_ppo"], s["mean_best_reward_at_cap"], s["median_best_rank_at_cap"],
+             s["mean_trusted_share"]] for v, s in summary.items()]
+    rows.append(["random (analytic)", random_expect, random_expect, 0, base["mean_evals_to_top1pct"] / random_expect, "", "", "", "", 0.0])
+    print_table(["variant", "median evals top1%", "mean evals top1%", "missed", "speed-up (mean)", "mean evals top0.1%",
+                 "speed-up top0.1%", "best R at cap", "median rank", "trusted"], rows,
+                title=f"NAS-Bench-Macro, {seeds} seeds, cap {cap} evaluations")
+    cal = [[v, s.get("trusted_estimates"), s.get("trusted_within_threshold"), s.get("trusted_mae"), s.get("evaluated_heldout_mae"),
+            s.get("top1pct_only_trusted_before_hit")] for v, s in summary.items() if "trusted_mae" in s]
+    print_table(["variant", "trusted estimates", "share |V-R| < thr", "MAE trusted", "MAE declined (held-out)", "top1% only trusted"], cal,
+                title="UAC calibration (threshold 0.3 reward points)")
+    goal = summary["fnas"]["speedup_mean_vs_ppo"] >= 3 and summary["ppo+uac+aeb"]["speedup_mean_vs_ppo"] >= 3
+    return {"setting": {"space": "nas-bench-macro", "table": str(TABLE.relative_to(ROOT)), "budget_ms": T, "archs": n,
+                        "top1pct_archs": k, "top1pct_reward_threshold": thr, "top0.1pct_archs": k01, "top0.1pct_reward_threshold": thr01,
+                        "top1pct_within_budget": int((lat[R >= thr] <= T).sum()), "seeds": seeds, "evaluation_cap": cap,
+                        "random_search_expected_evals_to_top1pct": random_expect,
+                        "fnas_critic_source": f"ppo+uac+aeb search at T'={T_src:.4f} ms (25th pct latency), {source_evals} evaluations, not counted"},
+            "summary": summary, "runs": per_variant, "goal_3x_fewer_evaluations_met": bool(goal)}
+
+
+# ---- knowledge pool part ---------------------------------------------------------------------------
+def akp_part(n_archs: int, iterations: int, seed: int = 0) -> dict:
+    from hwnas.nn.network import Network
+    from hwnas.search.fnas.knowledge_pool import KnowledgePool
+    from hwnas.search.fnas.train_evaluator import accuracy, builtin_data, train
+
+    torch.set_num_threads(1)
+    space = create_space("tiny")
+    train_data, val = builtin_data(seed)
+    rng = np.random.default_rng(seed)
+    archs = []
+    while len(archs) < n_archs:
+        a = space.sample(rng)
+        if a not in archs:
+            archs.append(a)
+    checkpoints = sorted({max(1, iterations * q // 4) for q in (1, 2, 3, 4)})
+    pool = KnowledgePool(iterations)
+    rows = []
+    for i, arch in enumerate(archs):
+        torch.manual_seed(seed + i)
+        scratch = Network(space, arch)
+        torch.manual_seed(seed + i)
+        warm = Network(space, arch)
+        info = pool.initialize(warm, space, arch)
+        acc0_warm = accuracy(warm, val)
+        t0 = time.perf_counter()
+        cs = train(scratch, train_data, iterations, seed=seed + i, val=val, checkpoints=checkpoints)
+        t1 = time.perf_counter()
+        cw = train(warm, train_data, iterations, seed=seed + i, val=val, checkpoints=checkpoints)
+        t2 = time.perf_counter()
+        pool.store(warm, space, arch, iterations)
+        rows.append({"arch": space.to_compact(arch), "scratch": cs, "warm": cw, "warm_at_0": acc0_warm, **info,
+                     "scratch_s": round(t1 - t0, 2), "warm_s": round(t2 - t1, 2)})
+        print(f"{i}: {space.to_compact(arch)} scratch {cs} | warm {cw} (init {acc0_warm:.1f}%, hits {info['hits']}/{info['blocks']})", flush=True)
+    later = rows[1:]  # the first arch meets an empty pool
+    mean_s = {c: float(np.mean([r["scratch"][c] for r in later])) for c in checkpoints}
+    mean_w = {c: float(np.mean([r["warm"][c] for r in later])) for c in checkpoints}
+    target = mean_s[iterations]
+    reach = next((c for c in checkpoints if mean_w[c] >= target), None)
+    hits = sum(r["hits"] for r in later)
+    blocks = sum(r["blocks"] for r in later)
+    out = {"setting": {"space": "tiny", "data": "hwnas builtin (make_builtin)", "archs": n_archs, "iterations_K": iterations,
+                       "checkpoints": checkpoints, "batch": 32, "optimizer": "SGD momentum 0.9, lr 0.05 cosine"},
+           "mean_acc_scratch": mean_s, "mean_acc_warm": mean_w,
+           "acc_ratio_at_K": mean_w[iterations] / mean_s[iterations],
+           "mean_acc_warm_before_training": float(np.mean([r["warm_at_0"] for r in later])),
+           "warm_iterations_to_match_scratch_K": reach,
+           "training_cost_factor": (reach / iterations) if reach else None,
+           "hit_rate": hits / blocks if blocks else 0.0, "hit_rate_including_first": pool.hit_rate,
+           "exact_hit_share": sum(r["exact"] for r in later) / blocks if blocks else 0.0, "per_arch": rows}
+    print_table(["iterations", "scratch acc %", "warm-start acc %"], [[c, mean_s[c], mean_w[c]] for c in checkpoints],
+                title=f"knowledge pool on tiny (archs 2..{n_archs}), hit rate {out['hit_rate']:.3f}")
+    print(f"accuracy ratio at K={iterations}: {out['acc_ratio_at_K']:.3f}; warm start matches scratch-K accuracy after {reach} iterations")
+    return out
+
+
+def merge_write(key: str, value: dict) -> None:
+    path = RESULTS / "fnas_bench.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    keep = {k: v for k, v in old.items() if k in ("search", "akp")}
+    keep[key] = value
+    if "search" in keep and "akp" in keep and keep["akp"].get("training_cost_factor"):
+        f = keep["akp"]["training_cost_factor"]
+        s = keep["search"]["summary"]
+        keep["search_cost_with_akp"] = {
+            "note": "cost in scratch-evaluation units = mean evaluations to top 1% x training cost factor of a warm start (akp part)",
+            "ppo": s["ppo"]["mean_evals_to_top1pct"],
+            "fnas_with_akp": s["fnas"]["mean_evals_to_top1pct"] * f,
+            "speedup": s["ppo"]["mean_evals_to_top1pct"] / (s["fnas"]["mean_evals_to_top1pct"] * f)}
+    write_results("fnas_bench", keep)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=["search", "akp", "all"], default="all")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--only-seeds", type=str, default=None, help="comma list: run just these seeds (parallel workers); no summary")
+    ap.add_argument("--cap", type=int, default=500, help="real evaluations per search run")
+    ap.add_argument("--source-evals", type=int, default=300, help="evaluations of the earlier search the full-FNAS critic comes from")
+    ap.add_argument("--akp-archs", type=int, default=8)
+    ap.add_argument("--akp-iterations", type=int, default=40)
+    ap.add_argument("--quick", action="store_true", help="3 seeds, cap 300, 4 archs x 20 iterations")
+    a = ap.parse_args()
+    if a.quick:
+        a.seeds, a.cap, a.source_evals, a.akp_archs, a.akp_iterations = 3, 300, 150, 4, 20
+    if a.part in ("search", "all"):
+        if a.only_seeds:
+            search_part([int(x) for x in a.only_seeds.split(",")], a.cap, a.source_evals)
+        else:
+            res = search_part(list(range(a.seeds)), a.cap, a.source_evals)
+            if res is not None:
+                merge_write("search", res)
+    if a.part in ("akp", "all"):
+        merge_write("akp", akp_part(a.akp_archs, a.akp_iterations))
+
+
+if __name__ == "__main__":
+    main()
