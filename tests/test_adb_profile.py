@@ -8,7 +8,7 @@ from hwnas.latency.keys import space_slots
 from hwnas.space import create_space
 
 from .conftest import run_hwnas
-from .fakephone.fixtures import TRANSPORTS, adb_env, fast_profile, phone_process  # noqa: F401
+from .fakephone.fixtures import TRANSPORTS, adb_env, adb_local, fast_profile, phone, phone_process  # noqa: F401
 
 FAST = ("--runs", "10", "--warmup", "2", "--rounds", "1")
 TINY_KEYS = list(space_slots(create_space("tiny")))
@@ -132,3 +132,30 @@ def test_several_phones_one_worker_and_one_table_each(adb_env, phone_process, tm
     assert {t["device"]["serial"] for t in tables.values()} == {"SERIALAAA", "SERIALBBB"}
     assert all(set(t["entries"]) == set(TINY_KEYS) for t in tables.values())
     assert r.stdout.count("blocks timed") == 2
+
+
+@pytest.mark.slow
+def test_phone_table_agrees_with_the_host_litert_table(adb_local, phone, tmp_path):
+    """Same interpreter underneath, same protocol: the per-block latencies agree (profiles alternate
+    between host and phone so load from other processes hits both alike)."""
+    import statistics
+
+    from hwnas.device.profiles import load_device
+    from hwnas.latency.backends import Protocol
+    from hwnas.latency.profiler import profile_space
+
+    s = phone()
+    host_dev, phone_dev = load_device("host"), load_device("sd855")
+    same = dict(runs=50, warmup_runs=10, rounds=1, threads=1, cv_bound=0.05, max_retries=3, cooldown_s=0.0)
+    host_m, adb_m = {}, {}
+    for rep in range(3):
+        h = profile_space(host_dev, "tiny", "litert", tmp_path / f"h{rep}.json", protocol=Protocol.from_device(host_dev, **same))
+        a = profile_space(phone_dev, "tiny", "adb", tmp_path / f"a{rep}.json", protocol=Protocol.from_device(phone_dev, **same),
+                          backend_options={"serial": f"127.0.0.1:{s.port}", "log": lambda m: None})
+        for k in TINY_KEYS:
+            host_m.setdefault(k, []).append(h.entries[k]["median_ms"])
+            adb_m.setdefault(k, []).append(a.entries[k]["median_ms"])
+        assert a.device["soc"] == "SM8150"
+    dev = [abs(statistics.median(adb_m[k]) / statistics.median(host_m[k]) - 1) for k in TINY_KEYS]
+    assert statistics.median(dev) < 0.05
+    assert sum(d <= 0.15 for d in dev) / len(dev) >= 0.9
