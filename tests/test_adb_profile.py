@@ -89,17 +89,19 @@ def test_phone_gone_mid_profile_then_resume_measures_only_the_rest(adb_env, phon
     assert not journal.exists()
 
 
-def test_refused_authorization_is_a_clear_error(adb_env, phone_process, tmp_path):
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_refused_authorization_is_a_clear_error(adb_env, phone_process, tmp_path, transport):
     env = {"HWNAS_DEVICES_DIR": str(fast_profile(tmp_path, auth_timeout_s=3.0))}
     ph = phone_process(["refuse-auth"])
-    msg = error_line(profile(adb_env, "--host", ph.address, "--out", str(tmp_path / "t.json"), env=env))
+    msg = error_line(profile(adb_env, "--host", ph.address, "--transport", transport, "--out", str(tmp_path / "t.json"), env=env))
     assert msg == (f"error: phone {ph.address} did not authorize this computer: unlock it, accept 'Allow USB debugging?' "
                    f"(tick 'Always allow'), then retry")
 
 
-def test_missing_benchmark_binary_is_a_clear_error(adb_env, phone_process, tmp_path):
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_missing_benchmark_binary_is_a_clear_error(adb_env, phone_process, tmp_path, transport):
     ph = phone_process(["binary-missing"])
-    msg = error_line(profile(adb_env, "--host", ph.address, "--out", str(tmp_path / "t.json")))
+    msg = error_line(profile(adb_env, "--host", ph.address, "--transport", transport, "--out", str(tmp_path / "t.json")))
     assert msg.startswith(f"error: phone {ph.address} is not ready: benchmark_model missing on the phone at "
                           f"'/data/local/tmp/hwnas/benchmark_model': run `hwnas device setup sd855 --benchmark-binary PATH`")
 

@@ -1,6 +1,7 @@
 """ADB transports against the fake phone: both implementations pass the same tests."""
 
 import os
+import shutil
 import time
 
 import pytest
@@ -140,3 +141,42 @@ def test_backend_pushes_once_per_content_and_runs_benchmark_model_pinned(phone, 
     assert len(pinned) == len(started) == 2
     assert all("--num_threads=1" in c and "--num_runs=10" in c and "--warmup_runs=2" in c and "--enable_op_profiling=false" in c for c in pinned)
     assert "/data/local/tmp/pwned" not in s.device.files
+
+
+def test_onnxruntime_perf_test_is_the_second_binary_kind(phone):
+    from hwnas.latency.blocks import export_block
+    from hwnas.latency.keys import space_slots
+    from hwnas.space import create_space
+
+    from .fakephone.device import ELF_ARM64
+
+    s = phone()
+    s.device.write_file("/data/local/tmp/hwnas/onnxruntime_perf_test", ELF_ARM64 + b"onnxruntime_perf_test", 0o755)
+    prof = load_device("sd855")
+    prof.binary_kind, prof.benchmark_binary = "onnxruntime", "/data/local/tmp/hwnas/onnxruntime_perf_test"
+    key, slot = list(space_slots(create_space("tiny")).items())[2]
+    model = export_block(key, slot, "onnx")
+    with create_backend("adb", device=prof, serial=f"127.0.0.1:{s.port}", log=lambda m: None) as b:
+        assert b.model_format == "onnx" and b.fingerprint()["runtime"] == "onnxruntime_perf_test"
+        m = b.measure(model, Protocol.from_device(prof, runs=20, warmup_runs=2, max_retries=0))
+    assert 0 < m.median_ms <= m.p90_ms < 100 and m.n == 20 and m.info["statistic"] == "onnxruntime_perf_test P50/P90"
+    runs = [c for c in s.device.log if c.startswith("taskset f0 /data/local/tmp/hwnas/onnxruntime_perf_test ")]
+    assert len(runs) == 1 and " -r 20 -x 1 " in runs[0]
+
+
+@pytest.mark.skipif(shutil.which("adb") is None, reason="the adb client is not installed")
+def test_all_finds_every_ready_phone_in_adb_devices(phone, adb_local):
+    import subprocess
+
+    from hwnas.device.multi import phone_targets
+
+    a, b = phone(serial="AAA"), phone(serial="BBB")
+    for s in (a, b):
+        subprocess.run(["adb", "connect", f"127.0.0.1:{s.port}"], capture_output=True, timeout=30)
+    deadline = time.monotonic() + 20
+    want = {f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"}
+    while time.monotonic() < deadline and not want <= set(phone_targets(load_device("sd855"), all_phones=True)):
+        time.sleep(0.5)
+    assert want <= set(phone_targets(load_device("sd855"), all_phones=True))
+    for s in (a, b):
+        subprocess.run(["adb", "disconnect", f"127.0.0.1:{s.port}"], capture_output=True, timeout=30)

@@ -99,7 +99,7 @@ def onnxruntime_perf_test(sh: Shell, args: list[str]) -> Result:
             runs, i = int(a[i + 1]), i + 2
         elif a[i] == "-x":
             threads, i = int(a[i + 1]), i + 2
-        elif a[i] in ("-m", "-e", "-o"):
+        elif a[i] in ("-m", "-e", "-o", "-y", "-t", "-c"):
             i += 2
         elif a[i].startswith("-"):
             i += 1
