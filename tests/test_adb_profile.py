@@ -46,15 +46,19 @@ def test_profile_sd855_over_adb_end_to_end_and_second_profile_pushes_nothing(adb
     assert (dev["soc"], dev["model"], dev["android"], dev["board_platform"], dev["runtime"]) == ("SM8150", "Pixel 4", "12", "msmnile", "benchmark_model")
     assert dev["transport"] == transport and len(dev["benchmark_binary_sha256"]) == 64
     assert set(t["entries"]) == set(TINY_KEYS)
-    assert all(0 < e["median_ms"] < 100 and e["n"] == 10 for e in t["entries"].values())
+    assert all(0 < e["median_ms"] < 100 and e["n"] >= 10 for e in t["entries"].values())
     assert t["protocol"]["cpu_mask"] == [4, 5, 6, 7] and t["protocol"]["threads"] == 1
     pushed = log_lines(log, "push")
     assert len(pushed) == len(TINY_KEYS)  # one push per block file
     runs = [c for c in log_lines(log, "shell") if "benchmark_model --graph=" in c]
     # one benchmark_model process per measurement, plus the re-measures of the CV protocol
     assert len(runs) == sum(1 + e["retries"] for e in t["entries"].values()) and all("'taskset f0 " in c for c in runs)
+    if transport != "adb-shell":
+        return  # push caching is transport-independent (the benchmark shows it for both)
     # a second profile of the same space (a new table): every model is already on the phone
-    r2 = profile(adb_env, "--host", ph.address, "--transport", transport, "--out", str(tmp_path / "again.json"))
+    # (only the pushes matter here: a quick protocol)
+    quick = {"HWNAS_DEVICES_DIR": str(fast_profile(tmp_path, min_time_s=0.0, max_retries=0))}
+    r2 = profile(adb_env, "--host", ph.address, "--transport", transport, "--out", str(tmp_path / "again.json"), env=quick)
     assert r2.returncode == 0, r2.stderr
     assert log_lines(log, "push") == pushed
     t2 = json.loads((tmp_path / "again.json").read_text())
@@ -62,7 +66,7 @@ def test_profile_sd855_over_adb_end_to_end_and_second_profile_pushes_nothing(adb
 
 
 def test_phone_gone_mid_profile_then_resume_measures_only_the_rest(adb_env, phone_process, tmp_path):
-    devices = fast_profile(tmp_path, reconnect_timeout_s=2.0)
+    devices = fast_profile(tmp_path, reconnect_timeout_s=2.0, min_time_s=0.0)
     env = {"HWNAS_DEVICES_DIR": str(devices)}
     log1 = tmp_path / "phone1.log"
     ph = phone_process(["drop-after=60"], log=log1)
@@ -107,10 +111,11 @@ def test_missing_benchmark_binary_is_a_clear_error(adb_env, phone_process, tmp_p
 
 
 def test_hot_phone_is_waited_for_before_measuring(adb_env, phone_process, tmp_path):
+    env = {"HWNAS_DEVICES_DIR": str(fast_profile(tmp_path, min_time_s=0.0))}
     log = tmp_path / "phone.log"
     ph = phone_process(["hot=3"], log=log)
     out = tmp_path / "t.json"
-    r = profile(adb_env, "--host", ph.address, "--out", str(out))
+    r = profile(adb_env, "--host", ph.address, "--out", str(out), env=env)
     assert r.returncode == 0, r.stderr
     assert f"phone {ph.address} is hot (cpu-1-3-usr at 60.8 C > 45 C); waiting for it to cool down" in r.stderr
     assert f"phone {ph.address} cooled down to 38.8 C" in r.stderr
@@ -123,10 +128,11 @@ def test_hot_phone_is_waited_for_before_measuring(adb_env, phone_process, tmp_pa
 
 
 def test_several_phones_one_worker_and_one_table_each(adb_env, phone_process, tmp_path):
+    env = {"HWNAS_DEVICES_DIR": str(fast_profile(tmp_path, min_time_s=0.0))}
     a = phone_process(serial="SERIALAAA")
     b = phone_process(serial="SERIALBBB")
     out = tmp_path / "t.json"
-    r = profile(adb_env, "--serial", a.address, "--serial", b.address, "--out", str(out))
+    r = profile(adb_env, "--serial", a.address, "--serial", b.address, "--out", str(out), env=env)
     assert r.returncode == 0, r.stderr
     tables = {p.name: json.loads(p.read_text()) for p in tmp_path.glob("t-*.json")}
     tag = lambda addr: addr.replace(":", "_")  # noqa: E731

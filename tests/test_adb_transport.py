@@ -134,12 +134,13 @@ def test_backend_pushes_once_per_content_and_runs_benchmark_model_pinned(phone, 
         m1 = b.measure(model, proto)
         m2 = b.measure(hostile, proto)  # same content, another (hostile) name: no second push
         assert b.pushes == 1 and len(s.device.pushes) == 1
-        assert 0 < m1.median_ms < 50 and m1.n == 10 and m2.n == 10
+        assert 0 < m1.median_ms < 50 and m1.n >= 10 and m2.n >= 10
         assert m1.info["statistic"].startswith("benchmark_model avg")
     pinned = [c for c in s.device.log if c.startswith("taskset f0 /data/local/tmp/hwnas/benchmark_model ")]
     started = [c for c in s.device.log if c.startswith("/data/local/tmp/hwnas/benchmark_model ")]
     assert len(pinned) == len(started) == 2
-    assert all("--num_threads=1" in c and "--num_runs=10" in c and "--warmup_runs=2" in c and "--enable_op_profiling=false" in c for c in pinned)
+    assert all("--num_threads=1" in c and "--num_runs=10" in c and "--warmup_runs=2" in c and "--warmup_min_secs=0" in c
+               and "--min_secs=" in c and "--enable_op_profiling=false" in c for c in pinned)
     assert "/data/local/tmp/pwned" not in s.device.files
 
 

@@ -65,12 +65,16 @@ def test_benchmark_model_prints_the_real_format_and_is_parsed(tmp_path):
     dev = Device(Faults())
     dev.write_file("/data/local/tmp/hwnas/m.tflite", export_block(key, slot, "tflite").read_bytes())
     r = Shell(dev, PROGRAMS).run("taskset 80 /data/local/tmp/hwnas/benchmark_model --graph=/data/local/tmp/hwnas/m.tflite "
-                                 "--num_threads=1 --warmup_runs=3 --num_runs=20 --enable_op_profiling=false")
+                                 "--num_threads=1 --warmup_runs=3 --warmup_min_secs=0 --num_runs=20 --min_secs=0 --enable_op_profiling=false")
     assert r.rc == 0
     fake = parse_benchmark_log(r.out.decode())
     assert set(real.settings) >= {"Num runs", "Num threads", "Graph"} and set(fake.settings) >= {"Num runs", "Num threads", "Graph"}
     assert [n for n, _ in fake.runs] == [3, 20] and fake.timed.count == 20 and fake.timed.avg_ms > 0
     assert set(fake.averages_us) == set(real.averages_us) == {"Warmup", "Init", "no stats"}
+    # like the real tool, it keeps running past --num_runs until --min_secs (default 1 s) have passed
+    longer = parse_benchmark_log(Shell(dev, PROGRAMS).run("/data/local/tmp/hwnas/benchmark_model --graph=/data/local/tmp/hwnas/m.tflite "
+                                                          "--num_runs=5 --min_secs=0.3 --warmup_min_secs=0").out.decode())
+    assert longer.timed.count > 5 and longer.timed.count * longer.timed.avg_ms >= 0.5 * 300
     missing = Shell(dev, PROGRAMS).run("/data/local/tmp/hwnas/benchmark_model --graph=/nope.tflite")
     assert missing.rc == 1 and "Could not open" in missing.out.decode()
 

@@ -52,6 +52,7 @@ class DeviceProfile:
     cpu_mask: list[int] = field(default_factory=list)  # CPUs the measuring process is pinned to
     warmup_runs: int = 10
     runs: int = 50
+    min_time_s: float = 0.1  # keep timing past ``runs`` until this long (benchmark_model's --min_secs)
     cv_bound: float = 0.05
     max_retries: int = 3
     cooldown_s: float = 0.0
@@ -74,7 +75,7 @@ class DeviceProfile:
 
     def measurement_protocol(self) -> dict[str, Any]:
         return {"threads": self.threads, "cpu_mask": list(self.cpu_mask), "warmup_runs": self.warmup_runs,
-                "runs": self.runs, "cv_bound": self.cv_bound, "max_retries": self.max_retries,
+                "runs": self.runs, "min_time_s": self.min_time_s, "cv_bound": self.cv_bound, "max_retries": self.max_retries,
                 "cooldown_s": self.cooldown_s}
 
 

@@ -69,19 +69,25 @@ def benchmark_model(sh: Shell, args: list[str]) -> Result:
               "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", "resolved reporter",
               f"Initialized session in {init_ms:.3f}ms"]
     clock = time.perf_counter_ns
-    warm = []
-    for _ in range(max(warmup, 1)):
-        t = clock()
-        interp.invoke()
-        warm.append((clock() - t) / 1e3)
-    timed = []
-    for _ in range(runs):
-        t = clock()
-        interp.invoke()
-        timed.append((clock() - t) / 1e3)
+    # as benchmark_model: at least N runs AND at least min_secs (default 1 s), at most max_secs
+    min_secs, max_secs = float(f.get("min_secs", "1.0")), float(f.get("max_secs", "150"))
+    warm_min = float(f.get("warmup_min_secs", "0.5"))
+
+    def timed_runs(count: int, at_least_s: float) -> list[float]:
+        out, start = [], clock()
+        while len(out) < count or (clock() - start) / 1e9 < at_least_s:
+            t = clock()
+            interp.invoke()
+            out.append((clock() - t) / 1e3)
+            if (clock() - start) / 1e9 > max_secs:
+                break
+        return out
+
+    warm = timed_runs(max(warmup, 1), warm_min)
+    timed = timed_runs(runs, min_secs)
     sh.device.heat()
     lines += [f"Running benchmark for {len(warm)} iterations ", _stat_line(warm), "",
-              f"Running benchmark for {runs} iterations ", _stat_line(timed), ""]
+              f"Running benchmark for {len(timed)} iterations ", _stat_line(timed), ""]
     lines += [f"Timings (microseconds): {_stat_line(timed)}", "Memory (bytes): count=0",
               "", "",
               f"Average inference timings in us: Warmup: {statistics.fmean(warm):.1f}, Init: {int(init_ms * 1e3)}, "

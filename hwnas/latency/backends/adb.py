@@ -6,7 +6,7 @@ the same blocks pushes nothing), wait while the phone is hotter than the profile
 run one fresh benchmark process pinned with ``taskset`` to the profile's big cores::
 
     taskset f0 /data/local/tmp/hwnas/benchmark_model --graph=<file> --num_threads=1 \
-        --warmup_runs=W --num_runs=N --enable_op_profiling=false
+        --warmup_runs=W --warmup_min_secs=0 --num_runs=N --min_secs=T --enable_op_profiling=false
 
 and parse its output. benchmark_model prints summary statistics only (count, min, max, avg,
 std of the timed runs; no per-run times), so an ADB measurement's ``median_ms`` is the
@@ -46,8 +46,11 @@ def benchmark_command(binary: str, remote_model: str, protocol: Protocol, kind: 
     prefix = ["taskset", mask] if mask else []
     if kind == "onnxruntime":
         return [*prefix, binary, "-I", "-m", "times", "-r", str(protocol.runs), "-x", str(protocol.threads), "-y", "1", remote_model]
+    # benchmark_model also runs for at least --min_secs (default 1 s) and warms up for at least
+    # --warmup_min_secs (0.5 s): set both so the phone follows the same protocol as the host.
+    min_secs = float(getattr(protocol, "min_time_s", 0.0) or 0.0)
     return [*prefix, binary, f"--graph={remote_model}", f"--num_threads={protocol.threads}", f"--warmup_runs={protocol.warmup_runs}",
-            f"--num_runs={protocol.runs}", "--enable_op_profiling=false"]
+            "--warmup_min_secs=0", f"--num_runs={protocol.runs}", f"--min_secs={min_secs:g}", "--enable_op_profiling=false"]
 
 
 def tflite_summary(output: str) -> dict[str, float]:
