@@ -151,6 +151,7 @@ def closed_loop(winners: list, rounds: int) -> dict:
                 f"closed loop on host ({table.backend}, {proto.rounds} rounds, fresh process per measurement)")
     errs = np.array([r["pred_error_pct"] for r in recs])
     return {"backend": table.backend, "protocol": proto.to_dict(), "distinct_winners": len(recs), "wall_s": wall,
+            "load_average_1min_at_end": __import__("os").getloadavg()[0], "cpus": __import__("os").cpu_count(),
             "share_within_budget": float(np.mean([r["within_budget"] for r in recs])),
             "share_within_budget_plus_10pct": float(np.mean([r["within_budget_plus_10pct"] for r in recs])),
             "prediction_error_pct": {"median": float(np.median(errs)), "min": float(errs.min()), "max": float(errs.max())},
@@ -217,19 +218,26 @@ def bad_input(supernet_dir: Path | None) -> list[dict]:
         ("unparseable budget", dict(latency="fast", benchmark="nas-bench-macro")),
         ("budget below the fastest arch", dict(latency="0.001ms", benchmark="nas-bench-macro")),
         ("table of another space", dict(latency="1ms", benchmark="nas-bench-macro", table=TABLES / "host-tiny-onnxruntime.json")),
-        ("table of another device", dict(latency="1ms", benchmark="nas-bench-macro", device="sd855",
-                                         table=TABLES / "host-nas-bench-macro-onnxruntime.json")),
+        ("table of another device", dict(latency="1ms", benchmark="nas-bench-macro", table="{other_device_table}")),
     ]
     if supernet_dir is not None:
         cases.append(("supernet checkpoint of another space", dict(latency="1ms", supernet=supernet_dir, space="nas-bench-macro")))
     out = []
     with tempfile.TemporaryDirectory() as tmp:
+        # the host table relabelled as measured on another phone: what a user gets by passing the wrong --table
+        other = load_table(create_space("nas-bench-macro"), device="host", table=TABLES / "host-nas-bench-macro-onnxruntime.json")
+        other.device = {**other.device, "name": "sd855", "model": "SM-G9750"}
+        other_path = other.save(Path(tmp) / "sd855-nas-bench-macro.json")
         for name, kw in cases:
+            kw = {k: (other_path if v == "{other_device_table}" else v) for k, v in kw.items()}
             try:
                 run_search(out=Path(tmp) / "o", tables_dir=TABLES, **kw)
                 out.append({"case": name, "error": None})
             except HwnasError as e:  # machine paths out of the committed results
-                out.append({"case": name, "error": str(e).replace(str(REPO) + "/", "").replace(tmp, "<tmp>")})
+                msg = str(e).replace(str(REPO) + "/", "").replace(tmp, "<tmp>")
+                if supernet_dir is not None:
+                    msg = msg.replace(str(supernet_dir), "<tiny run>")
+                out.append({"case": name, "error": msg})
     print_table(["case", "error"], [(c["case"], c["error"]) for c in out], "bad input")
     return out
 
@@ -246,31 +254,56 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=4)
     ap.add_argument("--eval-images", type=int, default=500)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--parts", default="tabular,closed-loop,supernet,bad-input",
+                    help="comma list; parts not run are kept from the existing results file")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
+    if args.skip_measure:
+        parts.discard("closed-loop")
+    if args.skip_supernet:
+        parts.discard("supernet")
+    if "closed-loop" in parts:
+        parts.add("tabular")  # the winners to measure come from the tabular searches
     seeds = 3 if args.quick else args.seeds
-    payload: dict = {"command": "python benchmarks/search_bench.py " + " ".join(sys.argv[1:]), "seeds": seeds}
+    import json
+
+    from common import RESULTS
+
+    old_path = RESULTS / "search_bench.json"
+    payload: dict = json.loads(old_path.read_text()) if old_path.exists() and parts != ALL_PARTS else {}
+    for k in ("benchmark", "when", "machine"):
+        payload.pop(k, None)
+    cmd = "python benchmarks/search_bench.py " + " ".join(sys.argv[1:])
+    payload.setdefault("commands", {})
     t0 = time.perf_counter()
-    payload["tabular"], winners = tabular_part(seeds, args.quick)
-    if not args.skip_measure:
+    if "tabular" in parts:
+        payload["seeds"] = seeds
+        payload["tabular"], winners = tabular_part(seeds, args.quick)
+        payload["commands"]["tabular"] = cmd
+    if "closed-loop" in parts:
         payload["closed_loop"] = closed_loop(winners, args.rounds)
-    sup_dir = None
-    if not args.skip_supernet:
+        payload["commands"]["closed_loop"] = cmd
+    sup_dir = Path(args.supernet) if args.supernet else None
+    if "supernet" in parts:
         payload["supernet"] = supernet_part(args.supernet, 100 if args.quick else args.train_iters, args.population,
                                             args.generations, args.eval_images)
-        sup_dir = Path(args.supernet) if args.supernet else None
-    if sup_dir is None:  # a throwaway tiny checkpoint is enough for the wrong-space case
-        import torch
+        payload["commands"]["supernet"] = cmd
+    if "bad-input" in parts:
+        if sup_dir is None or not (sup_dir / "supernet.json").exists():  # a throwaway tiny checkpoint is enough here
+            from hwnas.nn import SuperNet
+            from hwnas.train.checkpoint import save_checkpoint
 
-        from hwnas.nn import SuperNet
-        from hwnas.train.checkpoint import save_checkpoint
-
-        sup_dir = Path(tempfile.mkdtemp())
-        save_checkpoint(sup_dir, "supernet", {"model": SuperNet(create_space("tiny")).state_dict()},
-                        {"space": "tiny", "data": "builtin", "config": {}, "pool": {"entries": []}})
-        torch.manual_seed(0)
-    payload["bad_input"] = bad_input(sup_dir)
-    payload["wall_s"] = time.perf_counter() - t0
+            sup_dir = Path(tempfile.mkdtemp())
+            save_checkpoint(sup_dir, "supernet", {"model": SuperNet(create_space("tiny")).state_dict()},
+                            {"space": "tiny", "data": "builtin", "config": {}, "pool": {"entries": []}})
+        payload["bad_input"] = bad_input(sup_dir)
+        payload["commands"]["bad_input"] = cmd
+    payload.pop("command", None)
+    payload["wall_s_last_run"] = time.perf_counter() - t0
     print(f"wrote {write_results('search_bench', payload)}")
+
+
+ALL_PARTS = {"tabular", "closed-loop", "supernet", "bad-input"}
 
 
 if __name__ == "__main__":
