@@ -2,13 +2,63 @@
 
 from __future__ import annotations
 
-import typer
+import warnings
+from pathlib import Path
+from typing import Optional
 
-from .common import not_available
+import typer
+from rich.table import Table
+
+from .common import console, err_console, print_json
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("export", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def export() -> None:
+    @app.command("export")
+    def export(arch: str = typer.Option(..., "--arch", help="A JSON file (e.g. a search's best.json), a named arch (proxyless-mobile) or space:compact."),
+               weights: Optional[Path] = typer.Option(None, "--weights", help="A state dict of the arch's net, or a supernet checkpoint from `hwnas train`; none = fresh init (warned)."),
+               fmt: str = typer.Option("tflite", "--format", help="tflite or onnx."),
+               precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 (tflite only) or int8 (full-integer post-training quantization)."),
+               calibration_data: Optional[Path] = typer.Option(None, "--calibration-data", help="Folder of images for int8 calibration (default: the built-in data)."),
+               out: Path = typer.Option(Path("exports"), "--out", help="Output folder."),
+               name: Optional[str] = typer.Option(None, "--name", help="File name stem (default: the arch's name)."),
+               table: Optional[Path] = typer.Option(None, "--table", help="Latency table: predicted latency, and the file timed on the table's device."),
+               force: bool = typer.Option(False, "--force", help="Use a table made for another space anyway."),
+               no_verify: bool = typer.Option(False, "--no-verify", help="Skip the parity check and the latency measurement."),
+               runs: Optional[int] = typer.Option(None, "--runs", help="Timed runs for the latency check (default: the table's protocol)."),
+               as_json: bool = typer.Option(False, "--json", help="Print the sidecar as JSON.")) -> None:
         """Export an arch to TFLite/ONNX, checked for parity and real latency."""
-        not_available("hwnas export")
+        from ..export import export_arch
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with console.status(f"exporting {arch} as {fmt} {precision}...") if not as_json else _null():
+                r = export_arch(arch, weights=weights, fmt=fmt, precision=precision, calibration_data=calibration_data, out=out,
+                                name=name, table=table, verify=not no_verify, latency_runs=runs, force_table=force)
+        for w in r.warnings:
+            err_console.print(f"[yellow]warning:[/] {w}")
+        if as_json:
+            print_json(r.sidecar_data)
+            return
+        console.print(f"[bold]{r.path}[/] ({r.size_bytes / 1e6:.2f} MB, {r.fmt} {r.precision}, weights: {r.weights}) in {r.export_s:.1f}s; sidecar {r.sidecar}")
+        console.print(f"{r.arch.compact()}  FLOPs={r.flops / 1e6:.2f}M  params={r.params / 1e6:.3f}M")
+        for p in r.parity:
+            console.print(("[green]ok[/] " if p.passed else "[red]FAIL[/] ") + p.summary())
+        if not r.parity:
+            console.print("[yellow]not verified[/] (--no-verify)")
+        if r.latency is not None:
+            lat = r.latency
+            t = Table("device", "backend", "predicted ms", "measured ms", "error", "table", title="latency")
+            t.add_row(lat.device, lat.backend, f"{lat.predicted_ms:.3f} ± {lat.uncertainty_ms:.3f}",
+                      "-" if lat.measured_ms is None else f"{lat.measured_ms:.3f}",
+                      "-" if lat.error_pct is None else f"{lat.error_pct:+.1f}%", lat.table)
+            console.print(t)
+            if lat.note:
+                console.print(f"note: {lat.note}")
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False

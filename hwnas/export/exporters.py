@@ -10,8 +10,11 @@ import contextlib
 import io
 import logging
 import os
+import tempfile
 from pathlib import Path
+from typing import Callable, Iterable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -72,3 +75,131 @@ def _quiet():
     finally:
         logging.disable(logging.NOTSET)
         logging.root.setLevel(level)
+
+
+# ---- precision variants ------------------------------------------------------------
+# fp16 and int8 files start from the fp32 file written by the functions above, so the
+# quantized network has exactly the graph that was profiled, only with narrower numbers.
+
+TFLITE_SIGNATURE = "serving_default"
+TFLITE_INPUT = "args_0"
+
+
+def export_tflite_fp16(module: nn.Module, example: torch.Tensor, path: str | Path) -> Path:
+    """TFLite with fp16 weights (float casting in ai-edge-quantizer); compute stays fp32 on CPU."""
+    from ai_edge_quantizer import algorithm_manager, qtyping, quantizer  # noqa: PLC0415
+
+    def recipe(qt) -> None:
+        qt.add_weight_only_config(".*", qtyping.TFLOperationName.ALL_SUPPORTED, 16,
+                                  algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
+
+    return _quantize_tflite(module, example, path, recipe, calibration=None, quantizer=quantizer)
+
+
+def export_tflite_int8(module: nn.Module, example: torch.Tensor, path: str | Path, calibration: Iterable[np.ndarray]) -> Path:
+    """Full-integer TFLite (int8 weights and activations, int8 input/output) by post-training
+    static quantization with ai-edge-quantizer, calibrated on ``calibration`` (NCHW float batches of 1)."""
+    from ai_edge_quantizer import quantizer, recipe as aeq_recipe  # noqa: PLC0415
+
+    def recipe(qt) -> None:
+        qt.load_quantization_recipe(aeq_recipe.static_wi8_ai8())
+
+    return _quantize_tflite(module, example, path, recipe, calibration=calibration, quantizer=quantizer)
+
+
+def _quantize_tflite(module: nn.Module, example: torch.Tensor, path: str | Path, recipe, calibration, quantizer) -> Path:
+    path = Path(path)
+    tmp, commit, abort = atomic_output_path(path)
+    try:
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".hwnas-fp32-") as d:
+            fp32 = export_tflite(module, example, Path(d) / "fp32.tflite")
+            with _quiet(), contextlib.redirect_stderr(io.StringIO()):
+                qt = quantizer.Quantizer(str(fp32))
+                recipe(qt)
+                result = None
+                if calibration is not None:
+                    data = {TFLITE_SIGNATURE: [{TFLITE_INPUT: _as_batch(x, example)} for x in calibration]}
+                    if not data[TFLITE_SIGNATURE]:
+                        raise HwnasError("int8 export needs at least one calibration image; give --calibration-data DIR with images")
+                    result = qt.calibrate(data)
+                out = qt.quantize(result, enable_progress_report=False)
+                out.export_model(str(tmp), overwrite=True)
+        return commit()
+    except BaseException:
+        abort()
+        raise
+
+
+def export_onnx_int8(module: nn.Module, example: torch.Tensor, path: str | Path, calibration: Iterable[np.ndarray]) -> Path:
+    """ONNX with int8 weights and activations (QDQ format, per-channel weights) by onnxruntime's
+    static quantization, calibrated on ``calibration``; input and output stay float."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static  # noqa: PLC0415
+    from onnxruntime.quantization.shape_inference import quant_pre_process  # noqa: PLC0415
+
+    batches = [{"input": _as_batch(x, example)} for x in calibration]
+    if not batches:
+        raise HwnasError("int8 export needs at least one calibration image; give --calibration-data DIR with images")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(batches)
+
+        def get_next(self):
+            return next(self._it, None)
+
+    path = Path(path)
+    tmp, commit, abort = atomic_output_path(path)
+    try:
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".hwnas-fp32-") as d:
+            fp32 = export_onnx(module, example, Path(d) / "fp32.onnx")
+            pre = Path(d) / "pre.onnx"
+            with _quiet(), contextlib.redirect_stderr(io.StringIO()):
+                quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+                quantize_static(str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+        return commit()
+    except BaseException:
+        abort()
+        raise
+
+
+def _as_batch(x, example: torch.Tensor) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float32)
+    return a.reshape(tuple(example.shape))
+
+
+# (format, precision) -> exporter; int8 exporters take the calibration images as a 4th argument.
+EXPORTERS: dict[tuple[str, str], Callable[..., Path]] = {
+    ("onnx", "fp32"): export_onnx,
+    ("onnx", "int8"): export_onnx_int8,
+    ("tflite", "fp32"): export_tflite,
+    ("tflite", "fp16"): export_tflite_fp16,
+    ("tflite", "int8"): export_tflite_int8,
+}
+FORMATS = {"onnx": ".onnx", "tflite": ".tflite"}
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def supported_precisions(fmt: str) -> list[str]:
+    return [p for (f, p) in EXPORTERS if f == fmt]
+
+
+def export_module(module: nn.Module, example: torch.Tensor, path: str | Path, fmt: str, precision: str = "fp32",
+                  calibration: Iterable[np.ndarray] | None = None) -> Path:
+    """Write ``module`` as ``fmt`` at ``precision``; int8 needs ``calibration`` images."""
+    check_format(fmt, precision)
+    fn = EXPORTERS[(fmt, precision)]
+    if precision == "int8":
+        if calibration is None:
+            raise HwnasError("int8 export needs calibration images (a --calibration-data folder or the built-in data)")
+        return fn(module, example, path, calibration)
+    return fn(module, example, path)
+
+
+def check_format(fmt: str, precision: str) -> None:
+    if fmt not in FORMATS:
+        raise HwnasError(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
+    if precision not in PRECISIONS:
+        raise HwnasError(f"unknown precision {precision!r}; use one of: {', '.join(PRECISIONS)}")
+    if (fmt, precision) not in EXPORTERS:
+        raise HwnasError(f"precision {precision!r} is not supported for {fmt} export; use one of: {', '.join(supported_precisions(fmt))}")

@@ -1,0 +1,87 @@
+"""Latency verification: time the exported file on the table's device, next to the prediction.
+
+The file is timed through the same backend and protocol that filled the table (host
+onnxruntime/LiteRT, or the phone over ADB), so the two numbers differ only by what the
+block-sum model misses (per-op overhead between blocks, fusion across blocks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import HwnasError
+from ..latency.table import LatencyTable
+from ..space.arch import Arch
+
+
+@dataclass
+class LatencyReport:
+    table: str
+    backend: str
+    device: str
+    predicted_ms: float
+    uncertainty_ms: float
+    measured_ms: float | None = None
+    measured_p90_ms: float | None = None
+    measured_cv: float | None = None
+    error_pct: float | None = None  # (predicted - measured) / measured, in %
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        s = f"latency on {self.device} ({self.backend}): predicted {self.predicted_ms:.3f} ± {self.uncertainty_ms:.3f} ms"
+        if self.measured_ms is not None:
+            s += f", measured {self.measured_ms:.3f} ms (median), prediction error {self.error_pct:+.1f}%"
+        if self.note:
+            s += f" [{self.note}]"
+        return s
+
+
+def predict(table: LatencyTable, arch: Arch) -> tuple[float, float]:
+    return table.predict(arch)
+
+
+def verify_latency(table: LatencyTable, arch: Arch, model_path: str | Path, fmt: str, precision: str,
+                   measure: bool = True, runs: int | None = None) -> LatencyReport:
+    """Predicted latency from ``table`` and, with ``measure``, the file timed on the table's device."""
+    ms, unc = table.predict(arch)
+    device_name = str(table.device.get("name") or table.device.get("model") or "host")
+    rep = LatencyReport(table=str(table.path or ""), backend=table.backend, device=device_name, predicted_ms=ms, uncertainty_ms=unc)
+    notes = []
+    if precision != "fp32" and "fp32" not in table.backend.replace("-", "").lower() and precision not in table.backend:
+        notes.append(f"the table times fp32 blocks; this file is {precision}")
+    if not measure:
+        rep.note = "; ".join(notes + ["not measured (--no-verify)"])
+        return rep
+    try:
+        from ..device.profiles import load_device  # noqa: PLC0415
+        from ..latency.backends.base import Protocol, create_backend  # noqa: PLC0415
+    except ImportError:
+        rep.note = "; ".join(notes + ["this build has no timing backends"])
+        return rep
+    try:
+        device = load_device(device_name)
+    except HwnasError as e:
+        rep.note = "; ".join(notes + [f"not measured: {e}"])
+        return rep
+    backend = create_backend(table.backend, device=device)
+    try:
+        if getattr(backend, "model_format", fmt) != fmt:
+            rep.note = "; ".join(notes + [f"not measured: the table's backend {table.backend!r} times {backend.model_format} files, this is {fmt}"])
+            return rep
+        protocol = Protocol.from_dict(table.protocol) if table.protocol else backend.default_protocol()
+        if runs is not None:
+            protocol.runs = runs
+        m = backend.measure(model_path, protocol)
+    finally:
+        backend.close()
+    rep.measured_ms, rep.measured_p90_ms, rep.measured_cv = m.median_ms, m.p90_ms, m.cv
+    rep.error_pct = 100.0 * (ms - m.median_ms) / m.median_ms if m.median_ms > 0 else None
+    if m.status != "ok":
+        notes.append(f"measurement CV {m.cv:.3f} above the protocol bound")
+    rep.note = "; ".join(notes)
+    return rep

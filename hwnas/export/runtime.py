@@ -1,0 +1,88 @@
+"""Run an exported file on the host runtime (onnxruntime or the LiteRT interpreter).
+
+Parity is judged on what a user's app would compute, so int8 TFLite files are fed the way an
+app feeds them: float input quantized with the file's own input scale/zero point, int8 output
+dequantized with the output's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import HwnasError
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+def load_runner(path: str | Path, threads: int = 1) -> Runner:
+    """A function mapping a float NCHW batch to float logits, one sample per call inside."""
+    p = Path(path)
+    if p.suffix == ".onnx":
+        return _onnx_runner(p, threads)
+    if p.suffix == ".tflite":
+        return _tflite_runner(p, threads)
+    raise HwnasError(f"cannot run {str(p)!r}: only .onnx and .tflite files are supported")
+
+
+def _onnx_runner(path: Path, threads: int) -> Runner:
+    import onnxruntime as ort  # noqa: PLC0415
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    batch = sess.get_inputs()[0].shape[0]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if batch == x.shape[0] or not isinstance(batch, int):
+            return sess.run(None, {name: x})[0]
+        return np.concatenate([sess.run(None, {name: x[i:i + 1]})[0] for i in range(x.shape[0])])
+
+    return run
+
+
+def _tflite_runner(path: Path, threads: int) -> Runner:
+    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+
+    interp = Interpreter(model_path=str(path), num_threads=threads)
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    out = interp.get_output_details()[0]
+    in_scale, in_zero = inp["quantization"]
+    out_scale, out_zero = out["quantization"]
+    in_dtype = inp["dtype"]
+
+    def one(x: np.ndarray) -> np.ndarray:
+        if np.issubdtype(in_dtype, np.integer):
+            info = np.iinfo(in_dtype)
+            x = np.clip(np.round(x / in_scale) + in_zero, info.min, info.max).astype(in_dtype)
+        interp.set_tensor(inp["index"], x.astype(in_dtype, copy=False))
+        interp.invoke()
+        y = interp.get_tensor(out["index"])
+        if np.issubdtype(y.dtype, np.integer):
+            y = (y.astype(np.float32) - out_zero) * out_scale
+        return y.astype(np.float32, copy=False)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        return np.concatenate([one(x[i:i + 1]) for i in range(x.shape[0])])
+
+    return run
+
+
+def tflite_io_quantization(path: str | Path) -> dict:
+    """The int8 input/output encoding of a full-integer TFLite file (what an app must apply)."""
+    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+
+    interp = Interpreter(model_path=str(path))
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    return {"dtype": np.dtype(inp["dtype"]).name,
+            "quantization": {"scale": float(inp["quantization"][0]), "zero_point": int(inp["quantization"][1])},
+            "output_quantization": {"dtype": np.dtype(out["dtype"]).name, "scale": float(out["quantization"][0]),
+                                    "zero_point": int(out["quantization"][1])}}
