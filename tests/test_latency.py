@@ -23,7 +23,7 @@ from hwnas.space import create_space
 
 from .conftest import REPO
 
-FAST = ("--runs", "5", "--warmup", "1", "--rounds", "1")
+FAST = ("--runs", "5", "--warmup", "1", "--rounds", "1", "--min-time", "0")
 
 
 def one_line_error(r):
@@ -95,11 +95,14 @@ def test_onnxruntime_measures_in_a_fresh_pinned_process(tmp_path):
     assert path == block_file(key, "onnx", tmp_path) and path.stat().st_size > 0
     assert export_block(key, slot, "onnx", tmp_path).stat().st_mtime == path.stat().st_mtime  # cached
     with create_backend("onnxruntime") as b:
-        p = Protocol(warmup_runs=1, runs=7, cpu_mask=[0], cv_bound=10.0)
+        p = Protocol(warmup_runs=1, runs=7, min_time_s=0.0, cpu_mask=[0], cv_bound=10.0)
         m1, m2 = b.measure(path, p), b.measure(path, p)
     assert m1.n == 7 and 0 < m1.median_ms <= m1.p90_ms and m1.std_ms >= 0 and m1.status == "ok"
     assert m1.info["pid"] != m2.info["pid"] and m1.info["pid"] != os.getpid()  # a new process each time
     assert m1.info["cpus"] == [0]
+    with create_backend("onnxruntime") as b:  # a minimum timing span adds runs past ``runs``
+        m3 = b.measure(path, Protocol(warmup_runs=3, runs=3, min_time_s=0.002, cv_bound=10.0))
+    assert m3.n > 3 and (m3.n * m3.mean_ms >= 2.0 or m3.n == 50 * 3)  # the span, or the 50x cap
 
 
 def test_measure_failure_is_a_clear_error(tmp_path):
@@ -167,7 +170,7 @@ def test_profile_tiny_then_predict_and_table_checks(hwnas_cli, tmp_path, cache_e
     assert r.returncode == 0, r.stderr
     assert json.loads(out.read_text())["entries"] == d["entries"]
     # extending a table with measurements taken another way is refused
-    err = one_line_error(hwnas_cli("profile", "--space", "tiny", "--out", str(out), "--runs", "9", "--warmup", "1", "--rounds", "1", env=cache_env))
+    err = one_line_error(hwnas_cli("profile", "--space", "tiny", "--out", str(out), "--runs", "9", "--warmup", "1", "--rounds", "1", "--min-time", "0", env=cache_env))
     assert "measured with another protocol (runs 5->9)" in err
 
     table = LatencyTable.load(out, space="tiny", backend="onnxruntime", device=create_backend("onnxruntime").fingerprint())
@@ -211,7 +214,7 @@ def test_profile_resumes_after_kill_without_remeasuring(tmp_path, cache_env):
     """kill -9 the profiler mid-run; the same command continues and keeps every finished entry."""
     out = tmp_path / "k.json"
     cmd = [sys.executable, "-m", "hwnas", "profile", "--space", "tiny", "--backend", "onnxruntime", "--out", str(out),
-           "--runs", "10", "--warmup", "1", "--rounds", "2"]
+           "--runs", "10", "--warmup", "1", "--rounds", "2", "--min-time", "0"]
     env = {**os.environ, **cache_env, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     jp = journal_path(out)

@@ -37,6 +37,7 @@ def register(app: typer.Typer) -> None:
                 rounds: Optional[int] = typer.Option(None, "--rounds", help="Measurements per block, interleaved across blocks (default 3)."),
                 runs: Optional[int] = typer.Option(None, "--runs", help="Timed runs per measurement (default: the device profile's)."),
                 warmup: Optional[int] = typer.Option(None, "--warmup", help="Warm-up runs per measurement (default: the device profile's)."),
+                min_time: Optional[float] = typer.Option(None, "--min-time", help="Keep timing past --runs until this many seconds of runs (default 0.1)."),
                 force: bool = typer.Option(False, "--force", help="Continue a table/journal made for another device or protocol."),
                 host: Optional[str] = typer.Option(None, "--host", help="Phone over TCP (after `adb tcpip 5555`): HOST:PORT."),
                 serial: Optional[list[str]] = typer.Option(None, "--serial", help="Phone serial; repeat for several phones (one worker and one table per phone)."),
@@ -47,7 +48,7 @@ def register(app: typer.Typer) -> None:
         from ..latency.profiler import profile_space, resolve_device
 
         dev = resolve_device(device)
-        proto = Protocol.from_device(dev, runs=runs, warmup_runs=warmup, rounds=rounds if rounds is not None else 3)
+        proto = Protocol.from_device(dev, runs=runs, warmup_runs=warmup, min_time_s=min_time, rounds=rounds if rounds is not None else 3)
         backend = backend or (dev.backends[0] if dev.backends else "onnxruntime")
         if dev.kind == "adb" or host or serial or all_phones or transport:
             from ..device.multi import profile_on_phones

@@ -56,6 +56,7 @@ class Protocol:
 
     warmup_runs: int = 10
     runs: int = 50
+    min_time_s: float = 0.1  # keep timing past ``runs`` until this much time has passed (benchmark_model's --min_secs)
     threads: int = 1
     cpu_mask: list[int] = field(default_factory=list)  # pin the measuring process to these CPUs ([] = no pinning)
     cv_bound: float = 0.05

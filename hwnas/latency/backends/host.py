@@ -108,7 +108,7 @@ class HostWorkerBackend(Backend):
         return json.loads(line)
 
     def _time_runs(self, model_path: Path, protocol: Protocol) -> RunTimes:
-        reply = self._request({"model": str(Path(model_path).resolve()), "warmup": protocol.warmup_runs, "runs": protocol.runs,
+        reply = self._request({"model": str(Path(model_path).resolve()), "warmup": protocol.warmup_runs, "runs": protocol.runs, "min_time": protocol.min_time_s, "clock": self.clock(protocol),
                                "threads": protocol.threads, "cpus": list(protocol.cpu_mask), "timeout": protocol.timeout_s})
         if not reply.get("ok"):
             raise MeasurementError(f"{self.name} could not time {str(model_path)!r}: {reply.get('error', 'unknown error')}")
