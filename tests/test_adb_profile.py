@@ -154,7 +154,7 @@ def test_phone_table_agrees_with_the_host_litert_table(adb_local, phone, tmp_pat
 
     s = phone()
     host_dev, phone_dev = load_device("host"), load_device("sd855")
-    same = dict(runs=50, warmup_runs=10, rounds=1, threads=1, cv_bound=0.05, max_retries=3, cooldown_s=0.0)
+    same = dict(runs=50, warmup_runs=10, rounds=1, min_time_s=0.0, threads=1, cv_bound=0.05, max_retries=3, cooldown_s=0.0)
     host_m, adb_m = {}, {}
     for rep in range(3):
         h = profile_space(host_dev, "tiny", "litert", tmp_path / f"h{rep}.json", protocol=Protocol.from_device(host_dev, **same))
