@@ -319,3 +319,25 @@ def test_weights_inherited_from_supernet_checkpoint(tmp_path, tiny_supernet_chec
     e = cli_error(capsys, "--arch", str(best), "--weights", str(broken / "supernet.json"), "--format", "onnx", "--out", str(out))
     assert "corrupt" in e
     assert listing(out) == []
+
+
+def test_latency_verified_against_the_table(tmp_path, capsys):
+    """With --table: the table's prediction, and the file timed by the table's backend on its device."""
+    from hwnas.latency.table import LatencyTable
+
+    table_path = Path(__file__).resolve().parents[1] / "latency_tables" / "host-tiny-onnxruntime.json"
+    if not table_path.is_file():
+        pytest.skip("no host tiny onnxruntime table in latency_tables/")
+    arch = create_space("tiny").sample(5)
+    r = quiet_export(arch, fmt="onnx", out=tmp_path, table=table_path, latency_runs=10)
+    lat = r.latency
+    assert lat is not None and lat.backend == "onnxruntime" and lat.device == "host"
+    assert lat.predicted_ms == pytest.approx(LatencyTable.load(table_path).predict(arch)[0])
+    assert lat.measured_ms is not None and lat.measured_ms > 0
+    assert lat.error_pct == pytest.approx(100 * (lat.predicted_ms - lat.measured_ms) / lat.measured_ms)
+    side = json.loads(r.sidecar.read_text())
+    assert side["latency"]["predicted_ms"] == lat.predicted_ms and side["latency"]["table"].endswith("host-tiny-onnxruntime.json")
+    # a table of another space is refused before anything is exported
+    e = cli_error(capsys, "--arch", "proxyless-mobile", "--format", "onnx", "--table", str(table_path), "--out", str(tmp_path / "x"))
+    assert "space 'tiny', not 'proxyless'" in e
+    assert listing(tmp_path / "x") == []

@@ -15,7 +15,7 @@ from .common import console, err_console, print_json
 def register(app: typer.Typer) -> None:
     @app.command("export")
     def export(arch: str = typer.Option(..., "--arch", help="A JSON file (e.g. a search's best.json), a named arch (proxyless-mobile) or space:compact."),
-               weights: Optional[Path] = typer.Option(None, "--weights", help="A state dict of the arch's net, or a supernet checkpoint from `hwnas train`; none = fresh init (warned)."),
+               weights: Optional[Path] = typer.Option(None, "--weights", help="A state dict of the arch's net, or a supernet checkpoint from `hwnas train` (default: the supernet a search's best.json names; else fresh init, warned)."),
                fmt: str = typer.Option("tflite", "--format", help="tflite or onnx."),
                precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 (tflite only) or int8 (full-integer post-training quantization)."),
                calibration_data: Optional[Path] = typer.Option(None, "--calibration-data", help="Folder of images for int8 calibration (default: the built-in data)."),
