@@ -9,7 +9,6 @@ rank 0 prints and writes.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -48,8 +47,8 @@ def register(app: typer.Typer) -> None:
         lr: float = typer.Option(0.12, "--lr", help="Initial learning rate (SGD, Nesterov, cosine decay)."),
         weight_decay: float = typer.Option(4e-5, "--weight-decay"),
         label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
-        m: int = typer.Option(10, "--m", help="GreedyNAS: paths sampled per round."),
-        k: int = typer.Option(5, "--k", help="GreedyNAS: best paths kept and trained per round."),
+        m: int = typer.Option(10, "--m-paths", help="GreedyNAS: paths sampled per round (m)."),
+        k: int = typer.Option(5, "--k-paths", help="GreedyNAS: best paths kept and trained per round (k)."),
         pool_size: int = typer.Option(1000, "--pool-size", help="GreedyNAS: candidate pool size."),
         eps: float = typer.Option(0.8, "--eps", help="GreedyNAS: final pool-sampling probability ε."),
         warmup: float = typer.Option(0.2, "--warmup", help="GreedyNAS: uniform warm-up, fraction of planned iterations."),
@@ -65,7 +64,7 @@ def register(app: typer.Typer) -> None:
         n_path_eval: int = typer.Option(1000, "--n-path-eval", help="Size of the fixed path-evaluation subset of the val split."),
         seed: int = typer.Option(0, "--seed"),
         ckpt_every: int = typer.Option(100, "--ckpt-every", help="Checkpoint every N iterations."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="Torch intra-op threads per process."),
+        threads: int = typer.Option(1, "--threads", help="Torch intra-op threads per process (more only on idle cores: oversubscribed OpenMP threads slow training many-fold)."),
         space_arg: list[str] = typer.Option([], "--space-arg", help="Space option name=value (repeatable)."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -95,8 +94,16 @@ def register(app: typer.Typer) -> None:
             raise HwnasError("--latency needs a latency table: pass --table FILE (build one with `hwnas profile`)")
         out_dir = out or Path("runs") / f"{space}-{sampler}"
         ctx = init_distributed()
-        torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // ctx.world) if ctx.enabled else (threads or torch.get_num_threads()))
+        torch.set_num_threads(max(1, threads))
         show = ctx.is_main and not quiet and not as_json
+
+        def on_resume(meta: dict[str, Any], problems: list[str]) -> None:
+            if not ctx.is_main:
+                return
+            for p in problems:
+                err_console.print(f"warning: {p}; resuming from the previous good checkpoint", highlight=False, soft_wrap=True)
+            err_console.print(f"resuming {out_dir} at iteration {meta.get('iteration')}", highlight=False, soft_wrap=True)
+
         try:
             if show:
                 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -106,11 +113,6 @@ def register(app: typer.Typer) -> None:
                 task: dict[str, Any] = {"id": None}
                 trainer_total = {"n": 0}
 
-                def on_resume(meta: dict[str, Any], problems: list[str]) -> None:
-                    for p in problems:
-                        err_console.print(f"warning: {p}; resuming from the previous good checkpoint")
-                    err_console.print(f"resuming {out_dir} at iteration {meta.get('iteration')}")
-
                 def callback(rec: dict[str, Any]) -> None:
                     if task["id"] is None:
                         task["id"] = progress.add_task("train", total=trainer_total["n"], completed=rec["iteration"] - 1, info="")
@@ -118,16 +120,20 @@ def register(app: typer.Typer) -> None:
                     info = f"loss {rec['loss']:.3f} acc {rec['acc']:5.1f}% ε {rec['epsilon']:.2f} pool {rec['pool']} π {pi}"
                     progress.update(task["id"], completed=rec["iteration"], info=info)
 
-                def on_start(tr: Any) -> None:
+                def on_start(tr: Any) -> None:  # the bar starts once the data and the supernet are ready
                     trainer_total["n"] = tr.total_iters
                     err_console.print(f"{tr.datasets.describe()}; {tr.total_iters} iterations of batch {tr.config.batch_size}, "
                                       f"sampler {tr.config.sampler}, {tr.budget.describe()}, {ctx.world} process(es)")
+                    progress.start()
 
-                with progress:
+                try:
                     trainer, summary = train_supernet(cfg, out_dir, resume=resume, callback=callback, ctx=ctx,
                                                       on_resume=on_resume, on_start=on_start)
+                finally:
+                    if trainer_total["n"]:  # stopping a bar that never started prints a stray line
+                        progress.stop()
             else:
-                trainer, summary = train_supernet(cfg, out_dir, resume=resume, ctx=ctx)
+                trainer, summary = train_supernet(cfg, out_dir, resume=resume, ctx=ctx, on_resume=on_resume)
         finally:
             shutdown_distributed(ctx)
         if not ctx.is_main:

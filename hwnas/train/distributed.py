@@ -81,20 +81,22 @@ class RankSyncBatchNorm(nn.BatchNorm2d):
             from torch.distributed.nn.functional import all_reduce
 
         c = x.shape[1]
-        n_local = torch.tensor([x.numel() / c], dtype=x.dtype)
-        stats = torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), n_local])
+        # two passes with float64 sums, like the native kernel (E[x²]-mean² in float32 loses digits)
+        n_local = torch.tensor([x.numel() / c], dtype=torch.float64)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            stats = all_reduce(stats)
-        n = stats[-1]
-        mean = stats[:c] / n
-        var = (stats[c:2 * c] / n - mean * mean).clamp_min(0)
+            s1 = all_reduce(torch.cat([x.sum((0, 2, 3), dtype=torch.float64), n_local]))
+            n = s1[-1]
+            mean = s1[:c] / n
+            d = x - mean.to(x.dtype).view(1, c, 1, 1)
+            var = all_reduce((d * d).sum((0, 2, 3), dtype=torch.float64)) / n
+        mean, var = mean.to(x.dtype), var.to(x.dtype)
         with torch.no_grad():
             self.num_batches_tracked += 1
             mom = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
             self.running_mean.mul_(1 - mom).add_(mean.detach(), alpha=mom)
-            self.running_var.mul_(1 - mom).add_(var.detach() * (n / (n - 1)).detach(), alpha=mom)
-        y = (x - mean.view(1, c, 1, 1)) * torch.rsqrt(var.view(1, c, 1, 1) + self.eps)
+            self.running_var.mul_(1 - mom).add_(var.detach() * float(n / (n - 1)), alpha=mom)
+        y = d * torch.rsqrt(var.view(1, c, 1, 1) + self.eps)
         if self.affine:
             y = y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
         return y

@@ -1,0 +1,114 @@
+"""Data sets for supernet training: built-in, CIFAR pickles, image folders, splits, augmentation."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from hwnas.errors import HwnasError
+from hwnas.train.data import augment_batch, build_datasets, make_builtin, parse_data_spec
+
+
+def test_builtin_is_seeded_balanced_and_normalized():
+    a, b, c = make_builtin(200, seed=3), make_builtin(200, seed=3), make_builtin(200, seed=4)
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    assert not torch.equal(a.images, c.images)
+    assert a.images.shape == (200, 3, 32, 32) and a.images.dtype == torch.uint8
+    assert torch.bincount(a.labels, minlength=10).tolist() == [20] * 10
+    x, y = a.batch(range(200))
+    assert abs(float(x.mean())) < 0.1 and abs(float(x.std()) - 1) < 0.1
+    # classes are not trivially separable by mean color: the per-class mean images are close
+    means = torch.stack([x[y == k].mean(0).mean((1, 2)) for k in range(10)])
+    assert float((means - means.mean(0)).abs().max()) < 0.5
+
+
+def test_builtin_splits_are_disjoint_and_path_eval_is_part_of_val():
+    ds = build_datasets("builtin", n_train=300, n_val=120, n_path_eval=50, seed=1)
+    assert (len(ds.train), len(ds.val), len(ds.path_eval)) == (300, 120, 50)
+    xv, _ = ds.val.batch(range(50))
+    xe, _ = ds.path_eval.batch(range(50))
+    assert torch.equal(xv, xe)  # the subset is the first images of the val split
+    tr = ds.train.base.images if hasattr(ds.train, "base") else ds.train.images
+    seen = {bytes(t.numpy().tobytes()) for t in tr}
+    assert not any(bytes(t.numpy().tobytes()) in seen for t in ds.val.images)
+
+
+def _write_cifar(root, n_per_batch=20):
+    d = root / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8)
+        labels = [int(v) for v in rng.integers(0, 10, n_per_batch)]
+        with open(d / name, "wb") as f:
+            pickle.dump({b"data": data, b"labels": labels, b"batch_label": name.encode()}, f)
+    return d
+
+
+def test_cifar10_pickles_load_with_a_disjoint_split(tmp_path):
+    _write_cifar(tmp_path)
+    ds = build_datasets(f"cifar10:{tmp_path}", n_val=30, n_path_eval=10)
+    assert (len(ds.train), len(ds.val), len(ds.path_eval), len(ds.test)) == (70, 30, 10, 20)
+    assert set(ds.train.indices.tolist()).isdisjoint(ds.val.indices.tolist())
+    x, y = ds.train.batch([0, 1])
+    assert x.shape == (2, 3, 32, 32) and y.dtype == torch.int64
+
+
+def test_cifar_folder_missing_a_batch_is_a_clear_error(tmp_path):
+    d = _write_cifar(tmp_path)
+    (d / "data_batch_3").unlink()
+    with pytest.raises(HwnasError, match="data_batch_3"):
+        build_datasets(f"cifar10:{tmp_path}")
+
+
+def _png(path, color, size=(40, 36)):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+
+
+def test_image_folder_skips_undecodable_files_with_a_count(tmp_path):
+    for c, color in (("cat", (255, 0, 0)), ("dog", (0, 0, 255))):
+        for i in range(6):
+            _png(tmp_path / c / f"{i}.png", color)
+    (tmp_path / "cat" / "broken.png").write_bytes(b"not a png at all")
+    (tmp_path / "dog" / "trunc.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
+    ds = build_datasets(f"folder:{tmp_path}", n_val=4, n_path_eval=2)
+    assert ds.skipped_files == 2 and "2 undecodable" in ds.describe()
+    assert len(ds.train) + len(ds.val) == 12 and ds.num_classes == 2
+    x, y = ds.train.batch(range(len(ds.train)))
+    assert x.shape[1:] == (3, 32, 32)
+    red = x[y == 0][:, 0].mean() > x[y == 0][:, 2].mean()
+    assert bool(red)  # class 0 (cat) is the red one
+
+
+def test_image_folder_missing_or_empty_is_an_error(tmp_path):
+    with pytest.raises(HwnasError, match="does not exist"):
+        build_datasets(f"folder:{tmp_path / 'nope'}")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(HwnasError, match="no class subfolders"):
+        build_datasets(f"folder:{tmp_path / 'empty'}")
+    (tmp_path / "junk" / "a").mkdir(parents=True)
+    (tmp_path / "junk" / "a" / "x.png").write_bytes(b"junk")
+    with pytest.raises(HwnasError, match="no readable images .1 failed to decode"):
+        build_datasets(f"folder:{tmp_path / 'junk'}")
+
+
+def test_bad_data_spec():
+    with pytest.raises(HwnasError, match="unknown data spec"):
+        parse_data_spec("imagenet")
+    with pytest.raises(HwnasError, match="needs a folder"):
+        parse_data_spec("cifar10")
+
+
+def test_augmentation_of_a_slice_equals_the_slice_of_the_augmented_batch():
+    x = torch.randn(8, 3, 32, 32)
+    full = augment_batch(x, torch.Generator().manual_seed(5))
+    part = augment_batch(x[4:], torch.Generator().manual_seed(5), rows=slice(4, 8), total=8)
+    assert torch.equal(full[4:], part)
+    # crop is a real shift: with offsets drawn, some images differ from the input, none changes its statistics much
+    assert not torch.equal(full, x)
+    one = augment_batch(x[:1], torch.Generator().manual_seed(0), pad=0, flip=False)
+    assert torch.equal(one, x[:1])
