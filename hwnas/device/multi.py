@@ -59,6 +59,8 @@ def profile_on_phones(profile: DeviceProfile, space: str, backend: str = "adb", 
 
     if transport is not None and transport not in ("adb-shell", "adb-cli"):
         raise HwnasError(f"unknown transport {transport!r}; use adb-shell or adb-cli")
+    if all_phones and transport is None:
+        transport = "adb-cli"  # --all asks the adb server, which then owns the USB connections
     targets = phone_targets(profile, host, serials, all_phones, transport)
     several = len(targets) > 1
     sp = resolve_space(space)
