@@ -148,4 +148,4 @@ def register(app: typer.Typer) -> None:
         if summary["best_paths"]:
             best = ", ".join(f"{a} ({loss:.3f})" for a, loss in summary["best_paths"][:3])
             console.print(f"candidate pool: {summary['pool_size']} paths; best by eval loss: {best}")
-        console.print(f"supernet: {out_dir / 'supernet.json'}")
+        console.print(f"supernet: {out_dir / 'supernet.json'}  (next: hwnas search --supernet {out_dir} --latency 80ms)")

@@ -28,6 +28,7 @@ class DistContext:
     rank: int = 0
     world: int = 1
     backend: str | None = None
+    device: torch.device = torch.device("cpu")
 
     @property
     def is_main(self) -> bool:
@@ -45,8 +46,11 @@ class DistContext:
         return box[0]
 
     def all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum a CPU tensor over ranks in place (moved to the device for nccl and back)."""
         if self.enabled:
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+            on = t.to(self.device)
+            dist.all_reduce(on, op=dist.ReduceOp.SUM)
+            t.copy_(on.cpu())
         return t
 
     def barrier(self) -> None:
@@ -59,10 +63,13 @@ def init_distributed() -> DistContext:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistContext()
+    device = torch.device("cpu")
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
-    return DistContext(dist.get_rank(), dist.get_world_size(), dist.get_backend())
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistContext(dist.get_rank(), dist.get_world_size(), dist.get_backend(), device)
 
 
 def shutdown_distributed(ctx: DistContext) -> None:
@@ -102,8 +109,11 @@ class RankSyncBatchNorm(nn.BatchNorm2d):
         return y
 
 
-def convert_sync_bn(module: nn.Module) -> nn.Module:
-    """Replace every BatchNorm2d in place by a RankSyncBatchNorm sharing its tensors."""
+def convert_sync_bn(module: nn.Module, device: torch.device | None = None) -> nn.Module:
+    """Replace every BatchNorm2d in place by a BN synced over ranks sharing its tensors
+    (PyTorch's SyncBatchNorm on GPU, RankSyncBatchNorm on CPU)."""
+    if device is not None and device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     for name, child in list(module.named_children()):
         if type(child) is nn.BatchNorm2d:
             new = RankSyncBatchNorm(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)

@@ -137,8 +137,10 @@ class SupernetTrainer:
 
         torch.manual_seed(_mix(c.seed, 1))
         self.supernet = SuperNet(self.space)
+        self.device = self.ctx.device
         if self.ctx.enabled:
-            convert_sync_bn(self.supernet)
+            self.supernet = convert_sync_bn(self.supernet, self.device)  # type: ignore[assignment]
+            self.supernet.to(self.device)
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             self.model: torch.nn.Module = DDP(self.supernet, find_unused_parameters=True)
@@ -155,7 +157,7 @@ class SupernetTrainer:
         self._perm_epoch = -1
         self._perm = torch.empty(0, dtype=torch.long)
         n_eval = min(c.eval_batch, len(self.datasets.path_eval))
-        self.eval_x, self.eval_y = self.datasets.path_eval.batch(torch.arange(n_eval))
+        self.eval_x, self.eval_y = (t.to(self.device) for t in self.datasets.path_eval.batch(torch.arange(n_eval)))
         self.fingerprint = dataset_fingerprint(self.datasets)
 
     # ---- data ------------------------------------------------------------------------------
@@ -171,7 +173,7 @@ class SupernetTrainer:
         rows = slice(self.ctx.rank * b, (self.ctx.rank + 1) * b)
         x, y = self.datasets.train.batch(idx[rows])
         g = torch.Generator().manual_seed(_mix(c.seed, 4, it))
-        return augment_batch(x, g, rows=rows, total=B), y
+        return augment_batch(x, g, rows=rows, total=B).to(self.device), y.to(self.device)
 
     # ---- path evaluation (GreedyNAS ranking) -------------------------------------------------
     def evaluate_paths(self, paths: list[tuple[int, ...]]) -> list[float]:
@@ -213,7 +215,7 @@ class SupernetTrainer:
         self.optimizer.step()
         self.scheduler.step()
         stats = torch.tensor([float(loss.detach()) * len(y), float((out.argmax(1) == y).sum()), float(len(y))], dtype=torch.float64)
-        self.ctx.all_reduce_sum(stats)
+        self.ctx.all_reduce_sum(stats)  # losses/accuracies of all ranks, for the log
         self.counters.train_seconds += time.perf_counter() - t0
         self.counters.n_opt_images += self.config.batch_size
         self.counters.iteration = it + 1
@@ -276,7 +278,7 @@ class SupernetTrainer:
         }
 
     def _tensors(self) -> dict[str, Any]:
-        return {"model": self.supernet.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {"model": {k: v.cpu() for k, v in self.supernet.state_dict().items()}, "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "torch_rng": torch.get_rng_state()}
 
     def save_periodic(self) -> Path | None:
@@ -303,7 +305,7 @@ class SupernetTrainer:
             raise HwnasError(f"the checkpoint is a supernet of space {meta.get('space')!r}, not {self.space.name!r}; resume with --space {meta.get('space')} or use another --out")
         if meta.get("data_fingerprint") != self.fingerprint:
             raise HwnasError("the checkpoint was trained on other data (different split or files); resume with the same --data or use another --out")
-        self.supernet.load_state_dict(tensors["model"])
+        self.supernet.load_state_dict(tensors["model"])  # copies onto the supernet's device
         self.optimizer.load_state_dict(tensors["optimizer"])
         self.scheduler.load_state_dict(tensors["scheduler"])
         torch.set_rng_state(tensors["torch_rng"])
