@@ -10,7 +10,7 @@ from hwnas.space import create_space
 from .conftest import run_hwnas
 from .fakephone.fixtures import TRANSPORTS, adb_env, adb_local, fast_profile, phone, phone_process  # noqa: F401
 
-FAST = ("--runs", "10", "--warmup", "2", "--rounds", "1")
+FAST = ("--runs", "10", "--warmup", "2", "--rounds", "1", "--min-time", "0")
 TINY_KEYS = list(space_slots(create_space("tiny")))
 
 
