@@ -36,7 +36,8 @@ _register_commands()
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (what ``main`` and the tests use)."""
     try:
-        app(args=list(argv) if argv is not None else None, standalone_mode=False)
+        # Outside standalone mode click returns a `typer.Exit`'s code instead of raising it.
+        rc = app(args=list(argv) if argv is not None else None, standalone_mode=False)
     except HwnasError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
@@ -51,7 +52,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; what was finished is saved, run the same command again to continue", file=sys.stderr)
         return 130
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 def main() -> None:

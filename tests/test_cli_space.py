@@ -41,3 +41,19 @@ def test_bad_arch_inputs_give_one_line_errors(hwnas_cli, tmp_path):
     assert "malformed JSON" in one_line_error(hwnas_cli("arch", "info", str(malformed)))
     assert "unknown arch" in one_line_error(hwnas_cli("arch", "info", "no-such-arch"))
     assert "unknown search space" in one_line_error(hwnas_cli("spaces", "show", "nope"))
+
+
+def test_typer_exit_code_is_kept():
+    import typer
+
+    from hwnas.cli import app, run
+
+    @app.command("exit-code-probe", hidden=True)
+    def probe() -> None:
+        raise typer.Exit(3)
+
+    try:
+        assert run(["exit-code-probe"]) == 3
+        assert run(["spaces", "--json"]) == 0
+    finally:
+        app.registered_commands = [c for c in app.registered_commands if c.name != "exit-code-probe"]
