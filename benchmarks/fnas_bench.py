@@ -42,10 +42,33 @@ VARIANTS = ["ppo", "ppo+uac", "ppo+uac+aeb", "fnas"]
 
 
 # ---- search part --------------------------------------------------------------------------------
+TABLE_REV: str | None = None  # read the table as committed at this git revision (runs made before a table update)
+
+
+def load_table() -> LatencyTable:
+    if TABLE_REV is None:
+        return LatencyTable.load(TABLE, space="nas-bench-macro")
+    import subprocess
+
+    rel = TABLE.relative_to(ROOT).as_posix()
+    text = subprocess.run(["git", "show", f"{TABLE_REV}:{rel}"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    table = LatencyTable.from_dict(json.loads(text), source=f"{rel}@{TABLE_REV}")
+    table.check(space="nas-bench-macro")
+    return table
+
+
+def table_id() -> str:
+    import subprocess
+
+    rel = TABLE.relative_to(ROOT).as_posix()
+    rev = TABLE_REV or subprocess.run(["git", "log", "-1", "--format=%h", "--", rel], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return f"{rel} @ {rev}"
+
+
 def landscape():
     space = create_space("nas-bench-macro")
     bench = load_nas_bench_macro()
-    table = LatencyTable.load(TABLE, space="nas-bench-macro")
+    table = load_table()
     lat_model = LatencyModel(table, space)
     archs = list(space.iter_archs())
     lat = np.array([lat_model(a)[0] for a in archs])
@@ -119,7 +142,7 @@ def summarize(rows, cap):
 JOURNAL = RESULTS / ".fnas_bench_runs.jsonl"  # finished runs: a rerun (or a parallel one) skips them
 
 
-def journal_rows(cap: int, source_evals: int) -> dict[tuple[str, int], dict]:
+def journal_rows(cap: int, source_evals: int, budget_ms: float) -> dict[tuple[str, int], dict]:
     out = {}
     if JOURNAL.exists():
         for line in JOURNAL.read_text().splitlines():
@@ -127,7 +150,7 @@ def journal_rows(cap: int, source_evals: int) -> dict[tuple[str, int], dict]:
                 d = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a torn last line
-            if d["cap"] == cap and d["source_evals"] == source_evals:
+            if d["cap"] == cap and d["source_evals"] == source_evals and abs(d.get("budget_ms", budget_ms) - budget_ms) < 1e-9:
                 out[(d["variant"], d["row"]["seed"])] = d["row"]
     return out
 
@@ -143,7 +166,7 @@ def search_part(seeds: list[int], cap: int, source_evals: int, summarize_only: b
     # the architecture knowledge FNAS transfers: a critic from an earlier search of the same space under a
     # different budget (T' = 25th percentile latency), whose evaluations are not counted here
     T_src = float(np.quantile(lat, 0.25))
-    done = journal_rows(cap, source_evals)
+    done = journal_rows(cap, source_evals, T)
     per_variant: dict[str, list] = {v: [] for v in VARIANTS}
     for seed in seeds:
         for v in VARIANTS:
@@ -160,7 +183,7 @@ def search_part(seeds: list[int], cap: int, source_evals: int, summarize_only: b
             row, _ = run_variant(v, seed, cap, ctx, state)
             per_variant[v].append(row)
             with open(JOURNAL, "a") as f:
-                f.write(json.dumps({"variant": v, "cap": cap, "source_evals": source_evals, "row": row}) + "\n")
+                f.write(json.dumps({"variant": v, "cap": cap, "source_evals": source_evals, "budget_ms": T, "row": row}) + "\n")
             print(f"seed {seed} {v:12s} top1% at {row['evals_to_top1pct']}, top0.1% at {row['evals_to_top0.1pct']}, "
                   f"best rank {row['best_rank']}, trusted {row['trusted_share']:.2f}, {row['wall_s']} s", flush=True)
     if any(len(rows) < len(seeds) for rows in per_variant.values()):
@@ -186,7 +209,7 @@ def search_part(seeds: list[int], cap: int, source_evals: int, summarize_only: b
     print_table(["variant", "trusted estimates", "share |V-R| < thr", "MAE trusted", "MAE declined (held-out)", "top1% only trusted"], cal,
                 title="UAC calibration (threshold 0.3 reward points)")
     goal = summary["fnas"]["speedup_mean_vs_ppo"] >= 3 and summary["ppo+uac+aeb"]["speedup_mean_vs_ppo"] >= 3
-    return {"setting": {"space": "nas-bench-macro", "table": str(TABLE.relative_to(ROOT)), "budget_ms": T, "archs": n,
+    return {"setting": {"space": "nas-bench-macro", "table": table_id(), "budget_ms": T, "archs": n,
                         "top1pct_archs": k, "top1pct_reward_threshold": thr, "top0.1pct_archs": k01, "top0.1pct_reward_threshold": thr01,
                         "top1pct_within_budget": int((lat[R >= thr] <= T).sum()), "seeds": seeds, "evaluation_cap": cap,
                         "random_search_expected_evals_to_top1pct": random_expect,
@@ -275,8 +298,11 @@ def main() -> None:
     ap.add_argument("--source-evals", type=int, default=300, help="evaluations of the earlier search the full-FNAS critic comes from")
     ap.add_argument("--akp-archs", type=int, default=8)
     ap.add_argument("--akp-iterations", type=int, default=40)
+    ap.add_argument("--table-rev", default=None, help="git revision of the latency table to use (reproduce runs made before a table update)")
     ap.add_argument("--quick", action="store_true", help="3 seeds, cap 300, 4 archs x 20 iterations")
     a = ap.parse_args()
+    global TABLE_REV
+    TABLE_REV = a.table_rev
     if a.quick:
         a.seeds, a.cap, a.source_evals, a.akp_archs, a.akp_iterations = 3, 300, 150, 4, 20
     if a.part in ("search", "all"):
