@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         space: str = typer.Option("tiny", "--space", help="Search space (see `hwnas spaces`)."),
         sampler: str = typer.Option("greedy", "--sampler", help="Path sampler: greedy (GreedyNAS) or uniform (SPOS)."),
         data: str = typer.Option("builtin", "--data", help="builtin | cifar10:DIR | cifar100:DIR | folder:DIR"),
-        out: Optional[Path] = typer.Option(None, "--out", help="Run folder [default: runs/<space>-<sampler>]."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/SPACE-SAMPLER)."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest good checkpoint."),
         epochs: float = typer.Option(2.0, "--epochs", help="Planned epochs (the GreedyNAS stopping rule may end earlier)."),
         max_iters: Optional[int] = typer.Option(None, "--max-iters", help="Planned iterations (overrides --epochs)."),
@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         warmup: float = typer.Option(0.2, "--warmup", help="GreedyNAS: uniform warm-up, fraction of planned iterations."),
         anneal: float = typer.Option(0.5, "--anneal", help="GreedyNAS: ε rises 0->eps over this fraction after warm-up."),
         alpha: float = typer.Option(0.08, "--alpha", help="GreedyNAS: stop when the pool's update frequency π <= α."),
-        pi_window: Optional[int] = typer.Option(None, "--pi-window", help="Iterations over which π is measured [default: pool size]."),
+        pi_window: Optional[int] = typer.Option(None, "--pi-window", help="Iterations over which π is measured (default: the pool size)."),
         no_early_stop: bool = typer.Option(False, "--no-early-stop", help="Train all planned iterations."),
         max_flops: Optional[str] = typer.Option(None, "--max-flops", help="Sample only paths under this many multiply-adds, e.g. 20M."),
         latency: Optional[str] = typer.Option(None, "--latency", help="Sample only paths under this predicted latency, e.g. 80ms (needs --table)."),
@@ -142,6 +142,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(summary)
             return
+        console.print(f"data: {summary['data']}", highlight=False)
         console.print(f"stopped: {summary['stop_reason']} after {summary['iterations']} iterations "
                       f"(train {summary['train_seconds']:.0f}s, path evaluation {summary['eval_seconds']:.0f}s)")
         console.print(format_bookkeeping(summary))
