@@ -150,7 +150,7 @@ def journal_rows(cap: int, source_evals: int, budget_ms: float) -> dict[tuple[st
                 d = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a torn last line
-            if d["cap"] == cap and d["source_evals"] == source_evals and abs(d.get("budget_ms", budget_ms) - budget_ms) < 1e-9:
+            if d["cap"] == cap and d["source_evals"] == source_evals and abs(d.get("budget_ms", -1.0) - budget_ms) < 1e-9:
                 out[(d["variant"], d["row"]["seed"])] = d["row"]
     return out
 
@@ -276,7 +276,7 @@ def akp_part(n_archs: int, iterations: int, seed: int = 0) -> dict:
 def merge_write(key: str, value: dict) -> None:
     path = RESULTS / "fnas_bench.json"
     old = json.loads(path.read_text()) if path.exists() else {}
-    keep = {k: v for k, v in old.items() if k in ("search", "akp")}
+    keep = {k: v for k, v in old.items() if k not in ("benchmark", "when", "machine", "search_cost_with_akp")}
     keep[key] = value
     if "search" in keep and "akp" in keep and keep["akp"].get("training_cost_factor"):
         f = keep["akp"]["training_cost_factor"]
@@ -299,6 +299,7 @@ def main() -> None:
     ap.add_argument("--akp-archs", type=int, default=8)
     ap.add_argument("--akp-iterations", type=int, default=40)
     ap.add_argument("--table-rev", default=None, help="git revision of the latency table to use (reproduce runs made before a table update)")
+    ap.add_argument("--key", default="search", help="results key of the search part (e.g. a re-check on another table)")
     ap.add_argument("--quick", action="store_true", help="3 seeds, cap 300, 4 archs x 20 iterations")
     a = ap.parse_args()
     global TABLE_REV
@@ -311,7 +312,7 @@ def main() -> None:
         else:
             res = search_part(list(range(a.seeds)), a.cap, a.source_evals)
             if res is not None:
-                merge_write("search", res)
+                merge_write(a.key, res)
     if a.part in ("akp", "all"):
         merge_write("akp", akp_part(a.akp_archs, a.akp_iterations))
 
