@@ -58,13 +58,17 @@ def register(app: typer.Typer) -> None:
                 desc = f"best {best.accuracy:.2f}%" if best is not None else ""
                 bar.update(task, completed=done, total=total, description=desc)
 
+            def status(line: dict) -> None:  # FNAS: reward, trusted share, buffer use, evaluations spent
+                bar.update(task, description=f"R {line['mean_reward']:.2f}  trusted {line['trusted']}/{line['batch']}  "
+                                             f"replayed {line['replayed']}  buffer {line['buffer']}  evals {line['evaluations']}")
+
             outcome = run_search(latency=latency, flops=flops, params=params, device=device, supernet=supernet,
                                  benchmark=benchmark, space=space, algorithm=algorithm, objective=objective, table=table,
                                  tables_dir=tables_dir, backend=backend, latency_quantile=latency_quantile,
                                  max_evaluations=max_evaluations, population=population, generations=generations,
                                  multi_objective=multi_objective, evaluator=evaluator, data=data,
                                  scratch_epochs=scratch_epochs, n_eval=n_eval, bn_batches=bn_batches, seed=seed,
-                                 threads=threads, out=out, progress=progress)
+                                 threads=threads, out=out, progress=progress, status=status)
         res = outcome.result
         for note in outcome.notes:
             err_console.print(f"note: {note}")

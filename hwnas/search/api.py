@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import HwnasError
 from ..space.arch import Arch
@@ -106,6 +106,7 @@ def run_search(
     out: str | Path | None = None,
     progress: ProgressFn | None = None,
     plot: bool = True,
+    status: Callable[[dict[str, Any]], None] | None = None,
 ) -> SearchOutcome:
     """Search the best arch under the budgets; returns the result and where its files are."""
     budgets = Budgets(
@@ -134,6 +135,8 @@ def run_search(
     elif multi_objective:
         raise HwnasError("--multi-objective needs --algorithm nsga2")
     searcher = create_searcher(algorithm, **searcher_opts)  # unknown name fails before any loading
+    if status is not None and hasattr(searcher, "on_update"):  # searchers with per-update state (FNAS) report it
+        searcher.on_update = status
 
     sp, ev, pool, ev_desc = build_evaluator(supernet, benchmark, space, evaluator, data, scratch_epochs, n_eval, bn_batches, seed, threads)
     notes: list[str] = []
