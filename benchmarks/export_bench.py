@@ -150,6 +150,8 @@ def agreement_part(args) -> int:
     xv, yv = ds.val.batch(list(range(min(1000, len(ds.val)))))
     with torch.no_grad():
         acc = float((net(xv).argmax(1) == yv).float().mean())
+    classes = np.bincount(ref.argmax(1), minlength=ref.shape[1])
+    print(f"{arch.compact()}: val acc {100 * acc:.1f}%, fp32 top-1 class histogram on the 512 images {classes.tolist()}")
     out_dir = Path(tempfile.mkdtemp(prefix="hwnas-export-bench-"))
     rows = []
     for fmt, prec in (("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "int8"), ("onnx", "int8")):
@@ -162,6 +164,8 @@ def agreement_part(args) -> int:
               f"{100 * r.parity[0].top1_agreement:.1f}% on 64, size {r.size_bytes / 1e3:.0f} kB", flush=True)
     payload = json.loads(args.out.read_text()) if args.out.is_file() else {"benchmark": "export_bench"}
     payload["agreement_trained"] = {"arch": arch.compact(), "supernet_val_acc": acc, "iterations": ts.counters.get("iteration"),
+                                    "fp32_top1_class_histogram": classes.tolist(),
+                                    "degenerate": bool(classes.max() > 0.5 * classes.sum()),  # agreement is trivial then
                                     "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rows": rows,
                                     "command": "python benchmarks/export_bench.py --agreement-supernet RUN_DIR (a `hwnas train --space tiny` run)"}
     atomic_write_json(args.out, payload)
