@@ -145,6 +145,12 @@ def run_search(
     try:
         t = load_table(sp, device=device, table=table, tables_dir=tables_dir, backend=backend)
         lat_model = LatencyModel(t, sp, quantile=latency_quantile)
+        if device == "host" and t.device.get("cpu"):
+            from ..latency.backends.host import cpu_model
+
+            if t.device["cpu"] != cpu_model():
+                notes.append(f"latency table {t.path} was measured on a {t.device['cpu']!r} CPU, this host is {cpu_model()!r}; "
+                             f"predictions hold for that machine: run `hwnas profile --device host --space {sp.name}` for this one")
         table_path = t.path
     except HwnasError as e:
         if budgets.latency_ms is not None or table is not None:
