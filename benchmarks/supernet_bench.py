@@ -1,0 +1,375 @@
+"""Supernet ranking quality and cost: uniform (SPOS) vs. GreedyNAS on the built-in data.
+
+What it measures (GreedyNAS Sec. 5, scaled to a 2-core CPU):
+
+1. Ground truth: ``--archs`` archs of ``tiny`` (seeded, uniform) trained standalone from
+   scratch with the same recipe; their val accuracy is the truth.
+2. A GreedyNAS supernet, and a uniform one given the same *corrected* training cost
+   (#optimization + #evaluation/3.33 images, Table 1's accounting).
+3. Kendall tau between supernet accuracy (inherited weights, BN recalibrated on training
+   images) and the truth, over all archs and over the top half (by truth).
+4. Table 3 analogue: ``--paths`` random paths ranked by their loss on the path-eval subset vs.
+   their accuracy on the whole val split, for a random-init, the uniform and the greedy supernet.
+5. Cost: GreedyNAS's evaluation time per trained iteration as a ratio to a uniform iteration,
+   and images/s of supernet training vs. training the standalone net of the same path.
+
+Work is spread over ``--workers`` processes (1 torch thread each). Prints a table and writes
+``benchmarks/results/supernet_bench.json``; every scale knob is recorded there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+RESULTS = REPO / "benchmarks" / "results" / "supernet_bench.json"
+
+
+def _threads() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _datasets(a):
+    from hwnas.train.data import build_datasets
+
+    return build_datasets("builtin", n_train=a["n_train"], n_val=a["n_val"], n_path_eval=a["n_path_eval"], seed=a["data_seed"])
+
+
+# ---- ground truth: standalone training --------------------------------------------------------------
+def train_standalone(job):
+    """Train one arch from scratch with the supernet recipe (SGD Nesterov, cosine, label smoothing,
+    crop+flip) and return its val accuracy."""
+    _threads()
+    import torch
+    import torch.nn.functional as F
+
+    from hwnas.nn import Network
+    from hwnas.space import create_space
+    from hwnas.train.data import augment_batch
+    from hwnas.train.evaluate import evaluate_path  # noqa: F401  (same eval protocol below)
+
+    a, idx = job["args"], job["indices"]
+    ds = _datasets(a)
+    space = create_space("tiny")
+    arch = space.from_indices(idx)
+    torch.manual_seed(a["seed"] + 11)
+    net = Network(space, arch)
+    B = a["batch"]
+    ipe = len(ds.train) // B
+    total = ipe * a["gt_epochs"]
+    opt = torch.optim.SGD(net.parameters(), lr=a["lr"], momentum=0.9, nesterov=True, weight_decay=4e-5)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    t0 = time.perf_counter()
+    for it in range(total):
+        ep, pos = divmod(it, ipe)
+        perm = torch.randperm(len(ds.train), generator=torch.Generator().manual_seed(a["seed"] * 1000 + ep))
+        x, y = ds.train.batch(perm[pos * B:(pos + 1) * B])
+        x = augment_batch(x, torch.Generator().manual_seed(a["seed"] * 100000 + it))
+        net.train()
+        loss = F.cross_entropy(net(x), y, label_smoothing=0.1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    train_s = time.perf_counter() - t0
+    net.eval()
+    correct = 0
+    with torch.no_grad():
+        for x, y in ds.val.iter_batches(250):
+            correct += int((net(x).argmax(1) == y).sum())
+    return {"arch": arch.compact(), "indices": list(idx), "val_acc": 100.0 * correct / len(ds.val),
+            "flops": space.flops(arch), "train_seconds": train_s, "iterations": total}
+
+
+# ---- supernets ---------------------------------------------------------------------------------------
+def train_supernet_job(job):
+    _threads()
+    from hwnas.train.trainer import TrainConfig, train_supernet
+
+    a = job["args"]
+    cfg = TrainConfig(space="tiny", data="builtin", n_train=a["n_train"], n_val=a["n_val"], n_path_eval=a["n_path_eval"],
+                      data_seed=a["data_seed"], sampler=job["sampler"], max_iters=job["iters"], batch_size=a["batch"],
+                      eval_batch=a["eval_batch"], lr=a["lr"], seed=a["seed"], pool_size=a["pool_size"], m=10, k=5,
+                      eps_max=0.8, warmup=a["warmup"], anneal=a["anneal"], alpha=0.08, early_stop=False,
+                      ckpt_every=10**9)
+    trainer, summary = train_supernet(cfg, job["out"])
+    warm = trainer.sampler.warmup_iters if job["sampler"] == "greedy" else 0
+    summary["warmup_iters"] = warm
+    return summary
+
+
+def _load_supernet(which, a):
+    import torch
+
+    from hwnas.nn import SuperNet
+    from hwnas.space import create_space
+    from hwnas.train.checkpoint import load_checkpoint
+
+    if which == "random":
+        torch.manual_seed(a["seed"] + 99)
+        return SuperNet(create_space("tiny")).eval()
+    return load_checkpoint(Path(a["work"]) / which).supernet
+
+
+def rank_archs_job(job):
+    """Supernet val accuracy of the ground-truth archs (BN recalibrated per arch)."""
+    _threads()
+    from hwnas.train.evaluate import evaluate_path, recalibrate_bn
+
+    a = job["args"]
+    ds = _datasets(a)
+    net = _load_supernet(job["which"], a)
+    out = []
+    for idx in job["indices"]:
+        recalibrate_bn(net, idx, ds.train, n_images=a["recal_images"], batch_size=a["recal_images"], seed=a["seed"])
+        out.append(evaluate_path(net, idx, ds.val, batch_size=250)[1])
+    return out
+
+
+def table3_job(job):
+    """For each path: loss on the path-eval subset and accuracy on the whole val split (eval mode, no recalibration)."""
+    _threads()
+    import torch
+    import torch.nn.functional as F
+
+    a = job["args"]
+    ds = _datasets(a)
+    net = _load_supernet(job["which"], a)
+    x, y = ds.val.batch(torch.arange(len(ds.val)))
+    n_sub = len(ds.path_eval)
+    res = []
+    with torch.no_grad():
+        for idx in job["indices"]:
+            out = torch.cat([net(x[s:s + 250], list(idx)) for s in range(0, len(y), 250)])
+            res.append((float(F.cross_entropy(out[:n_sub], y[:n_sub])), float(100.0 * (out[:n_sub].argmax(1) == y[:n_sub]).float().mean()),
+                        float(100.0 * (out.argmax(1) == y).float().mean())))
+    return res
+
+
+def throughput_job(job):
+    """Images/s of a training step on the supernet (one path) vs. the standalone net of that path, interleaved."""
+    _threads()
+    import torch
+    import torch.nn.functional as F
+
+    from hwnas.nn import SuperNet
+    from hwnas.space import create_space
+
+    a = job["args"]
+    space = create_space("tiny")
+    sup = SuperNet(space)
+    rng = np.random.default_rng(a["seed"])
+    idx = [int(i) for i in space.sample_indices(rng, 1)[0]]
+    std = sup.extract(space.from_indices(idx))
+    x, y = torch.randn(a["batch"], 3, 32, 32), torch.randint(0, 10, (a["batch"],))
+    opt_s = torch.optim.SGD(sup.parameters(), lr=0.01, momentum=0.9)
+    opt_n = torch.optim.SGD(std.parameters(), lr=0.01, momentum=0.9)
+    times = {"supernet": 0.0, "standalone": 0.0}
+    for rep in range(a["throughput_steps"] + 2):
+        for name in ("supernet", "standalone") if rep % 2 == 0 else ("standalone", "supernet"):
+            t0 = time.perf_counter()
+            if name == "supernet":
+                loss = F.cross_entropy(sup(x, idx), y)
+                opt_s.zero_grad(set_to_none=True)
+                loss.backward()
+                opt_s.step()
+            else:
+                loss = F.cross_entropy(std(x), y)
+                opt_n.zero_grad(set_to_none=True)
+                loss.backward()
+                opt_n.step()
+            if rep >= 2:
+                times[name] += time.perf_counter() - t0
+    n = a["throughput_steps"] * a["batch"]
+    return {"path": space.from_indices(idx).compact(), "supernet_img_s": n / times["supernet"], "standalone_img_s": n / times["standalone"]}
+
+
+def _finite(v: float) -> float | None:
+    """None where a correlation is undefined (one side constant, e.g. a random-init supernet
+    that predicts the same class for every path)."""
+    return None if not math.isfinite(v) else v
+
+
+def kendall(a, b) -> float | None:
+    import warnings
+
+    from scipy.stats import kendalltau
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _finite(float(kendalltau(a, b).statistic))
+
+
+def spearman(a, b) -> float | None:
+    import warnings
+
+    from scipy.stats import spearmanr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _finite(float(spearmanr(a, b).statistic))
+
+
+def _fmt(v: float | None, width: int) -> str:
+    return f"{'undef':>{width}}" if v is None else f"{v:{width}.3f}"
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--archs", type=int, default=24)
+    p.add_argument("--paths", type=int, default=200, help="paths of the Table-3 analogue")
+    p.add_argument("--n-train", type=int, default=800)
+    p.add_argument("--n-val", type=int, default=150)
+    p.add_argument("--n-path-eval", type=int, default=50)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--eval-batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--gt-epochs", type=int, default=3)
+    p.add_argument("--greedy-iters", type=int, default=200, help="iterations of the greedy supernet; uniform gets the same corrected cost")
+    p.add_argument("--pool-size", type=int, default=100)
+    p.add_argument("--warmup", type=float, default=0.2)
+    p.add_argument("--anneal", type=float, default=0.5)
+    p.add_argument("--recal-images", type=int, default=200)
+    p.add_argument("--throughput-steps", type=int, default=20)
+    p.add_argument("--workers", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--work", default=None, help="folder for the supernet runs [default: a temp dir]")
+    p.add_argument("--quick", action="store_true", help="a few-minute smoke run (tiny sizes, numbers meaningless)")
+    p.add_argument("--out", default=str(RESULTS))
+    ns = p.parse_args(argv)
+    if ns.quick:
+        ns.archs, ns.paths, ns.n_train, ns.n_val, ns.n_path_eval, ns.gt_epochs, ns.greedy_iters = 6, 12, 160, 64, 32, 1, 30
+        ns.pool_size, ns.recal_images, ns.throughput_steps = 10, 64, 4
+    import tempfile
+
+    work = Path(ns.work or tempfile.mkdtemp(prefix="supernet-bench-"))
+    a = {k: v for k, v in vars(ns).items()}
+    a["work"] = str(work)
+    t_start = time.time()
+    from hwnas.space import create_space
+
+    space = create_space("tiny")
+    rng = np.random.default_rng(ns.seed + 5)
+    gt_idx: list[list[int]] = []
+    while len(gt_idx) < ns.archs:
+        row = [int(i) for i in space.sample_indices(rng, 1)[0]]
+        if row not in gt_idx:
+            gt_idx.append(row)
+    t3_idx = [[int(i) for i in r] for r in space.sample_indices(np.random.default_rng(ns.seed + 6), ns.paths)]
+
+    ctx = get_context("spawn")
+    timings = {}
+    with ProcessPoolExecutor(max_workers=ns.workers, mp_context=ctx) as ex:
+        # 1) greedy supernet first (its corrected cost sets the uniform budget), ground truth alongside
+        t0 = time.time()
+        greedy_f = ex.submit(train_supernet_job, {"args": a, "sampler": "greedy", "iters": ns.greedy_iters, "out": str(work / "greedy")})
+        gt_f = [ex.submit(train_standalone, {"args": a, "indices": idx}) for idx in gt_idx]
+        greedy = greedy_f.result()
+        uniform_iters = int(round(greedy["corrected_opt_images"] / ns.batch))
+        uniform_f = ex.submit(train_supernet_job, {"args": a, "sampler": "uniform", "iters": uniform_iters, "out": str(work / "uniform")})
+        gt = [f.result() for f in gt_f]
+        uniform = uniform_f.result()
+        timings["train_s"] = time.time() - t0
+        print(f"trained: greedy {greedy['iterations']} it, uniform {uniform_iters} it, {len(gt)} standalone nets ({timings['train_s']:.0f}s)", flush=True)
+
+        # 2) ranking of the ground-truth archs by each supernet
+        t0 = time.time()
+        rank_f = {w: ex.submit(rank_archs_job, {"args": a, "which": w, "indices": gt_idx}) for w in ("uniform", "greedy")}
+        # 3) Table 3: split the paths over the workers
+        chunks = [t3_idx[i::ns.workers] for i in range(ns.workers)]
+        t3_f = {w: [ex.submit(table3_job, {"args": a, "which": w, "indices": c}) for c in chunks] for w in ("random", "uniform", "greedy")}
+        thr_f = ex.submit(throughput_job, {"args": a})
+        sup_acc = {w: f.result() for w, f in rank_f.items()}
+        t3 = {}
+        for w, fs in t3_f.items():
+            parts = [f.result() for f in fs]
+            merged = [None] * len(t3_idx)
+            for ci, part in enumerate(parts):
+                for j, r in enumerate(part):
+                    merged[ci + j * ns.workers] = r
+            t3[w] = merged
+        thr = thr_f.result()
+        timings["eval_s"] = time.time() - t0
+
+    truth = [g["val_acc"] for g in gt]
+    order = np.argsort(truth)[::-1]
+    top = order[: len(order) // 2]
+    ranking = {}
+    for w in ("uniform", "greedy"):
+        acc = sup_acc[w]
+        ranking[w] = {"kendall_tau_all": kendall(acc, truth), "kendall_tau_top_half": kendall([acc[i] for i in top], [truth[i] for i in top]),
+                      "spearman_all": spearman(acc, truth), "supernet_acc": acc}
+    table3 = {}
+    for w, rows in t3.items():
+        loss_sub = [r[0] for r in rows]
+        acc_sub = [r[1] for r in rows]
+        acc_val = [r[2] for r in rows]
+        table3[w] = {"kendall_tau_loss": kendall([-v for v in loss_sub], acc_val), "spearman_loss": spearman([-v for v in loss_sub], acc_val),
+                     "kendall_tau_acc": kendall(acc_sub, acc_val), "mean_val_acc": float(np.mean(acc_val)),
+                     "max_val_acc": float(np.max(acc_val))}
+    g_post = max(greedy["iterations"] - greedy["warmup_iters"], 1)
+    u_iter_s = uniform["train_seconds"] / max(uniform["iterations"], 1)
+    g_eval_per_iter = greedy["eval_seconds"] / g_post
+    cost = {
+        "greedy_eval_seconds_per_trained_iteration": g_eval_per_iter,
+        "uniform_seconds_per_iteration": u_iter_s,
+        "greedy_eval_overhead_ratio_measured": g_eval_per_iter / u_iter_s,
+        "greedy_eval_overhead_ratio_by_images": (10 * ns.eval_batch / 5) / (EVAL_RATIO * ns.batch),
+        "supernet_vs_standalone": thr,
+        "supernet_over_standalone_img_s": thr["supernet_img_s"] / thr["standalone_img_s"],
+    }
+    result = {
+        "benchmark": "supernet_bench", "settings": {k: v for k, v in a.items() if k not in ("out", "work")},
+        "scale_note": ("scaled to a busy 2-core CPU: built-in data with n_train/n_val/n_path_eval as in settings (paper: ImageNet, "
+                       "50K val, 1K path-eval); ground truth = standalone training for gt_epochs epochs with the supernet recipe; "
+                       "pool size, iterations and paths scaled down as in settings; m=10, k=5, eps 0->0.8, alpha=0.08 as the paper"),
+        "supernets": {"greedy": greedy, "uniform": uniform},
+        "ground_truth": gt, "ranking": ranking, "table3": table3, "cost": cost,
+        "wall_seconds": time.time() - t_start, "timings": timings,
+    }
+    print_table(result)
+    Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(ns.out).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {ns.out}")
+    return result
+
+
+EVAL_RATIO = 3.33
+
+
+def print_table(r: dict) -> None:
+    s, g, u = r["settings"], r["supernets"]["greedy"], r["supernets"]["uniform"]
+    print(f"\nsupernet_bench: tiny on builtin ({s['n_train']} train / {s['n_val']} val / {s['n_path_eval']} path-eval), "
+          f"{s['archs']} ground-truth archs, {s['paths']} Table-3 paths, wall {r['wall_seconds']:.0f}s")
+    print(f"{'supernet':10} {'iters':>6} {'#opt':>8} {'#eval':>8} {'corrected':>10} {'tau(all)':>9} {'tau(top½)':>10}")
+    for name, sm in (("uniform", u), ("greedy", g)):
+        rk = r["ranking"][name]
+        print(f"{name:10} {sm['iterations']:6d} {sm['n_opt_images']:8d} {sm['n_eval_images']:8d} {sm['corrected_opt_images']:10.0f} "
+              f"{_fmt(rk['kendall_tau_all'], 9)} {_fmt(rk['kendall_tau_top_half'], 10)}")
+    print("\nTable 3 analogue: Kendall tau of paths ranked by path-eval-subset loss vs. whole-val accuracy")
+    print(f"{'supernet':10} {'tau(loss)':>10} {'tau(acc)':>9} {'rho(loss)':>10} {'mean acc':>9}")
+    for name in ("random", "uniform", "greedy"):
+        t = r["table3"][name]
+        print(f"{name:10} {_fmt(t['kendall_tau_loss'], 10)} {_fmt(t['kendall_tau_acc'], 9)} {_fmt(t['spearman_loss'], 10)} {t['mean_val_acc']:9.1f}")
+    c = r["cost"]
+    print(f"\ncost: greedy evaluation per trained iteration = {c['greedy_eval_overhead_ratio_measured']:.2f} x a uniform iteration "
+          f"(by image count: {c['greedy_eval_overhead_ratio_by_images']:.2f}); supernet training "
+          f"{c['supernet_vs_standalone']['supernet_img_s']:.0f} img/s vs standalone {c['supernet_vs_standalone']['standalone_img_s']:.0f} img/s "
+          f"(ratio {c['supernet_over_standalone_img_s']:.2f})")
+
+
+if __name__ == "__main__":
+    main()
