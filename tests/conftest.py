@@ -23,3 +23,14 @@ def run_hwnas(*args: str, cwd: str | os.PathLike | None = None, timeout: float =
 @pytest.fixture
 def hwnas_cli():
     return run_hwnas
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """The machine's cores are shared; one intra-op thread avoids spin-wait contention."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -74,12 +74,8 @@ def test_random_archs_fp32_parity_onnx_and_tflite(tmp_path, space_name, args, n)
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The machine's cores are shared; one intra-op thread avoids spin-wait contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

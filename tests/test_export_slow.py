@@ -3,7 +3,6 @@ proxyless-mobile int8 TFLite size and full-integer I/O (two conversions of the f
 
 import numpy as np
 import pytest
-import torch
 
 from hwnas.space import create_space
 from tests.test_export import check_fp32_parity, quiet_export, random_archs
@@ -12,11 +11,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(n)
 
 
 @pytest.mark.parametrize("resolution", [224, 64])
