@@ -170,13 +170,11 @@ class LatencyModel:
         self._fixed_lat = sum(f[0] for f in fixed)
         self._fixed_var = sum(f[1] for f in fixed)
         self._fixed_blocks = sum(f[2] for f in fixed)
-        # the table's calibration: scale * sum + overhead + per_block * blocks (LatencyTable.calibrated)
+        # The table's own calibration (LatencyTable.calibrated) is linear, so it applies per layer:
+        # the overhead goes into the fixed term once and prediction stays one gather-and-sum.
         self.scale = float(table.calibration.get("scale", 1.0))
-        self.overhead = float(table.calibration.get("overhead_ms", 0.0))
-        self.per_block = float(table.calibration.get("per_block_ms", 0.0))
-        # fold the per-block term into the per-layer terms so prediction stays one gather-and-sum
-        self._cal = self.scale * self._lat + self.per_block * self._blocks
-        self._fixed_cal = self.scale * self._fixed_lat + self.per_block * self._fixed_blocks + self.overhead
+        self._cal = table.calibrated(self._lat, self._blocks) - table.calibrated(0.0, 0)
+        self._fixed_cal = table.calibrated(self._fixed_lat, self._fixed_blocks)
 
     def predict_indices(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         X = np.atleast_2d(np.asarray(X, dtype=np.int64))
