@@ -38,6 +38,7 @@ def register(app: typer.Typer) -> None:
                 runs: Optional[int] = typer.Option(None, "--runs", help="Timed runs per measurement (default: the device profile's)."),
                 warmup: Optional[int] = typer.Option(None, "--warmup", help="Warm-up runs per measurement (default: the device profile's)."),
                 min_time: Optional[float] = typer.Option(None, "--min-time", help="Keep timing past --runs until this many seconds of runs (default 0.1)."),
+                anchor_every: Optional[int] = typer.Option(None, "--anchor-every", help="Time the space's anchor network every N measurements to correct drift (0 = off; default: the device profile's)."),
                 force: bool = typer.Option(False, "--force", help="Continue a table/journal made for another device or protocol."),
                 host: Optional[str] = typer.Option(None, "--host", help="Phone over TCP (after `adb tcpip 5555`): HOST:PORT."),
                 serial: Optional[list[str]] = typer.Option(None, "--serial", help="Phone serial; repeat for several phones (one worker and one table per phone)."),
@@ -48,7 +49,8 @@ def register(app: typer.Typer) -> None:
         from ..latency.profiler import profile_space, resolve_device
 
         dev = resolve_device(device)
-        proto = Protocol.from_device(dev, runs=runs, warmup_runs=warmup, min_time_s=min_time, rounds=rounds if rounds is not None else 3)
+        proto = Protocol.from_device(dev, runs=runs, warmup_runs=warmup, min_time_s=min_time,
+                                       anchor_every=anchor_every, rounds=rounds if rounds is not None else 3)
         backend = backend or (dev.backends[0] if dev.backends else "onnxruntime")
         if dev.kind == "adb" or host or serial or all_phones or transport:
             from ..device.multi import profile_on_phones
@@ -81,7 +83,7 @@ def register(app: typer.Typer) -> None:
                  repeat: bool = typer.Option(True, "--noise/--no-noise", help="Also time each network a second time (the noise floor)."),
                  force: bool = typer.Option(False, "--force", help="Use a table made for another device anyway."),
                  as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
-        """Predicted vs. measured whole-network latency for sampled archs."""
+        """Predicted vs. measured whole-network latency for sampled archs (resumes an interrupted run)."""
         from ..latency.validate import validate_table
 
         with progress_bar() as update:
@@ -93,6 +95,10 @@ def register(app: typer.Typer) -> None:
         for name, part in report["results"].items():
             console.print(f"[bold]{name}[/] ({part['n']} archs): within ±5% {part['within_5'] * 100:.1f}%  ±10% {part['within_10'] * 100:.1f}%"
                           f"  RMSE {part['rmse_ms']:.3f} ms ({part['rmse_pct']:.2f}%)  bias {part['bias_pct']:+.2f}%")
+        dr = report.get("drift", {})
+        if dr.get("corrected") and dr.get("readings"):
+            console.print(f"drift: anchor timed {dr['readings']}x, device speed vs the table's reference {dr['min_factor']:.3f}-{dr['max_factor']:.3f}"
+                          f" (median {dr['median_factor']:.3f}); figures above are corrected, uncorrected ones are in --json")
         if report.get("noise"):
             nz = report["noise"]
             console.print(f"noise floor (same net, two fresh measurements): median |diff| {nz['median_abs_pct']:.2f}%, max {nz['max_abs_pct']:.2f}%")

@@ -56,6 +56,7 @@ class DeviceProfile:
     cv_bound: float = 0.05
     max_retries: int = 3
     cooldown_s: float = 0.0
+    anchor_every: int = 0  # time the space's anchor network every N measurements to correct drift (0 = off)
     max_temp_c: float = 0.0  # 0 = do not check
     governor: str = ""  # governor the profile expects ("performance"), "" = any
     # phone handling (adb)
@@ -76,7 +77,7 @@ class DeviceProfile:
     def measurement_protocol(self) -> dict[str, Any]:
         return {"threads": self.threads, "cpu_mask": list(self.cpu_mask), "warmup_runs": self.warmup_runs,
                 "runs": self.runs, "min_time_s": self.min_time_s, "cv_bound": self.cv_bound, "max_retries": self.max_retries,
-                "cooldown_s": self.cooldown_s}
+                "cooldown_s": self.cooldown_s, "anchor_every": self.anchor_every}
 
 
 def list_devices() -> list[str]:

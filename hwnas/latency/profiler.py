@@ -7,6 +7,10 @@ or benchmark_model on a phone) and journals every finished measurement, so a kil
 continues where it stopped. Each key is measured ``protocol.rounds`` times, the rounds
 interleaved across keys (a burst of load from other processes then hits one round of many
 keys, not every round of one key), and the entry is the median of the round medians.
+With ``protocol.anchor_every`` > 0 the space's anchor network is timed between measurements
+and every measurement is expressed in the speed the device had at the table's reference
+(``hwnas.latency.drift``), so a slow minute on a shared host or a warm phone does not
+leave its mark on the blocks timed during it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from ..space.registry import create_space
 from ..space.space import SearchSpace
 from .backends.base import Backend, Measurement, MeasurementError, Protocol, create_backend, CV_DEFINITION
 from .blocks import default_cache_dir, export_block, exporter_tag
+from .drift import AnchoredTimer, AnchorLog, anchor_arch, anchor_file, corrected
 from .journal import Journal, journal_path
 from .keys import space_slots
 from .table import LatencyTable, now_iso
@@ -126,12 +131,20 @@ def profile_space(device: DeviceProfile | str, space: SearchSpace | str, backend
     journal = Journal(journal_path(out_path), header).open(force=force)
 
     done: dict[str, list[dict[str, Any]]] = {}
+    times: dict[str, list[float]] = {}
     failed: dict[str, str] = {}
     for rec in journal.records:
         if "failed" in rec:
             failed[rec["key"]] = rec["failed"]
         elif "measurement" in rec:
             done.setdefault(rec["key"], []).append(rec["measurement"])
+            if "t" in rec:
+                times.setdefault(rec["key"], []).append(float(rec["t"]))
+    # drift correction: a table's entries share one reference speed, so a table that was
+    # measured without an anchor is extended without one
+    anchor_info = dict(table.protocol.get("anchor") or {})
+    use_anchor = proto.anchor_every > 0 and (bool(anchor_info) or not table.entries)
+    anchor_note = ""
     todo = [k for k in wanted if k not in table.entries and k not in failed]
     cache = cache_dir or default_cache_dir()
 
@@ -148,7 +161,16 @@ def profile_space(device: DeviceProfile | str, space: SearchSpace | str, backend
                 journal.append({"key": key, "failed": reason, "at": now_iso()})
             if progress:
                 progress(ProfileEvent("export", i + 1, len(need), key))
-        # 2) measure, rounds interleaved across keys
+        # 2) measure, rounds interleaved across keys, the anchor timed in between
+        anchor_log = AnchorLog(readings=[(float(r["t"]), float(r["anchor_ms"])) for r in journal.records if "anchor_ms" in r])
+        anchor_path = None
+        if use_anchor and any(len(done.get(k, [])) < proto.rounds for k in files):
+            try:
+                anchor_path = anchor_file(sp, be.model_format, cache)
+            except Exception as e:  # noqa: BLE001  (the table is still valid without drift correction)
+                anchor_note = f"anchor export failed ({type(e).__name__}); no drift correction"
+        timer = AnchoredTimer(be, proto, anchor_path, proto.anchor_every if use_anchor else 0, anchor_log,
+                              on_anchor=lambda t, ms: journal.append({"key": "__anchor__", "t": t, "anchor_ms": ms}))
         plan = []
         for r in range(proto.rounds):
             order = [k for k in need if k in files]
@@ -166,28 +188,41 @@ def profile_space(device: DeviceProfile | str, space: SearchSpace | str, backend
             if proto.cooldown_s > 0 and step:
                 time.sleep(proto.cooldown_s)
             try:
-                m = be.measure(files[key], proto)
+                m, t = timer.measure(files[key])
                 rec = m.to_dict()
                 done.setdefault(key, []).append(rec)
-                journal.append({"key": key, "round": r, "measurement": rec})
+                times.setdefault(key, []).append(t)
+                journal.append({"key": key, "round": r, "measurement": rec, "t": t})
             except MeasurementError as e:
                 failed[key] = f"measure failed: {e}"[:500]
                 journal.append({"key": key, "failed": failed[key], "at": now_iso()})
             step += 1
             if progress:
                 progress(ProfileEvent("measure", step, total, key, f"round {r + 1}/{proto.rounds}"))
+        timer.finish()
     finally:
         if own_backend:
             be.close()
 
+    reference = anchor_info.get("reference_ms") or anchor_log.median_ms()
     for key in todo:
         rs = done.get(key, [])
         if key not in failed and len(rs) >= proto.rounds:
-            table.entries[key] = entry_from_rounds(rs[: proto.rounds])
+            ts = times.get(key, [])
+            rs = [corrected(m, anchor_log.factor(ts[i] if i < len(ts) else None, reference)) for i, m in enumerate(rs[: proto.rounds])]
+            table.entries[key] = entry_from_rounds(rs)
+            if use_anchor and reference:
+                table.entries[key]["drift_factors"] = [round(float(m.get("drift_factor", 1.0)), 4) for m in rs]
     for key, reason in failed.items():
         if key not in table.entries:
             table.failed[key] = reason
     table.protocol = {**table_protocol, **{k: v for k, v in table.protocol.items() if k not in table_protocol}}
+    if use_anchor and reference:
+        table.protocol["anchor"] = {"arch": anchor_arch(sp).compact(), "seed_note": "hwnas.latency.drift.anchor_arch",
+                                    "reference_ms": round(float(reference), 6), "every": proto.anchor_every, "window": anchor_log.window,
+                                    **{k: v for k, v in anchor_log.summary(reference).items() if k != "reference_ms"}}
+    elif anchor_note:
+        table.protocol["anchor_note"] = anchor_note
     table.save(out_path)
     if all(k in table.entries or k in table.failed for k in wanted):
         journal.remove()

@@ -26,6 +26,8 @@ from ..space.registry import create_space
 from ..space.space import SearchSpace
 from .backends.base import Backend, Protocol, create_backend
 from .blocks import default_cache_dir, export_network, exporter_tag
+from .drift import DEFAULT_WINDOW, AnchoredTimer, AnchorLog, anchor_arch, anchor_file
+from .journal import Journal
 from .keys import arch_keys
 from .profiler import ProfileEvent, resolve_device
 from .table import LatencyTable
@@ -51,10 +53,15 @@ def network_file(arch: Arch, model_format: str, cache_dir: Path | None = None) -
 
 
 def measure_networks(archs: list[Arch], backend: Backend, protocol: Protocol, cache_dir: Path | None = None,
-                     progress: Callable[[ProfileEvent], None] | None = None) -> tuple[list[list[float]], dict[str, Any]]:
+                     progress: Callable[[ProfileEvent], None] | None = None, *, journal: Journal | None = None,
+                     anchor: Path | None = None, anchor_log: AnchorLog | None = None) -> tuple[list[list[dict[str, Any]]], dict[str, Any]]:
     """Export each arch whole (cached) and time it ``protocol.rounds`` times, rounds interleaved.
 
-    Returns the per-round medians of each arch and export statistics.
+    Returns, per arch, one record per round (``median_ms`` and the time ``t`` it was taken)
+    and export statistics. With a ``journal``, finished measurements are appended to it and
+    the ones it already holds are not taken again (an interrupted validation resumes). With
+    an ``anchor`` file and ``protocol.anchor_every`` > 0, the anchor is timed in between and
+    its readings are added to ``anchor_log``.
     """
     import time
 
@@ -70,19 +77,44 @@ def measure_networks(archs: list[Arch], backend: Backend, protocol: Protocol, ca
         if progress:
             progress(ProfileEvent("export networks", i + 1, len(archs), a.compact()))
     export_s = time.perf_counter() - t0
-    rounds: list[list[float]] = [[] for _ in archs]
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    log = anchor_log if anchor_log is not None else AnchorLog()
+    if journal is not None:
+        for rec in journal.records:
+            if "anchor_ms" in rec:
+                log.add(rec["t"], rec["anchor_ms"])
+            elif "round" in rec and "median_ms" in rec:
+                done[(rec["key"], int(rec["round"]))] = {"median_ms": float(rec["median_ms"]), "t": rec.get("t")}
+
+    def on_anchor(t: float, ms: float) -> None:
+        if journal is not None:
+            journal.append({"key": "__anchor__", "t": t, "anchor_ms": ms})
+
+    timer = AnchoredTimer(backend, protocol, anchor, protocol.anchor_every, log, on_anchor=on_anchor)
+    rounds: list[list[dict[str, Any]]] = [[] for _ in archs]
     total = protocol.rounds * len(archs)
     step = 0
+    resumed = 0
     for r in range(protocol.rounds):
         order = list(range(len(archs)))
         if r % 2:
             order.reverse()
         for i in order:
-            rounds[i].append(backend.measure(files[i], protocol).median_ms)
+            key = archs[i].compact()
+            rec = done.get((key, r))
+            if rec is None:
+                m, t = timer.measure(files[i])
+                rec = {"median_ms": m.median_ms, "t": t}
+                if journal is not None:
+                    journal.append({"key": key, "round": r, **rec})
+            else:
+                resumed += 1
+            rounds[i].append(rec)
             step += 1
             if progress:
-                progress(ProfileEvent("measure networks", step, total, archs[i].compact(), f"round {r + 1}/{protocol.rounds}"))
-    return rounds, {"exported": exported, "export_s": export_s}
+                progress(ProfileEvent("measure networks", step, total, key, f"round {r + 1}/{protocol.rounds}"))
+    timer.finish()
+    return rounds, {"exported": exported, "export_s": export_s, "resumed_measurements": resumed}
 
 
 def errors_report(pred: np.ndarray, meas: np.ndarray) -> dict[str, Any]:
@@ -161,12 +193,32 @@ def validate_table(device: DeviceProfile | str, table: LatencyTable | str | Path
     missing = sorted({k for a in archs for k in tab.missing_keys(arch_keys(space, a))})
     if missing:
         raise HwnasError(f"table {str(tab.path)!r} lacks {len(missing)} block(s) these archs need (e.g. {missing[0]}); run `hwnas profile` to complete it")
+    jpath = validation_journal_path(tab, seed)
+    header = {"backend": tab.backend, "space": tab.space, "space_args": tab.space_args, "protocol": proto.to_dict(),
+              "fingerprint": be.fingerprint(), "table": str(tab.path), "seed": seed}
+    journal = Journal(jpath, header).open(force=force)
+    anchor_info = dict(tab.protocol.get("anchor") or {})
+    reference = float(anchor_info.get("reference_ms") or 0.0)
+    anchor = None
+    drift_note = "the table has no anchor (profiled without drift correction): measurements are used as timed"
+    if reference and proto.anchor_every > 0:
+        if anchor_info.get("arch") == anchor_arch(space).compact():
+            anchor = anchor_file(space, be.model_format, cache_dir)
+            drift_note = ("each measurement divided by the device's speed at that moment relative to the table's reference "
+                          "(the anchor network timed every %d measurements, median of the %d nearest readings)" % (proto.anchor_every, DEFAULT_WINDOW))
+        else:
+            drift_note = "the table's anchor is not this version's anchor arch: measurements are used as timed"
+    log = AnchorLog()
     try:
-        rounds, export_stats = measure_networks(archs, be, proto, cache_dir, progress)
+        rounds, export_stats = measure_networks(archs, be, proto, cache_dir, progress, journal=journal, anchor=anchor, anchor_log=log)
     finally:
         if backend is None:
             be.close()
-    meas = np.array([float(np.median(r)) for r in rounds])
+    raw_rounds = np.array([[r["median_ms"] for r in rr] for rr in rounds])
+    factors = np.array([[log.factor(r.get("t"), reference) if anchor is not None else 1.0 for r in rr] for rr in rounds])
+    corr_rounds = raw_rounds / factors
+    meas = np.median(corr_rounds, axis=1)
+    meas_raw = np.median(raw_rounds, axis=1)
     raw = np.array([tab.raw_sum(a)[0] for a in archs])
     nblocks = np.array([len(arch_keys(space, a)) for a in archs])
     table_pred = np.array([tab.predict(a)[0] for a in archs])
@@ -193,15 +245,37 @@ def validate_table(device: DeviceProfile | str, table: LatencyTable | str | Path
         results["table_calibration"] = errors_report(table_pred, meas)
         series["table calibration"] = (table_pred, meas)
     report["results"] = results
+    report["drift"] = {"corrected": anchor is not None, "how": drift_note, **log.summary(reference if anchor is not None else None)}
+    if anchor is not None:
+        # the same comparison on the measurements as timed, for reference
+        raw_results: dict[str, Any] = {"uncalibrated": errors_report(raw, meas_raw)}
+        if calibrate:
+            cal_raw = fit_calibration(raw[fit], nblocks[fit], meas_raw[fit])
+            raw_results["calibrated_heldout"] = errors_report(apply_calibration(cal_raw, raw, nblocks)[held], meas_raw[held])
+        report["results_without_drift_correction"] = raw_results
     if noise:
-        r = np.array([x[:2] for x in rounds])
-        d = 100 * np.abs(r[:, 0] - r[:, 1]) / r.mean(axis=1)
-        report["noise"] = {"what": "the same whole network measured in two fresh processes (rounds 1 and 2)",
-                           "median_abs_pct": float(np.median(d)), "p90_abs_pct": float(np.percentile(d, 90)),
-                           "max_abs_pct": float(d.max()), "within_5": float(np.mean(d <= 5)), "within_10": float(np.mean(d <= 10))}
-    report["archs"] = [{"arch": a.compact(), "measured_ms": float(m), "rounds_ms": [float(x) for x in rr],
-                        "raw_sum_ms": float(s), "blocks": int(nb)} for a, m, rr, s, nb in zip(archs, meas, rounds, raw, nblocks)]
+        report["noise"] = noise_floor(corr_rounds)
+        if anchor is not None:
+            report["noise_without_drift_correction"] = noise_floor(raw_rounds)
+    report["archs"] = [{"arch": a.compact(), "measured_ms": float(m), "rounds_ms": [round(float(x), 6) for x in rr],
+                        "raw_rounds_ms": [round(float(x), 6) for x in rw], "raw_sum_ms": float(s), "blocks": int(nb)}
+                       for a, m, rr, rw, s, nb in zip(archs, meas, corr_rounds, raw_rounds, raw, nblocks)]
     plot_path = Path(plot) if plot else (Path(tab.path).with_suffix(".validate.png") if tab.path else Path("validate.png"))
     title = f"{tab.space} on {dev.name} ({tab.backend}): {len(archs)} archs"
     report["plot"] = str(scatter_plot(plot_path, series, title))
+    journal.remove()
     return report
+
+
+def validation_journal_path(table: LatencyTable, seed: int) -> Path:
+    """Where an interrupted validation keeps its measurements (next to the table)."""
+    base = Path(table.path) if table.path else Path("latency-table.json")
+    return base.with_name(f"{base.name}.validate-seed{seed}.journal.jsonl")
+
+
+def noise_floor(rounds: np.ndarray) -> dict[str, Any]:
+    """Spread between two fresh-process measurements of the same network (rounds 1 and 2)."""
+    d = 100 * np.abs(rounds[:, 0] - rounds[:, 1]) / rounds[:, :2].mean(axis=1)
+    return {"what": "the same whole network measured in two fresh processes (rounds 1 and 2)",
+            "median_abs_pct": float(np.median(d)), "p90_abs_pct": float(np.percentile(d, 90)),
+            "max_abs_pct": float(d.max()), "within_5": float(np.mean(d <= 5)), "within_10": float(np.mean(d <= 10))}

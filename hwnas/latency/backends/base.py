@@ -64,6 +64,7 @@ class Protocol:
     cooldown_s: float = 0.0
     rounds: int = 1  # profiler: measurements per key, interleaved across keys; the entry is their median
     clock: str = "auto"  # host: "thread_cpu", "wall" or "auto" (thread_cpu with one thread); phones: wall
+    anchor_every: int = 0  # time the space's anchor network every this many measurements (0 = off; see latency/drift.py)
     timeout_s: float = 300.0
 
     @classmethod
@@ -85,8 +86,8 @@ class Protocol:
     def validate(self) -> None:
         if self.clock not in ("auto", "wall", "thread_cpu"):
             raise HwnasError(f"unknown clock {self.clock!r}; use auto, wall or thread_cpu")
-        if self.runs < 1 or self.warmup_runs < 0 or self.threads < 1 or self.rounds < 1 or self.max_retries < 0:
-            raise HwnasError(f"bad measurement protocol {self.to_dict()}: need runs>=1, warmup_runs>=0, threads>=1, rounds>=1, max_retries>=0")
+        if self.runs < 1 or self.warmup_runs < 0 or self.threads < 1 or self.rounds < 1 or self.max_retries < 0 or self.anchor_every < 0:
+            raise HwnasError(f"bad measurement protocol {self.to_dict()}: need runs>=1, warmup_runs>=0, threads>=1, rounds>=1, max_retries>=0, anchor_every>=0")
 
 
 @dataclass

@@ -1,0 +1,146 @@
+"""Drift correction with the anchor network, and resumable validation."""
+
+import json
+import zlib
+
+import numpy as np
+import pytest
+
+from hwnas.errors import HwnasError
+from hwnas.latency.backends.base import Backend, Protocol, RunTimes
+from hwnas.latency.drift import AnchorLog, anchor_arch, anchor_file, corrected
+from hwnas.latency.journal import Journal
+from hwnas.latency.keys import space_slots
+from hwnas.latency.profiler import profile_space
+from hwnas.latency.validate import measure_networks, network_file, sample_archs
+from hwnas.space import create_space
+
+
+def base_ms(path) -> float:
+    """A fixed 'true' latency per model file (0.5 .. 2.5 ms)."""
+    return 0.5 + (zlib.crc32(path.name.encode()) % 1000) / 500
+
+
+class Drifting(Backend):
+    """A device that gets slower and slower: call i runs at (1 + slope * i) times its true speed."""
+
+    name = "drifting"
+    model_format = "onnx"
+
+    def __init__(self, slope=0.01, fail_after=None):
+        super().__init__(None)
+        self.slope, self.calls, self.fail_after = slope, 0, fail_after
+        self.timed: list[str] = []
+
+    def fingerprint(self):
+        return {"model": "drifting"}
+
+    def _time_runs(self, model_path, protocol):
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C
+        v = base_ms(model_path) * (1 + self.slope * self.calls)
+        self.calls += 1
+        self.timed.append(model_path.name)
+        return RunTimes([v] * 5)
+
+
+def test_anchor_log_factor_is_the_local_median():
+    log = AnchorLog(window=3)
+    for t, ms in [(0, 1.0), (1, 1.0), (2, 5.0), (3, 1.2), (4, 1.2), (10, 2.0), (11, 2.0), (12, 2.0)]:
+        log.add(t, ms)
+    assert log.factor(2.1, 1.0) == pytest.approx(1.2)  # the disturbed reading 5.0 does not move it
+    assert log.factor(11, 1.0) == pytest.approx(2.0)
+    assert log.factor(None, 1.0) == 1.0 and AnchorLog().factor(3, 1.0) == 1.0
+    c = corrected({"median_ms": 3.0, "p90_ms": 4.0, "mean_ms": 3.0, "std_ms": 0.3}, 1.5)
+    assert c["median_ms"] == pytest.approx(2.0) and c["raw_median_ms"] == 3.0 and c["drift_factor"] == 1.5
+
+
+def test_anchor_is_fixed_per_space():
+    sp = create_space("tiny")
+    assert anchor_arch(sp) == anchor_arch(create_space("tiny"))
+    sp.validate(anchor_arch(sp))  # a valid arch of the space
+    assert anchor_arch(sp) != anchor_arch(create_space("nas-bench-macro"))
+
+
+def test_profiler_removes_a_steady_slowdown(tmp_path):
+    """Blocks timed late in a run (when the device is 40% slower) are brought back to the reference speed."""
+    sp = create_space("tiny")
+    keys = list(space_slots(sp))[:16]
+    cache = tmp_path / "blocks"
+    proto = Protocol(runs=5, warmup_runs=0, rounds=1, min_time_s=0.0, max_retries=0, anchor_every=2)
+    be = Drifting(slope=0.01)
+    table = profile_space("host", sp, be, tmp_path / "d.json", cache_dir=cache, keys=keys, protocol=proto)
+    anchor = anchor_file(sp, "onnx", cache)
+    ref = table.protocol["anchor"]["reference_ms"]
+    assert table.protocol["anchor"]["arch"] == anchor_arch(sp).compact() and table.protocol["anchor"]["readings"] >= 9
+    assert table.protocol["anchor"]["max_factor"] / table.protocol["anchor"]["min_factor"] > 1.2  # the drift was seen
+    # entries in the reference state: true latency times the anchor's reference slowdown
+    unit = ref / base_ms(anchor)
+    errs_corr, errs_raw = [], []
+    from hwnas.latency.blocks import block_file
+
+    for k in keys:
+        truth = base_ms(block_file(k, "onnx", cache)) * unit
+        e = table.entries[k]
+        errs_corr.append(abs(e["median_ms"] / truth - 1))
+        errs_raw.append(abs(e["round_medians_ms"][0] * e["drift_factors"][0] / truth - 1))
+    assert max(errs_corr) < 0.06, errs_corr
+    assert max(errs_raw) > 0.08 and max(errs_raw) > 3 * np.median(errs_corr)  # what the table would hold without the anchor
+    saved = json.loads((tmp_path / "d.json").read_text())
+    assert saved["protocol"]["anchor"]["reference_ms"] == ref and saved["protocol"]["anchor_every"] == 2
+
+
+def test_profiler_without_anchor_keeps_raw_times(tmp_path):
+    sp = create_space("tiny")
+    keys = list(space_slots(sp))[:4]
+    proto = Protocol(runs=5, warmup_runs=0, rounds=1, min_time_s=0.0, max_retries=0, anchor_every=0)
+    be = Drifting(slope=0.0)
+    table = profile_space("host", sp, be, tmp_path / "n.json", cache_dir=tmp_path / "b", keys=keys, protocol=proto)
+    assert "anchor" not in table.protocol and be.calls == 4
+
+
+def test_validation_resumes_without_remeasuring(tmp_path):
+    """Ctrl-C in the middle of measuring whole networks, then the same call: only the rest is timed."""
+    sp = create_space("tiny")
+    archs = sample_archs(sp, 4, seed=3)
+    proto = Protocol(runs=5, warmup_runs=0, rounds=2, min_time_s=0.0, max_retries=0)
+    jpath = tmp_path / "v.journal.jsonl"
+    header = {"backend": "drifting", "space": "tiny", "space_args": {}, "protocol": proto.to_dict(), "fingerprint": {"model": "drifting"}}
+    be = Drifting(slope=0.0, fail_after=5)
+    with pytest.raises(KeyboardInterrupt):
+        measure_networks(archs, be, proto, tmp_path / "blocks", journal=Journal(jpath, header).open())
+    assert be.calls == 5
+    be2 = Drifting(slope=0.0)
+    rounds, stats = measure_networks(archs, be2, proto, tmp_path / "blocks", journal=Journal(jpath, header).open())
+    assert be2.calls == 3 and stats["resumed_measurements"] == 5
+    for a, rr in zip(archs, rounds):
+        assert [r["median_ms"] for r in rr] == pytest.approx([base_ms(network_file(a, "onnx", tmp_path / "blocks"))] * 2)
+    # a journal made with another protocol is refused, not mixed in
+    other = {**header, "protocol": {**proto.to_dict(), "runs": 9}}
+    with pytest.raises(HwnasError, match="belongs to another profile"):
+        Journal(jpath, other).open()
+
+
+def test_validate_corrects_drift_against_the_table_reference(tmp_path):
+    """A table made at one speed, validated while the device is 30% slower: the corrected figures agree."""
+    from hwnas.latency.validate import validate_table
+
+    sp = create_space("tiny")
+    cache = tmp_path / "blocks"
+    proto = Protocol(runs=5, warmup_runs=0, rounds=1, min_time_s=0.0, max_retries=0, anchor_every=3)
+    table = profile_space("host", sp, Drifting(slope=0.0), tmp_path / "t.json", cache_dir=cache, protocol=proto)
+
+    class Slower(Drifting):
+        def _time_runs(self, model_path, protocol):
+            rt = super()._time_runs(model_path, protocol)
+            return RunTimes([x * 1.3 for x in rt.times_ms])
+
+    proto_v = Protocol.from_dict({**table.protocol, "rounds": 2})
+    rep = validate_table("host", table, samples=6, seed=1, backend=Slower(slope=0.0), protocol=proto_v, cache_dir=cache,
+                         plot=tmp_path / "p.png")
+    assert rep["drift"]["corrected"] and rep["drift"]["median_factor"] == pytest.approx(1.3, rel=1e-6)
+    raw = np.array([a["raw_rounds_ms"][0] for a in rep["archs"]])
+    corr = np.array([a["rounds_ms"][0] for a in rep["archs"]])
+    assert corr == pytest.approx(raw / 1.3)
+    assert rep["results_without_drift_correction"]["uncalibrated"]["bias_pct"] < rep["results"]["uncalibrated"]["bias_pct"]
+    assert not any(tmp_path.glob("*.validate-seed1.journal.jsonl"))  # a finished validation leaves no journal
