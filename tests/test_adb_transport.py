@@ -181,3 +181,27 @@ def test_all_finds_every_ready_phone_in_adb_devices(phone, adb_local):
     assert want <= set(phone_targets(load_device("sd855"), all_phones=True))
     for s in (a, b):
         subprocess.run(["adb", "disconnect", f"127.0.0.1:{s.port}"], capture_output=True, timeout=30)
+
+
+def test_benchmark_model_summary_reads_the_timed_runs_even_when_all_the_same():
+    import math
+
+    from hwnas.latency.backends.adb import tflite_summary
+    from hwnas.latency.backends.base import MeasurementError
+
+    from .conftest import SHARED
+
+    real = tflite_summary((SHARED / "data" / "fixtures" / "benchmark_model_proxyless_mobile.txt").read_text())
+    # the timed block (100 runs), not the warm-up (avg=83496.6) nor the profiler's Timings line
+    assert (real["median_ms"], real["n"], real["std_ms"], real["min_ms"]) == (80.6702, 100, 0.871, 79.589)
+    assert math.isclose(real["cv"], 871 / (80670.2 * math.sqrt(100)))
+    # a block of ~2 us: every timed run took 2 whole microseconds, so Stat prints only count and curr
+    same = ("Running benchmark for 10 iterations \ncount=10 first=9 curr=2 min=2 max=9 avg=2.9 std=2\n\n"
+            "Running benchmark for 50 iterations \ncount=50 curr=2(all same)\n\n"
+            "Average inference timings in us: Warmup: 2.9, Init: 812, no stats: 2\n")
+    s = tflite_summary(same)
+    assert (s["median_ms"], s["n"], s["std_ms"], s["cv"]) == (0.002, 50, 0.0, 0.0)
+    with pytest.raises(MeasurementError, match="timed no runs"):
+        tflite_summary("Running benchmark for 0 iterations \ncount=0\n")
+    with pytest.raises(MeasurementError, match="less than its 1 us resolution"):
+        tflite_summary("Running benchmark for 50 iterations \ncount=50 curr=0(all same)\n")

@@ -1,9 +1,11 @@
 """The fake phone itself: it must behave like a device for the host code's tests to mean anything."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
+import time
 
 from .fakephone import protocol as P
 from .fakephone import start_in_thread
@@ -71,12 +73,27 @@ def test_benchmark_model_prints_the_real_format_and_is_parsed(tmp_path):
     assert set(real.settings) >= {"Num runs", "Num threads", "Graph"} and set(fake.settings) >= {"Num runs", "Num threads", "Graph"}
     assert [n for n, _ in fake.runs] == [3, 20] and fake.timed.count == 20 and fake.timed.avg_ms > 0
     assert set(fake.averages_us) == set(real.averages_us) == {"Warmup", "Init", "no stats"}
-    # like the real tool, it keeps running past --num_runs until --min_secs (default 1 s) have passed
+    # as the real tool's Stat<int64_t>: whole microseconds, avg with 6 significant digits, std truncated
+    timed_line = [ln for ln in r.out.decode().splitlines() if ln.startswith("count=")][-1]
+    assert re.fullmatch(r"count=20 first=\d+ curr=\d+ min=\d+ max=\d+ avg=[0-9.]+ std=\d+", timed_line) or \
+        re.fullmatch(r"count=20 curr=\d+\(all same\)", timed_line), timed_line
+    # like the real tool, it keeps running past --num_runs until --min_secs (default 1 s) of wall time have passed
+    t0 = time.perf_counter()
     longer = parse_benchmark_log(Shell(dev, PROGRAMS).run("/data/local/tmp/hwnas/benchmark_model --graph=/data/local/tmp/hwnas/m.tflite "
                                                           "--num_runs=5 --min_secs=0.3 --warmup_min_secs=0").out.decode())
-    assert longer.timed.count > 5 and longer.timed.count * longer.timed.avg_ms >= 0.5 * 300
+    assert longer.timed.count > 5 and time.perf_counter() - t0 >= 0.3
     missing = Shell(dev, PROGRAMS).run("/data/local/tmp/hwnas/benchmark_model --graph=/nope.tflite")
     assert missing.rc == 1 and "Could not open" in missing.out.decode()
+
+
+def test_benchmark_model_stat_lines_are_those_of_tensorflow_stat():
+    from tests.fakephone.programs import _stat_line
+
+    # the real tool's line for the fixture's timed runs has the same shape (avg=80670.2 std=871)
+    assert _stat_line([80068, 81025, 79589, 83607, 81025]) == "count=5 first=80068 curr=81025 min=79589 max=83607 avg=81062.8 std=1388"
+    assert _stat_line([2, 1, 1, 2]) == "count=4 first=2 curr=2 min=1 max=2 avg=1.5 std=0"  # std 0.5 truncated
+    assert _stat_line([1, 1, 1]) == "count=3 curr=1(all same)"
+    assert _stat_line([7]) == "count=1 curr=7" and _stat_line([]) == "count=0"
 
 
 def test_standalone_fake_phone_starts_and_refuses_unknown_faults():

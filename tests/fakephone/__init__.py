@@ -53,13 +53,15 @@ class FakePhoneProcess:
 
 
 def spawn(faults: list[str] | None = None, port: int = 0, auth: bool = True, log: str | os.PathLike | None = None,
-          serial: str | None = None) -> FakePhoneProcess:
+          serial: str | None = None, clock: str | None = None) -> FakePhoneProcess:
     """Start ``python -m tests.fakephone`` and wait for its 'listening on' line."""
     cmd = [sys.executable, "-m", "tests.fakephone", "--port", str(port)]
     if log:
         cmd += ["--log", str(log)]
     if serial:
         cmd += ["--serial", serial]
+    if clock:
+        cmd += ["--clock", clock]
     for f in faults or []:
         cmd += ["--fault", f]
     if not auth:

@@ -23,13 +23,16 @@ def main() -> None:
     ap.add_argument("--fault", action="append", default=[], help="a fault switch (repeatable)")
     ap.add_argument("--no-auth", action="store_true", help="do not ask for RSA authentication")
     ap.add_argument("--serial", default="FA7AP1A00855", help="what getprop ro.serialno answers")
+    ap.add_argument("--clock", choices=("core", "wall"), default="core",
+                    help="what benchmark_model times a run with: the measuring thread's CPU clock, as a big core reserved "
+                         "for the benchmark would show (default), or this shared computer's wall clock")
     ap.add_argument("--log", default="", help="append every shell command line and pushed file to this file")
     args = ap.parse_args()
     try:
         faults = Faults.parse(args.fault)
     except ValueError as e:
         ap.error(str(e))
-    server = FakePhoneServer(Device(faults, serial=args.serial, log_path=args.log), port=args.port,
+    server = FakePhoneServer(Device(faults, serial=args.serial, log_path=args.log, clock=args.clock), port=args.port,
                              auth_required=not args.no_auth).start()
     print(f"fake SM8150 phone listening on 127.0.0.1:{server.port}", flush=True)
     done = threading.Event()

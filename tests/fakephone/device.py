@@ -108,6 +108,10 @@ class Device:
     used_kb: int = 31_000_000
     governors: dict[int, dict[str, bytes]] = field(default_factory=dict)
     log_path: str = ""  # also append "shell: LINE" / "push: PATH" lines to this file
+    # what benchmark_model's NowMicros() reads here (see programs.py): "core" = the measuring
+    # thread's CPU clock, i.e. the time a big core reserved for the benchmark would show;
+    # "wall" = this shared computer's wall clock (other processes' time slices included)
+    clock: str = "core"
 
     def record(self, what: str, text: str) -> None:
         if self.log_path:

@@ -7,8 +7,8 @@ tools print (the format of a real Snapdragon 855 log, see ../shared/data/fixture
 
 from __future__ import annotations
 
+import math
 import os
-import statistics
 import tempfile
 import time
 
@@ -31,10 +31,18 @@ def _random_input(shape, dtype):
     return np.random.default_rng(0).standard_normal(shape).astype(dtype)
 
 
-def _stat_line(us: list[float]) -> str:
-    std = statistics.pstdev(us) if len(us) > 1 else 0.0
-    return (f"count={len(us)} first={int(us[0])} curr={int(us[-1])} min={int(min(us))} max={int(max(us))} "
-            f"avg={statistics.fmean(us):.1f} std={int(round(std))}")
+def _stat_line(us: list[int]) -> str:
+    """tensorflow::Stat<int64_t>::OutputToStream: integer microseconds, ``avg`` a double printed
+    with the C++ stream default (6 significant digits), ``std`` the population std truncated to
+    an integer; when every run took the same whole number of microseconds only count and curr."""
+    n = len(us)
+    if n == 0:
+        return "count=0"
+    if min(us) == max(us):
+        return f"count={n} curr={us[-1]}" + ("(all same)" if n > 1 else "")
+    avg = sum(us) / n
+    std = int(math.sqrt(max(sum(u * u for u in us) / n - avg * avg, 0.0)))
+    return f"count={n} first={us[0]} curr={us[-1]} min={min(us)} max={max(us)} avg={avg:.6g} std={std}"
 
 
 def benchmark_model(sh: Shell, args: list[str]) -> Result:
@@ -68,30 +76,45 @@ def benchmark_model(sh: Shell, args: list[str]) -> Result:
     lines += [f"Loaded model {graph}", "INFO: Initialized TensorFlow Lite runtime.",
               "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", "resolved reporter",
               f"Initialized session in {init_ms:.3f}ms"]
-    clock = time.perf_counter_ns
-    # as benchmark_model: at least N runs AND at least min_secs (default 1 s), at most max_secs
+    # as benchmark_model's BenchmarkModel::Run: each run is timed with NowMicros() (whole
+    # microseconds, no per-run time below 1 us), at least N runs AND at least min_secs (default
+    # 1 s) since the loop started, and no new run after max_secs. On the phone NowMicros() is the
+    # wall clock of a big core that taskset reserved for the benchmark (one thread, nothing else
+    # scheduled there), so a run's wall time is the inference's own time. This stand-in shares the
+    # computer's cores with other processes: by default ("core") a run is timed on the measuring
+    # thread's CPU clock, which is what such a reserved core would show; "wall" (--clock wall)
+    # reads the shared wall clock instead, other processes' time slices included.
+    clock = time.thread_time_ns if sh.device.clock == "core" else time.perf_counter_ns
+    invoke = interp.invoke
+
     min_secs, max_secs = float(f.get("min_secs", "1.0")), float(f.get("max_secs", "150"))
     warm_min = float(f.get("warmup_min_secs", "0.5"))
 
-    def timed_runs(count: int, at_least_s: float) -> list[float]:
-        out, start = [], clock()
-        while len(out) < count or (clock() - start) / 1e9 < at_least_s:
-            t = clock()
-            interp.invoke()
-            out.append((clock() - t) / 1e3)
-            if (clock() - start) / 1e9 > max_secs:
-                break
+    def timed_runs(count: int, at_least_s: float) -> list[int]:
+        out: list[int] = []
+        wall = time.perf_counter_ns
+        now = wall() // 1000  # the run-count/duration bounds are wall time, as on the phone
+        min_finish, max_finish = now + int(at_least_s * 1e6), now + int(max_secs * 1e6)
+        while (len(out) < count or now < min_finish) and now <= max_finish:
+            start = clock()
+            invoke()
+            end = clock()
+            out.append(end // 1000 - start // 1000)
+            now = wall() // 1000
         return out
 
-    warm = timed_runs(max(warmup, 1), warm_min)
+    warm = timed_runs(warmup, warm_min)
     timed = timed_runs(runs, min_secs)
     sh.device.heat()
+
+    def avg(us: list[int]) -> str:
+        return f"{sum(us) / len(us):.6g}" if us else "nan"
+
     lines += [f"Running benchmark for {len(warm)} iterations ", _stat_line(warm), "",
               f"Running benchmark for {len(timed)} iterations ", _stat_line(timed), ""]
     lines += [f"Timings (microseconds): {_stat_line(timed)}", "Memory (bytes): count=0",
               "", "",
-              f"Average inference timings in us: Warmup: {statistics.fmean(warm):.1f}, Init: {int(init_ms * 1e3)}, "
-              f"no stats: {statistics.fmean(timed):.1f}"]
+              f"Average inference timings in us: Warmup: {avg(warm)}, Init: {int(init_ms * 1e3)}, no stats: {avg(timed)}"]
     return Result(("\n".join(lines) + "\n").encode())
 
 

@@ -8,11 +8,13 @@ run one fresh benchmark process pinned with ``taskset`` to the profile's big cor
     taskset f0 /data/local/tmp/hwnas/benchmark_model --graph=<file> --num_threads=1 \
         --warmup_runs=W --warmup_min_secs=0 --num_runs=N --min_secs=T --enable_op_profiling=false
 
-and parse its output. benchmark_model prints summary statistics only (count, min, max, avg,
-std of the timed runs; no per-run times), so an ADB measurement's ``median_ms`` is the
-reported average, ``cv`` is std/avg and ``p90_ms`` is avg + 1.2816 std (recorded in
-``info["statistic"]``). ``onnxruntime_perf_test`` reports P50/P90, which are used as such.
-The CV bound and re-measure loop are the shared ones of ``Backend.measure``.
+and parse its output. benchmark_model times each run with the phone's wall clock in whole
+microseconds and prints summary statistics only (count, min, max, avg, std of the timed
+runs, or ``count=N curr=X(all same)`` when every run took X us; no per-run times), so an ADB
+measurement's ``median_ms`` is the reported average, ``p90_ms`` is avg + 1.2816 std and
+``cv`` is std/(avg*sqrt(count)), the relative standard error of that average (see
+``tflite_summary``; recorded in ``info``). ``onnxruntime_perf_test`` reports P50/P90, which
+are used as such. The CV bound and re-measure loop are the shared ones of ``Backend.measure``.
 
 Options (``create_backend("adb", device=profile, serial=..., transport=...)``): ``serial``
 (USB serial or ``host:port``; default the profile's), ``transport`` (``adb-shell`` or
@@ -22,6 +24,7 @@ Options (``create_backend("adb", device=profile, serial=..., transport=...)``): 
 
 from __future__ import annotations
 
+import math
 import posixpath
 import re
 import threading
@@ -32,10 +35,10 @@ from ...device.checks import pin_governor, run_checks
 from ...device.phone import Phone, stderr_log
 from ...device.transport import DeviceError, sha256_file
 from ...errors import HwnasError
-from ..benchmark_log import parse_benchmark_log
 from .base import Backend, MeasurementError, Protocol, RunTimes, register_backend
 
 Z90 = 1.2816  # the normal 90th percentile in standard deviations
+CV_DEFINITION_TFLITE = "std/(avg*sqrt(count)) of benchmark_model's timed runs (relative standard error of its average)"
 BINARY_KINDS = {"tflite": ("tflite", "benchmark_model"), "onnxruntime": ("onnx", "onnxruntime_perf_test")}
 _LOAD_FAIL = re.compile(r"Could not open|Failed to mmap|Failed to find model file|No such file", re.I)
 
@@ -53,14 +56,60 @@ def benchmark_command(binary: str, remote_model: str, protocol: Protocol, kind: 
             "--warmup_min_secs=0", f"--num_runs={protocol.runs}", f"--min_secs={min_secs:g}", "--enable_op_profiling=false"]
 
 
-def tflite_summary(output: str) -> dict[str, float]:
-    log = parse_benchmark_log(output)
-    timed = log.timed
-    if timed is None:
+_STAT_KV = re.compile(r"([a-z]+)=(-?[0-9.eE+-]+|nan|inf)")
+
+
+def timed_stats(output: str) -> dict[str, float]:
+    """The timed runs' statistics from benchmark_model's output (microseconds, as printed).
+
+    benchmark_model prints one ``tensorflow::Stat`` line after each "Running benchmark for ..."
+    (warm-up first, timed runs last): ``count=N first=.. curr=.. min=.. max=.. avg=.. std=..``, or
+    ``count=N curr=X(all same)`` when every run took the same whole number of microseconds (common
+    for a block of a few microseconds: then avg = X and std = 0), or ``count=0``.
+    """
+    blocks: list[str] = []
+    expect = False
+    for raw in output.splitlines():
+        s = raw.strip()
+        if s.startswith("Running benchmark for"):
+            expect = True
+        elif expect and s.startswith("count="):
+            blocks.append(s)
+            expect = False
+    if not blocks:
         raise MeasurementError("benchmark_model printed no timed runs")
-    avg, std = timed.avg_ms, timed.std_ms
+    kv = {k: float(v) for k, v in _STAT_KV.findall(blocks[-1])}
+    n = int(kv.get("count", 0))
+    if n <= 0:
+        raise MeasurementError("benchmark_model timed no runs (count=0)")
+    if "avg" not in kv:  # all runs the same: only count and curr are printed
+        if "curr" not in kv:
+            raise MeasurementError(f"benchmark_model stat line not understood: {blocks[-1]!r}")
+        kv.update(avg=kv["curr"], std=0.0, min=kv["curr"], max=kv["curr"])
+    kv["count"] = n
+    return kv
+
+
+def tflite_summary(output: str) -> dict[str, float]:
+    """benchmark_model output -> summary in ms (its avg is the entry: it prints no per-run times).
+
+    The CV is ``std / (avg * sqrt(count))``, the relative standard error of that average
+    (``CV_DEFINITION_TFLITE``). A per-run spread (std/avg) would not do: with whole-microsecond
+    runs and the ordinary jitter of a block of a few microseconds it is 5-25 % on any phone, so
+    every block would be re-measured to no use. What can make an average wrong is a few runs the
+    phone interrupted (another process on the core): a run longer by X moves the average by
+    X/count and the std by about X/sqrt(count), so this CV is the share of the average those runs
+    may have added, and the usual bound re-measures exactly those.
+    """
+    st = timed_stats(output)
+    n = int(st["count"])
+    avg, std = st["avg"] / 1e3, st.get("std", 0.0) / 1e3
+    if not avg > 0:
+        raise MeasurementError(f"benchmark_model reported an average of {st['avg']:g} us: the model runs in less than its "
+                               f"1 us resolution")
     return {"median_ms": avg, "mean_ms": avg, "std_ms": std, "p90_ms": avg + Z90 * std,
-            "min_ms": timed.get_ms("min") or avg, "n": timed.count, "cv": std / avg if avg > 0 else float("inf")}
+            "min_ms": st.get("min", st["avg"]) / 1e3, "max_ms": st.get("max", st["avg"]) / 1e3, "n": n,
+            "cv": std / (avg * math.sqrt(n))}
 
 
 def perf_test_summary(output: str) -> dict[str, float]:
@@ -149,6 +198,12 @@ class AdbBackend(Backend):
         self._ensure_ready()
         return dict(self._fp)
 
+    def describe_clock(self, protocol: Protocol) -> str:
+        if self.device.binary_kind != "tflite":
+            return "the phone's wall clock per run as onnxruntime_perf_test reads it; the entry is its P50"
+        return ("the phone's wall clock per run as benchmark_model reads it (whole microseconds), on the big cores taskset "
+                "reserves; the entry is benchmark_model's average of the timed runs and the CV is " + CV_DEFINITION_TFLITE)
+
     def describe_process(self) -> str:
         return (f"one fresh {self.tool} process on the phone per measurement (taskset to the profile's CPUs), "
                 f"pushed over {self.phone.transport.name}")
@@ -193,9 +248,11 @@ class AdbBackend(Backend):
                 summary = tflite_summary(res.output) if self.device.binary_kind == "tflite" else perf_test_summary(res.output)
             except HwnasError as e:
                 raise MeasurementError(f"{self.tool} output not understood for {Path(model_path).name}: {e}") from None
-            stat = "benchmark_model avg (no per-run times)" if self.device.binary_kind == "tflite" else "onnxruntime_perf_test P50/P90"
+            tflite = self.device.binary_kind == "tflite"
+            stat = "benchmark_model avg (no per-run times)" if tflite else "onnxruntime_perf_test P50/P90"
+            cv = CV_DEFINITION_TFLITE if tflite else "(P90-P50)/1.2816/P50"
             return RunTimes(times_ms=[], summary=summary,
-                            info={"statistic": stat, "remote": remote, "waited_cool_s": round(waited, 1),
+                            info={"statistic": stat, "cv": cv, "remote": remote, "waited_cool_s": round(waited, 1),
                                   "cpu_mask": format(sum(1 << c for c in protocol.cpu_mask), "x") if protocol.cpu_mask else ""})
 
 
