@@ -135,7 +135,8 @@ def test_backend_pushes_once_per_content_and_runs_benchmark_model_pinned(phone, 
         m2 = b.measure(hostile, proto)  # same content, another (hostile) name: no second push
         assert b.pushes == 1 and len(s.device.pushes) == 1
         assert 0 < m1.median_ms < 50 and m1.n >= 10 and m2.n >= 10
-        assert m1.info["statistic"].startswith("benchmark_model avg")
+        assert m1.info["statistic"].startswith("benchmark_model avg") and m1.info["cv"] == b.cv_definition
+        assert b.cv_definition.startswith("std/(avg*sqrt(count))") and "average" in b.describe_clock(proto)
     pinned = [c for c in s.device.log if c.startswith("taskset f0 /data/local/tmp/hwnas/benchmark_model ")]
     started = [c for c in s.device.log if c.startswith("/data/local/tmp/hwnas/benchmark_model ")]
     assert len(pinned) == len(started) == 2

@@ -198,6 +198,11 @@ class AdbBackend(Backend):
         self._ensure_ready()
         return dict(self._fp)
 
+    @property
+    def cv_definition(self) -> str:
+        """How this backend's ``cv`` is computed (not from per-run times, which the tools do not print)."""
+        return CV_DEFINITION_TFLITE if self.device.binary_kind == "tflite" else "(P90-P50)/1.2816/P50 of onnxruntime_perf_test's runs"
+
     def describe_clock(self, protocol: Protocol) -> str:
         if self.device.binary_kind != "tflite":
             return "the phone's wall clock per run as onnxruntime_perf_test reads it; the entry is its P50"
@@ -250,7 +255,7 @@ class AdbBackend(Backend):
                 raise MeasurementError(f"{self.tool} output not understood for {Path(model_path).name}: {e}") from None
             tflite = self.device.binary_kind == "tflite"
             stat = "benchmark_model avg (no per-run times)" if tflite else "onnxruntime_perf_test P50/P90"
-            cv = CV_DEFINITION_TFLITE if tflite else "(P90-P50)/1.2816/P50"
+            cv = self.cv_definition
             return RunTimes(times_ms=[], summary=summary,
                             info={"statistic": stat, "cv": cv, "remote": remote, "waited_cool_s": round(waited, 1),
                                   "cpu_mask": format(sum(1 << c for c in protocol.cpu_mask), "x") if protocol.cpu_mask else ""})
