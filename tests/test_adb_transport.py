@@ -202,6 +202,19 @@ def test_benchmark_model_summary_reads_the_timed_runs_even_when_all_the_same():
             "Average inference timings in us: Warmup: 2.9, Init: 812, no stats: 2\n")
     s = tflite_summary(same)
     assert (s["median_ms"], s["n"], s["std_ms"], s["cv"]) == (0.002, 50, 0.0, 0.0)
+    # the current prebuilt: "INFO: " on every line, percentiles (whole microseconds) after std; the
+    # entry stays the average, the printed median is kept for reference
+    nightly = ("INFO: Running benchmark for at least 10 iterations and at least 0 seconds but terminate if exceeding 150 seconds.\n"
+               "INFO: count=10 first=35 curr=2 min=1 max=35 avg=5.1 std=9 p5=1 median=2 p95=35\n\n"
+               "INFO: Running benchmark for at least 50 iterations and at least 0.1 seconds but terminate if exceeding 150 seconds.\n"
+               "INFO: count=14258 first=2 curr=2 min=1 max=69 avg=1.5418 std=1 p5=1 median=2 p95=2\n\n"
+               "INFO: Inference timings in us: Init: 30456, First inference: 35, Warmup (avg): 5.1, Inference (avg): 1.5418\n")
+    s = tflite_summary(nightly)
+    assert (s["median_ms"], s["n"], s["printed_median_ms"], s["printed_p95_ms"]) == (0.0015418, 14258, 0.002, 0.002)
+    big = tflite_summary("INFO: Running benchmark for at least 50 iterations and at least 1 seconds but terminate if exceeding 150 seconds.\n"
+                         "INFO: count=50 first=1249964 curr=1240143 min=1238588 max=1252566 avg=1.24027e+06 std=2565 "
+                         "p5=1238753 median=1239807 p95=1247415\n")
+    assert (big["median_ms"], big["std_ms"]) == (1240.27, 2.565)
     with pytest.raises(MeasurementError, match="timed no runs"):
         tflite_summary("Running benchmark for 0 iterations \ncount=0\n")
     with pytest.raises(MeasurementError, match="less than its 1 us resolution"):

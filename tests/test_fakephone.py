@@ -56,18 +56,28 @@ def test_shell_parses_quotes_and_operators_like_sh():
     assert r.out.startswith(b"schedutil\n") and b"Permission denied" in r.out and r.rc == 1
 
 
-def test_benchmark_model_prints_the_real_format_and_is_parsed(tmp_path):
-    from hwnas.latency.benchmark_log import parse_benchmark_log
+def _phone_with_block(fmt):
     from hwnas.latency.blocks import export_block
     from hwnas.latency.keys import space_slots
     from hwnas.space import create_space
 
-    real = parse_benchmark_log((SHARED / "data" / "fixtures" / "benchmark_model_proxyless_mobile.txt").read_text())
     key, slot = next(iter(space_slots(create_space("tiny")).items()))
-    dev = Device(Faults())
+    dev = Device(Faults(), benchmark_format=fmt)
     dev.write_file("/data/local/tmp/hwnas/m.tflite", export_block(key, slot, "tflite").read_bytes())
-    r = Shell(dev, PROGRAMS).run("taskset 80 /data/local/tmp/hwnas/benchmark_model --graph=/data/local/tmp/hwnas/m.tflite "
-                                 "--num_threads=1 --warmup_runs=3 --warmup_min_secs=0 --num_runs=20 --min_secs=0 --enable_op_profiling=false")
+    return dev
+
+
+RUN = ("taskset 80 /data/local/tmp/hwnas/benchmark_model --graph=/data/local/tmp/hwnas/m.tflite "
+       "--num_threads=1 --warmup_runs=3 --warmup_min_secs=0 --num_runs=20 --min_secs=0 --enable_op_profiling=false")
+STAT = r"count=20 (first=\d+ curr=\d+ min=\d+ max=\d+ avg=[0-9.e+]+ std=\d+|curr=\d+\(all same\))"
+
+
+def test_benchmark_model_prints_what_the_2019_build_printed(tmp_path):
+    from hwnas.latency.benchmark_log import parse_benchmark_log
+
+    real = parse_benchmark_log((SHARED / "data" / "fixtures" / "benchmark_model_proxyless_mobile.txt").read_text())
+    dev = _phone_with_block("2019")
+    r = Shell(dev, PROGRAMS).run(RUN)
     assert r.rc == 0
     fake = parse_benchmark_log(r.out.decode())
     assert set(real.settings) >= {"Num runs", "Num threads", "Graph"} and set(fake.settings) >= {"Num runs", "Num threads", "Graph"}
@@ -75,15 +85,30 @@ def test_benchmark_model_prints_the_real_format_and_is_parsed(tmp_path):
     assert set(fake.averages_us) == set(real.averages_us) == {"Warmup", "Init", "no stats"}
     # as the real tool's Stat<int64_t>: whole microseconds, avg with 6 significant digits, std truncated
     timed_line = [ln for ln in r.out.decode().splitlines() if ln.startswith("count=")][-1]
-    assert re.fullmatch(r"count=20 first=\d+ curr=\d+ min=\d+ max=\d+ avg=[0-9.]+ std=\d+", timed_line) or \
-        re.fullmatch(r"count=20 curr=\d+\(all same\)", timed_line), timed_line
+    assert re.fullmatch(STAT, timed_line), timed_line
+
+
+def test_benchmark_model_prints_what_the_current_prebuilt_prints_and_keeps_min_secs():
+    from hwnas.latency.backends.adb import timed_stats
+
+    dev = _phone_with_block("nightly")
+    r = Shell(dev, PROGRAMS).run(RUN)
+    out = r.out.decode().splitlines()
+    assert r.rc == 0 and all(ln.startswith("INFO: ") for ln in out if ln)
+    assert "INFO: Min num runs: [20]" in out and "INFO: Min runs duration (seconds): [0]" in out
+    i = out.index("INFO: Running benchmark for at least 20 iterations and at least 0 seconds but terminate if exceeding 150 seconds.")
+    assert re.fullmatch(r"INFO: " + STAT + r" p5=\d+ median=\d+ p95=\d+", out[i + 1]), out[i + 1]
+    assert re.fullmatch(r"INFO: Inference timings in us: Init: \d+, First inference: \d+, Warmup \(avg\): [0-9.e+]+, "
+                        r"Inference \(avg\): [0-9.e+]+", [ln for ln in out if "Inference timings" in ln][0])
+    st = timed_stats(r.out.decode())
+    assert st["count"] == 20 and st["avg"] > 0 and st["p5"] <= st["median"] <= st["p95"]
     # like the real tool, it keeps running past --num_runs until --min_secs (default 1 s) of wall time have passed
     t0 = time.perf_counter()
-    longer = parse_benchmark_log(Shell(dev, PROGRAMS).run("/data/local/tmp/hwnas/benchmark_model --graph=/data/local/tmp/hwnas/m.tflite "
-                                                          "--num_runs=5 --min_secs=0.3 --warmup_min_secs=0").out.decode())
-    assert longer.timed.count > 5 and time.perf_counter() - t0 >= 0.3
+    longer = timed_stats(Shell(dev, PROGRAMS).run("/data/local/tmp/hwnas/benchmark_model --graph=/data/local/tmp/hwnas/m.tflite "
+                                                  "--num_runs=5 --min_secs=0.3 --warmup_min_secs=0").out.decode())
+    assert longer["count"] > 5 and time.perf_counter() - t0 >= 0.3
     missing = Shell(dev, PROGRAMS).run("/data/local/tmp/hwnas/benchmark_model --graph=/nope.tflite")
-    assert missing.rc == 1 and "Could not open" in missing.out.decode()
+    assert missing.rc == 1 and "ERROR: Could not open '/nope.tflite'." in missing.out.decode()
 
 
 def test_benchmark_model_stat_lines_are_those_of_tensorflow_stat():
@@ -94,6 +119,10 @@ def test_benchmark_model_stat_lines_are_those_of_tensorflow_stat():
     assert _stat_line([2, 1, 1, 2]) == "count=4 first=2 curr=2 min=1 max=2 avg=1.5 std=0"  # std 0.5 truncated
     assert _stat_line([1, 1, 1]) == "count=3 curr=1(all same)"
     assert _stat_line([7]) == "count=1 curr=7" and _stat_line([]) == "count=0"
+    assert _stat_line([1250000, 1240000]) == "count=2 first=1250000 curr=1240000 min=1240000 max=1250000 avg=1.245e+06 std=5000"
+    # StatWithPercentiles: the value at index n*p/100 of the sorted runs
+    assert _stat_line([5, 1, 3, 2, 4], percentiles=True).endswith(" p5=1 median=3 p95=5")
+    assert _stat_line([1, 1], percentiles=True) == "count=2 curr=1(all same) p5=1 median=1 p95=1"
 
 
 def test_standalone_fake_phone_starts_and_refuses_unknown_faults():

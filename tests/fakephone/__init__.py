@@ -53,7 +53,7 @@ class FakePhoneProcess:
 
 
 def spawn(faults: list[str] | None = None, port: int = 0, auth: bool = True, log: str | os.PathLike | None = None,
-          serial: str | None = None, clock: str | None = None) -> FakePhoneProcess:
+          serial: str | None = None, clock: str | None = None, benchmark_format: str | None = None) -> FakePhoneProcess:
     """Start ``python -m tests.fakephone`` and wait for its 'listening on' line."""
     cmd = [sys.executable, "-m", "tests.fakephone", "--port", str(port)]
     if log:
@@ -62,6 +62,8 @@ def spawn(faults: list[str] | None = None, port: int = 0, auth: bool = True, log
         cmd += ["--serial", serial]
     if clock:
         cmd += ["--clock", clock]
+    if benchmark_format:
+        cmd += ["--benchmark-format", benchmark_format]
     for f in faults or []:
         cmd += ["--fault", f]
     if not auth:

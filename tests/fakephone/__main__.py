@@ -26,13 +26,16 @@ def main() -> None:
     ap.add_argument("--clock", choices=("core", "wall"), default="core",
                     help="what benchmark_model times a run with: the measuring thread's CPU clock, as a big core reserved "
                          "for the benchmark would show (default), or this shared computer's wall clock")
+    ap.add_argument("--benchmark-format", choices=("nightly", "2019"), default="nightly",
+                    help="what benchmark_model prints: the current prebuilt binary's output (default) or a 2019 build's")
     ap.add_argument("--log", default="", help="append every shell command line and pushed file to this file")
     args = ap.parse_args()
     try:
         faults = Faults.parse(args.fault)
     except ValueError as e:
         ap.error(str(e))
-    server = FakePhoneServer(Device(faults, serial=args.serial, log_path=args.log, clock=args.clock), port=args.port,
+    server = FakePhoneServer(Device(faults, serial=args.serial, log_path=args.log, clock=args.clock,
+                                    benchmark_format=args.benchmark_format), port=args.port,
                              auth_required=not args.no_auth).start()
     print(f"fake SM8150 phone listening on 127.0.0.1:{server.port}", flush=True)
     done = threading.Event()

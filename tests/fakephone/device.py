@@ -112,6 +112,7 @@ class Device:
     # thread's CPU clock, i.e. the time a big core reserved for the benchmark would show;
     # "wall" = this shared computer's wall clock (other processes' time slices included)
     clock: str = "core"
+    benchmark_format: str = "nightly"  # what benchmark_model prints: "nightly" (current prebuilt) or "2019" (older build)
 
     def record(self, what: str, text: str) -> None:
         if self.log_path:

@@ -2,7 +2,8 @@
 
 They really run the pushed model - with the host's LiteRT interpreter (or onnxruntime), the
 same runtime and the same way of timing as hwnas's host backends - and print what the real
-tools print (the format of a real Snapdragon 855 log, see ../shared/data/fixtures/).
+tools print: benchmark_model as the current prebuilt binary does (the one the README tells a
+user to push), or as the 2019 build of ../shared/data/fixtures/ did (``--benchmark-format 2019``).
 """
 
 from __future__ import annotations
@@ -31,36 +32,77 @@ def _random_input(shape, dtype):
     return np.random.default_rng(0).standard_normal(shape).astype(dtype)
 
 
-def _stat_line(us: list[int]) -> str:
+def _stat_line(us: list[int], percentiles: bool = False) -> str:
     """tensorflow::Stat<int64_t>::OutputToStream: integer microseconds, ``avg`` a double printed
     with the C++ stream default (6 significant digits), ``std`` the population std truncated to
-    an integer; when every run took the same whole number of microseconds only count and curr."""
+    an integer; when every run took the same whole number of microseconds only count and curr.
+    Current builds (StatWithPercentiles) append ``p5= median= p95=``: the value at index
+    ``n * p / 100`` of the sorted runs."""
     n = len(us)
     if n == 0:
         return "count=0"
     if min(us) == max(us):
-        return f"count={n} curr={us[-1]}" + ("(all same)" if n > 1 else "")
-    avg = sum(us) / n
-    std = int(math.sqrt(max(sum(u * u for u in us) / n - avg * avg, 0.0)))
-    return f"count={n} first={us[0]} curr={us[-1]} min={min(us)} max={max(us)} avg={avg:.6g} std={std}"
+        line = f"count={n} curr={us[-1]}" + ("(all same)" if n > 1 else "")
+    else:
+        avg = sum(us) / n
+        std = int(math.sqrt(max(sum(u * u for u in us) / n - avg * avg, 0.0)))
+        line = f"count={n} first={us[0]} curr={us[-1]} min={min(us)} max={max(us)} avg={avg:.6g} std={std}"
+    if percentiles:
+        srt = sorted(us)
+        line += f" p5={srt[n * 5 // 100]} median={srt[n * 50 // 100]} p95={srt[n * 95 // 100]}"
+    return line
+
+
+def _g(x: float) -> str:
+    """A float as a C++ stream prints it by default."""
+    return f"{x:.6g}"
 
 
 def benchmark_model(sh: Shell, args: list[str]) -> Result:
+    """TFLite's benchmark_model: the current prebuilt (``INFO: `` lines, percentiles) or, with the
+    phone's ``benchmark_format`` "2019", the older build of ../shared/data/fixtures/."""
     f = _flags(args)
+    nightly = sh.device.benchmark_format != "2019"
     graph = f.get("graph", "")
     threads = int(f.get("num_threads", "1"))
     warmup = int(f.get("warmup_runs", "1"))
     runs = int(f.get("num_runs", "50"))
-    lines = ["STARTING!", f"Num runs: [{runs}]", "Inter-run delay (seconds): [-1]", f"Num threads: [{threads}]",
-             "Benchmark name: []", "Output prefix: []", f"Warmup runs: [{warmup}]", f"Graph: [{graph}]",
-             f"Enable op profiling: [{int(f.get('enable_op_profiling', 'false') == 'true')}]",
-             f"Use nnapi : [{int(f.get('use_nnapi', 'false') == 'true')}]"]
+    min_secs, max_secs = float(f.get("min_secs", "1.0")), float(f.get("max_secs", "150"))
+    warm_min = float(f.get("warmup_min_secs", "0.5"))
+    if nightly:  # LogParams: only what was given on the command line
+        named = {"num_runs": "Min num runs", "min_secs": "Min runs duration (seconds)", "max_secs": "Max runs duration (seconds)",
+                 "num_threads": "Num threads", "warmup_runs": "Min warmup runs",
+                 "warmup_min_secs": "Min warmup runs duration (seconds)", "graph": "Graph",
+                 "enable_op_profiling": "Enable op profiling", "use_xnnpack": "Use xnnpack"}
+        lines = ["STARTING!", "Log parameter values verbosely: [0]"]
+        for k, label in named.items():
+            if k in f:
+                v = f[k]
+                v = {"true": "1", "false": "0"}.get(v, v)
+                lines.append(f"{label}: [{_g(float(v)) if k in ('min_secs', 'max_secs', 'warmup_min_secs') else v}]")
+        if "num_threads" in f:
+            lines.append(f"#threads used for CPU inference: [{threads}]")
+    else:
+        lines = ["STARTING!", f"Num runs: [{runs}]", "Inter-run delay (seconds): [-1]", f"Num threads: [{threads}]",
+                 "Benchmark name: []", "Output prefix: []", f"Warmup runs: [{warmup}]", f"Graph: [{graph}]",
+                 f"Enable op profiling: [{int(f.get('enable_op_profiling', 'false') == 'true')}]",
+                 f"Use nnapi : [{int(f.get('use_nnapi', 'false') == 'true')}]"]
+
+    def done(extra: list[str], rc: int = 0) -> Result:
+        out = lines + extra
+        if nightly:
+            out = [("INFO: " + ln) if ln and not ln.startswith(("ERROR: ", "INFO: ", "VERBOSE: ")) else ln for ln in out]
+        return Result(("\n".join(out) + "\n").encode(), rc)
+
     if not graph:
-        return Result(("\n".join(lines) + "\nPlease specify the name of your TF Lite input file with --graph\nBenchmarking failed.\n").encode(), 1)
+        return done(["ERROR: Please specify the name of your TF Lite input file with --graph" if nightly else
+                     "Please specify the name of your TF Lite input file with --graph", "ERROR: Benchmarking failed." if nightly
+                     else "Benchmarking failed."], 1)
     node = sh.device.files.get(sh.abspath(graph))
     if node is None:
-        lines += [f"ERROR: Could not open '{graph}'.", "Failed to mmap model " + graph, "Benchmarking failed."]
-        return Result(("\n".join(lines) + "\n").encode(), 1)
+        if nightly:
+            return done([f"ERROR: Could not open '{graph}'.", f"ERROR: Failed to mmap model {graph}", "ERROR: Benchmarking failed."], 1)
+        return done([f"ERROR: Could not open '{graph}'.", "Failed to mmap model " + graph, "Benchmarking failed."], 1)
     from ai_edge_litert.interpreter import Interpreter
 
     t0 = time.perf_counter()
@@ -68,14 +110,16 @@ def benchmark_model(sh: Shell, args: list[str]) -> Result:
         interp = Interpreter(model_content=node.read(), num_threads=threads)
         interp.allocate_tensors()
     except Exception as e:  # noqa: BLE001
-        lines += [f"ERROR: {e}".splitlines()[0], f"Failed to load model {graph}", "Benchmarking failed."]
-        return Result(("\n".join(lines) + "\n").encode(), 1)
+        return done([f"ERROR: {e}".splitlines()[0], f"ERROR: Failed to load model {graph}" if nightly else f"Failed to load model {graph}",
+                     "ERROR: Benchmarking failed." if nightly else "Benchmarking failed."], 1)
     for d in interp.get_input_details():
         interp.set_tensor(d["index"], _random_input(d["shape"], d["dtype"]))
-    init_ms = (time.perf_counter() - t0) * 1e3
-    lines += [f"Loaded model {graph}", "INFO: Initialized TensorFlow Lite runtime.",
-              "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", "resolved reporter",
-              f"Initialized session in {init_ms:.3f}ms"]
+    init_us = int((time.perf_counter() - t0) * 1e6)
+    lines += [f"Loaded model {graph}", "INFO: Initialized TensorFlow Lite runtime.", "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."]
+    if nightly:
+        lines += [f"The input model file size (MB): {_g(len(node.read()) / 1e6)}", f"Initialized session in {_g(init_us / 1e3)}ms."]
+    else:
+        lines += ["resolved reporter", f"Initialized session in {init_us / 1e3:.3f}ms"]
     # as benchmark_model's BenchmarkModel::Run: each run is timed with NowMicros() (whole
     # microseconds, no per-run time below 1 us), at least N runs AND at least min_secs (default
     # 1 s) since the loop started, and no new run after max_secs. On the phone NowMicros() is the
@@ -86,9 +130,6 @@ def benchmark_model(sh: Shell, args: list[str]) -> Result:
     # reads the shared wall clock instead, other processes' time slices included.
     clock = time.thread_time_ns if sh.device.clock == "core" else time.perf_counter_ns
     invoke = interp.invoke
-
-    min_secs, max_secs = float(f.get("min_secs", "1.0")), float(f.get("max_secs", "150"))
-    warm_min = float(f.get("warmup_min_secs", "0.5"))
 
     def timed_runs(count: int, at_least_s: float) -> list[int]:
         out: list[int] = []
@@ -103,19 +144,30 @@ def benchmark_model(sh: Shell, args: list[str]) -> Result:
             now = wall() // 1000
         return out
 
+    def avg(us: list[int]) -> str:
+        return _g(sum(us) / len(us)) if us else "nan"
+
+    def announce(count: int, at_least_s: float, done_runs: int) -> str:
+        if nightly:
+            return (f"Running benchmark for at least {count} iterations and at least {_g(at_least_s)} seconds but "
+                    f"terminate if exceeding {_g(max_secs)} seconds.")
+        return f"Running benchmark for {done_runs} iterations "
+
     warm = timed_runs(warmup, warm_min)
     timed = timed_runs(runs, min_secs)
     sh.device.heat()
-
-    def avg(us: list[int]) -> str:
-        return f"{sum(us) / len(us):.6g}" if us else "nan"
-
-    lines += [f"Running benchmark for {len(warm)} iterations ", _stat_line(warm), "",
-              f"Running benchmark for {len(timed)} iterations ", _stat_line(timed), ""]
-    lines += [f"Timings (microseconds): {_stat_line(timed)}", "Memory (bytes): count=0",
-              "", "",
-              f"Average inference timings in us: Warmup: {avg(warm)}, Init: {int(init_ms * 1e3)}, no stats: {avg(timed)}"]
-    return Result(("\n".join(lines) + "\n").encode())
+    out = [announce(warmup, warm_min, len(warm)), _stat_line(warm, nightly), "",
+           announce(runs, min_secs, len(timed)), _stat_line(timed, nightly), ""]
+    if nightly:
+        out += [f"Inference timings in us: Init: {init_us}, First inference: {warm[0] if warm else timed[0]}, "
+                f"Warmup (avg): {avg(warm)}, Inference (avg): {avg(timed)}",
+                "Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE to the "
+                "actual memory footprint of the model at runtime. Take the information at your discretion.",
+                "Memory footprint delta from the start of the tool (MB): init=3.125 overall=3.5"]
+    else:
+        out += [f"Timings (microseconds): {_stat_line(timed)}", "Memory (bytes): count=0", "", "",
+                f"Average inference timings in us: Warmup: {avg(warm)}, Init: {init_us}, no stats: {avg(timed)}"]
+    return done(out)
 
 
 def onnxruntime_perf_test(sh: Shell, args: list[str]) -> Result:
