@@ -1,6 +1,7 @@
 """FNAS on NAS-Bench-Macro (known truth) and its knowledge pool on a short train-from-scratch task.
 
     python benchmarks/fnas_bench.py [--part search|akp|all] [--seeds 10] [--cap 500] [--only-seeds 0,1,2] [--quick]
+                                    [--set lr=3e-3 --set threshold=1.0] [--variants ppo,ppo+uac]
 
 search: latency from the host onnxruntime table, budget T = median predicted latency of the
         space, reward R = ACC x (LAT/T)^-0.07 (hwnas.search.reward). For each variant and seed,
@@ -20,6 +21,7 @@ import argparse
 import json
 import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -84,20 +86,46 @@ def landscape():
     return space, bench, lat_model, archs, lat, acc, T, objective, R, k, thr, k01, thr01, truth
 
 
+# ---- how "reach" is measured (identical for every variant) ------------------------------------------
+# An arch counts as reached at the real evaluation that first returns it: the index of its record in the
+# problem's history (SearchProblem numbers evaluations 1, 2, ...; a repeated arch is a cache hit there and
+# costs nothing for any variant). A trusted estimate (V standing in for R) never reaches anything: the
+# search does not know that arch's reward. Runs that never reach a target within the cap count as the cap
+# ("censored") and are reported separately.
+TARGETS = {"top1pct": "top 1 % of all archs by reward (the issue's metric)",
+           "top0.1pct": "top 0.1 % of all archs by reward",
+           "best": "the single best arch of the space by reward"}
+
+
 def first_hit(history, truth, thr):
     return next((r.evaluation for r in history if truth[r.arch] >= thr), None)
+
+
+def best_after(history, truth, n):
+    """Best true reward among the first ``n`` real evaluations (the equal-quality check)."""
+    vals = [truth[r.arch] for r in history if r.evaluation <= n]
+    return max(vals) if vals else None
+
+
+# Controller, critic and buffer settings shared by every variant (plain PPO included); --set overrides them.
+SETTINGS: dict = {}
 
 
 def run_variant(variant, seed, cap, ctx, critic_state=None):
     space, bench, lat_model, _, _, _, T, objective, R, _, thr, _, thr01, truth = ctx
     problem = SearchProblem(space, TabularEvaluator(bench), latency=lat_model, budgets=Budgets(latency_ms=T), objective=objective)
-    s = FNASSearcher(variant=variant, critic_state=critic_state)
+    s = FNASSearcher(variant=variant, critic_state=critic_state, **SETTINGS)
     t0 = time.perf_counter()
     res = s.run(problem, max_evaluations=cap, seed=seed)
     wall = time.perf_counter() - t0
     best = max(truth[r.arch] for r in problem.history)
+    top = float(R.max())
+    first = s.log[0] if s.log else {}
     out = {"seed": seed, "evals_to_top1pct": first_hit(problem.history, truth, thr),
            "evals_to_top0.1pct": first_hit(problem.history, truth, thr01),
+           "evals_to_best": first_hit(problem.history, truth, top),
+           "first_batch_evaluations": first.get("new"),
+           "best_reward_after": {str(n): best_after(problem.history, truth, n) for n in sorted({n for n in QUALITY_AT if n <= cap} | {cap})},
            "evaluations": problem.n_evaluations, "updates": res.info["fnas"]["updates"],
            "trusted_share": res.info["fnas"]["trusted_share"], "replayed": res.info["fnas"]["replayed"],
            "best_reward": best, "best_rank": int((R > best).sum()) + 1, "wall_s": round(wall, 2)}
@@ -112,37 +140,78 @@ def run_variant(variant, seed, cap, ctx, critic_state=None):
         out.update(trusted=len(trusted_err), trusted_within_threshold=float((trusted_err < thr_c).mean()) if len(trusted_err) else None,
                    trusted_mae=float(trusted_err.mean()) if len(trusted_err) else None,
                    evaluated_heldout_mae=float(held.mean()) if len(held) else None,
+                   first_trusted_at=min((e["evaluations"] for e in s.trusted_log), default=None),
                    top1pct_only_trusted_before_hit=sum(1 for e in s.trusted_log if truth[e["arch"]] >= thr and e["evaluations"] < hit))
     return out, s
 
 
+QUALITY_AT = (50, 100, 200, 300, 500)
+
+
+def spread(x) -> dict:
+    x = np.asarray(x, dtype=float)
+    return {"mean": float(x.mean()), "median": float(np.median(x)), "p25": float(np.percentile(x, 25)),
+            "p75": float(np.percentile(x, 75)), "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0,
+            "min": float(x.min()), "max": float(x.max())}
+
+
 def summarize(rows, cap):
-    hits = [r["evals_to_top1pct"] for r in rows]
-    censored = sum(h is None for h in hits)
-    h = np.array([cap if x is None else x for x in hits], dtype=float)
-    h01 = np.array([cap if r["evals_to_top0.1pct"] is None else r["evals_to_top0.1pct"] for r in rows], dtype=float)
-    d = {"median_evals_to_top1pct": float(np.median(h)), "mean_evals_to_top1pct": float(h.mean()),
-         "not_reached_within_cap": censored, "median_evals_to_top0.1pct": float(np.median(h01)),
-         "mean_evals_to_top0.1pct": float(h01.mean()),
-         "not_reached_top0.1pct_within_cap": sum(r["evals_to_top0.1pct"] is None for r in rows),
-         "mean_best_reward_at_cap": float(np.mean([r["best_reward"] for r in rows])),
-         "median_best_rank_at_cap": float(np.median([r["best_rank"] for r in rows])),
-         "mean_trusted_share": float(np.mean([r["trusted_share"] for r in rows]))}
+    d = {}
+    for t in TARGETS:
+        hits = [r.get(f"evals_to_{t}") for r in rows]
+        d[f"evals_to_{t}"] = {**spread([cap if x is None else x for x in hits]), "not_reached_within_cap": sum(x is None for x in hits)}
+    # legacy flat keys of the primary metric
+    d["median_evals_to_top1pct"] = d["evals_to_top1pct"]["median"]
+    d["mean_evals_to_top1pct"] = d["evals_to_top1pct"]["mean"]
+    d["not_reached_within_cap"] = d["evals_to_top1pct"]["not_reached_within_cap"]
+    d["mean_evals_to_top0.1pct"] = d["evals_to_top0.1pct"]["mean"]
+    d["best_reward_after"] = {n: spread([r["best_reward_after"][n] for r in rows]) for n in rows[0]["best_reward_after"]}
+    d["mean_best_reward_at_cap"] = float(np.mean([r["best_reward"] for r in rows]))
+    d["median_best_rank_at_cap"] = float(np.median([r["best_rank"] for r in rows]))
+    d["mean_trusted_share"] = float(np.mean([r["trusted_share"] for r in rows]))
+    d["mean_first_batch_evaluations"] = float(np.mean([r["first_batch_evaluations"] or 0 for r in rows]))
     if rows and "trusted_mae" in rows[0]:
         tr = [r for r in rows if r["trusted"]]
         n = sum(r["trusted"] for r in tr)
+        firsts = [r["first_trusted_at"] for r in rows if r["first_trusted_at"] is not None]
+        held = [r["evaluated_heldout_mae"] for r in rows if r["evaluated_heldout_mae"] is not None]
         d.update(trusted_estimates=n,
                  trusted_within_threshold=(sum(r["trusted_within_threshold"] * r["trusted"] for r in tr) / n) if n else None,
                  trusted_mae=(sum(r["trusted_mae"] * r["trusted"] for r in tr) / n) if n else None,
-                 evaluated_heldout_mae=float(np.mean([r["evaluated_heldout_mae"] for r in rows if r["evaluated_heldout_mae"] is not None])),
+                 evaluated_heldout_mae=float(np.mean(held)) if held else None,
+                 median_evaluations_before_first_trust=float(np.median(firsts)) if firsts else None,
                  top1pct_only_trusted_before_hit=int(sum(r["top1pct_only_trusted_before_hit"] for r in rows)))
     return d
+
+
+def ratio_ci(base, other, rng, n=2000):
+    """Bootstrap (over seeds, paired) 90 % interval of mean(base)/mean(other)."""
+    base, other = np.asarray(base, float), np.asarray(other, float)
+    i = rng.integers(0, len(base), (n, len(base)))
+    r = base[i].mean(1) / other[i].mean(1)
+    return [float(np.percentile(r, 5)), float(np.percentile(r, 95))]
+
+
+def oracle_bound(n_archs: int, k: int, first_batch: int) -> float:
+    """Expected evaluations to the first top-k hit of a search whose first batch is ``first_batch`` uniform
+    draws (without replacement) and which evaluates a top-k arch right after it: E[min(H, first_batch + 1)].
+    No learner can beat it on average, since nothing is known before the first batch returns."""
+    p_none, e = 1.0, 0.0
+    for n in range(first_batch + 1):
+        e += p_none  # P(H > n)
+        p_none *= (n_archs - k - n) / (n_archs - n)
+    return e
 
 
 JOURNAL = RESULTS / ".fnas_bench_runs.jsonl"  # finished runs: a rerun (or a parallel one) skips them
 
 
-def journal_rows(cap: int, source_evals: int, budget_ms: float) -> dict[tuple[str, int], dict]:
+def settings_key(cap: int, source_evals: int, budget_ms: float) -> str:
+    return json.dumps({"cap": cap, "source_evals": source_evals, "budget_ms": round(budget_ms, 9), "settings": SETTINGS,
+                       "protocol": 2}, sort_keys=True)
+
+
+def journal_rows(key: str) -> dict[tuple[str, int], dict]:
     out = {}
     if JOURNAL.exists():
         for line in JOURNAL.read_text().splitlines():
@@ -150,13 +219,15 @@ def journal_rows(cap: int, source_evals: int, budget_ms: float) -> dict[tuple[st
                 d = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a torn last line
-            if d["cap"] == cap and d["source_evals"] == source_evals and abs(d.get("budget_ms", -1.0) - budget_ms) < 1e-9:
+            if d.get("key") == key:
                 out[(d["variant"], d["row"]["seed"])] = d["row"]
     return out
 
 
-def search_part(seeds: list[int], cap: int, source_evals: int, summarize_only: bool = False) -> dict | None:
+def search_part(seeds: list[int], cap: int, source_evals: int, summarize_only: bool = False,
+                variants: list[str] | None = None) -> dict | None:
     torch.set_num_threads(1)
+    variants = variants or VARIANTS
     ctx = landscape()
     space, bench, lat_model, archs, lat, acc, T, objective, R, k, thr, k01, thr01, truth = ctx
     n = len(archs)
@@ -166,10 +237,11 @@ def search_part(seeds: list[int], cap: int, source_evals: int, summarize_only: b
     # the architecture knowledge FNAS transfers: a critic from an earlier search of the same space under a
     # different budget (T' = 25th percentile latency), whose evaluations are not counted here
     T_src = float(np.quantile(lat, 0.25))
-    done = journal_rows(cap, source_evals, T)
-    per_variant: dict[str, list] = {v: [] for v in VARIANTS}
+    key = settings_key(cap, source_evals, T)
+    done = journal_rows(key)
+    per_variant: dict[str, list] = {v: [] for v in variants}
     for seed in seeds:
-        for v in VARIANTS:
+        for v in variants:
             if (v, seed) in done:
                 per_variant[v].append(done[(v, seed)])
                 continue
@@ -183,36 +255,58 @@ def search_part(seeds: list[int], cap: int, source_evals: int, summarize_only: b
             row, _ = run_variant(v, seed, cap, ctx, state)
             per_variant[v].append(row)
             with open(JOURNAL, "a") as f:
-                f.write(json.dumps({"variant": v, "cap": cap, "source_evals": source_evals, "budget_ms": T, "row": row}) + "\n")
+                f.write(json.dumps({"variant": v, "key": key, "row": row}) + "\n")
             print(f"seed {seed} {v:12s} top1% at {row['evals_to_top1pct']}, top0.1% at {row['evals_to_top0.1pct']}, "
-                  f"best rank {row['best_rank']}, trusted {row['trusted_share']:.2f}, {row['wall_s']} s", flush=True)
+                  f"best at {row['evals_to_best']}, best rank {row['best_rank']}, trusted {row['trusted_share']:.2f}, {row['wall_s']} s", flush=True)
     if any(len(rows) < len(seeds) for rows in per_variant.values()):
         print("some runs are missing; summary not written")
         return None
-    seeds = len(seeds)
+    n_seeds = len(seeds)
     summary = {v: summarize(rows, cap) for v, rows in per_variant.items()}
-    base = summary["ppo"]
-    for v in VARIANTS:
+    boot = np.random.default_rng(0)
+    if "ppo" in summary:
+        base = summary["ppo"]
+        for v in variants:
+            s = summary[v]
+            for t in TARGETS:
+                b, o = base[f"evals_to_{t}"], s[f"evals_to_{t}"]
+                cens = lambda rows: [cap if r[f"evals_to_{t}"] is None else r[f"evals_to_{t}"] for r in rows]
+                s[f"speedup_{t}_vs_ppo"] = {"mean": b["mean"] / o["mean"], "median": b["median"] / o["median"],
+                                            "mean_90ci": ratio_ci(cens(per_variant["ppo"]), cens(per_variant[v]), boot)}
+            s["speedup_median_vs_ppo"] = s["speedup_top1pct_vs_ppo"]["median"]
+            s["speedup_mean_vs_ppo"] = s["speedup_top1pct_vs_ppo"]["mean"]
+            s["speedup_top0.1pct_mean_vs_ppo"] = s["speedup_top0.1pct_vs_ppo"]["mean"]
+    for v in variants:
         s = summary[v]
-        s["speedup_median_vs_ppo"] = base["median_evals_to_top1pct"] / s["median_evals_to_top1pct"]
-        s["speedup_mean_vs_ppo"] = base["mean_evals_to_top1pct"] / s["mean_evals_to_top1pct"]
-        s["speedup_top0.1pct_mean_vs_ppo"] = base["mean_evals_to_top0.1pct"] / s["mean_evals_to_top0.1pct"]
-    rows = [[v, s["median_evals_to_top1pct"], s["mean_evals_to_top1pct"], s["not_reached_within_cap"], s["speedup_mean_vs_ppo"],
-             s["mean_evals_to_top0.1pct"], s["speedup_top0.1pct_mean_vs_ppo"], s["mean_best_reward_at_cap"], s["median_best_rank_at_cap"],
-             s["mean_trusted_share"]] for v, s in summary.items()]
-    rows.append(["random (analytic)", random_expect, random_expect, 0, base["mean_evals_to_top1pct"] / random_expect, "", "", "", "", 0.0])
-    print_table(["variant", "median evals top1%", "mean evals top1%", "missed", "speed-up (mean)", "mean evals top0.1%",
-                 "speed-up top0.1%", "best R at cap", "median rank", "trusted"], rows,
-                title=f"NAS-Bench-Macro, {seeds} seeds, cap {cap} evaluations")
-    cal = [[v, s.get("trusted_estimates"), s.get("trusted_within_threshold"), s.get("trusted_mae"), s.get("evaluated_heldout_mae"),
-            s.get("top1pct_only_trusted_before_hit")] for v, s in summary.items() if "trusted_mae" in s]
-    print_table(["variant", "trusted estimates", "share |V-R| < thr", "MAE trusted", "MAE declined (held-out)", "top1% only trusted"], cal,
-                title="UAC calibration (threshold 0.3 reward points)")
-    goal = summary["fnas"]["speedup_mean_vs_ppo"] >= 3 and summary["ppo+uac+aeb"]["speedup_mean_vs_ppo"] >= 3
+        s["oracle_bound_evals_to_top1pct"] = oracle_bound(n, k, int(round(s["mean_first_batch_evaluations"])))
+    fmt = lambda d: f"{d['mean']:.1f} / {d['median']:.1f} [{d['p25']:.0f}-{d['p75']:.0f}]" + (f" ({d['not_reached_within_cap']} missed)" if d["not_reached_within_cap"] else "")
+    rows = [[v, fmt(s["evals_to_top1pct"]), s.get("speedup_mean_vs_ppo", ""), s.get("speedup_median_vs_ppo", ""),
+             s["oracle_bound_evals_to_top1pct"], fmt(s["evals_to_top0.1pct"]), s.get("speedup_top0.1pct_mean_vs_ppo", ""),
+             fmt(s["evals_to_best"]), s["best_reward_after"][str(min(100, cap))]["mean"], s["mean_best_reward_at_cap"],
+             s["median_best_rank_at_cap"], s["mean_trusted_share"]] for v, s in summary.items()]
+    rows.append(["random (analytic)", f"{random_expect:.1f}", "", "", "", "", "", "", "", "", "", 0.0])
+    print_table(["variant", "evals top1% mean/median [IQR]", "speed-up mean", "speed-up median", "oracle bound",
+                 "evals top0.1%", "speed-up top0.1% mean", "evals to best arch", f"best R after {min(100, cap)}", "best R at cap",
+                 "median rank at cap", "trusted"], rows, title=f"NAS-Bench-Macro, {n_seeds} seeds, cap {cap} evaluations")
+    cal = [[v, s.get("trusted_estimates"), s.get("median_evaluations_before_first_trust"), s.get("trusted_within_threshold"),
+            s.get("trusted_mae"), s.get("evaluated_heldout_mae"), s.get("top1pct_only_trusted_before_hit")]
+           for v, s in summary.items() if "trusted_mae" in s]
+    thr_c = FNASSearcher(**SETTINGS).config.critic.threshold
+    print_table(["variant", "trusted estimates", "evals before first trust", "share |V-R| < thr", "MAE trusted",
+                 "MAE declined (held-out)", "top1% only trusted"], cal, title=f"UAC calibration (threshold {thr_c:g} reward points)")
+    goal = "ppo" in summary and all(summary[v]["speedup_mean_vs_ppo"] >= 3 for v in ("ppo+uac+aeb", "fnas") if v in summary)
+    cfg = FNASSearcher(**SETTINGS).config
     return {"setting": {"space": "nas-bench-macro", "table": table_id(), "budget_ms": T, "archs": n,
                         "top1pct_archs": k, "top1pct_reward_threshold": thr, "top0.1pct_archs": k01, "top0.1pct_reward_threshold": thr01,
-                        "top1pct_within_budget": int((lat[R >= thr] <= T).sum()), "seeds": seeds, "evaluation_cap": cap,
+                        "best_reward": float(R.max()),
+                        "top1pct_within_budget": int((lat[R >= thr] <= T).sum()), "seeds": n_seeds, "evaluation_cap": cap,
                         "random_search_expected_evals_to_top1pct": random_expect,
+                        "reach": "an arch is reached at the real evaluation that first returns it (its index in the problem's history); "
+                                 "trusted estimates never reach; repeated archs are cache hits for every variant; runs that miss count as the cap",
+                        "targets": TARGETS,
+                        "shared_settings_overrides": SETTINGS,
+                        "config": {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in ("use_uac", "use_aeb")},
+                        "oracle_bound": "E[min(first hit, first batch + 1)] for uniform first-batch draws: the least any learner can average",
                         "fnas_critic_source": f"ppo+uac+aeb search at T'={T_src:.4f} ms (25th pct latency), {source_evals} evaluations, not counted"},
             "summary": summary, "runs": per_variant, "goal_3x_fewer_evaluations_met": bool(goal)}
 
@@ -301,16 +395,23 @@ def main() -> None:
     ap.add_argument("--table-rev", default=None, help="git revision of the latency table to use (reproduce runs made before a table update)")
     ap.add_argument("--key", default="search", help="results key of the search part (e.g. a re-check on another table)")
     ap.add_argument("--quick", action="store_true", help="3 seeds, cap 300, 4 archs x 20 iterations")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a controller/critic/buffer setting for every variant alike (e.g. --set lr=3e-3 --set threshold=1.0)")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma list of variants to run (plain PPO is the reference)")
     a = ap.parse_args()
     global TABLE_REV
     TABLE_REV = a.table_rev
+    for item in a.set:
+        name, _, value = item.partition("=")
+        SETTINGS[name] = json.loads(value)
+    variants = a.variants.split(",")
     if a.quick:
         a.seeds, a.cap, a.source_evals, a.akp_archs, a.akp_iterations = 3, 300, 150, 4, 20
     if a.part in ("search", "all"):
         if a.only_seeds:
-            search_part([int(x) for x in a.only_seeds.split(",")], a.cap, a.source_evals)
+            search_part([int(x) for x in a.only_seeds.split(",")], a.cap, a.source_evals, variants=variants)
         else:
-            res = search_part(list(range(a.seeds)), a.cap, a.source_evals)
+            res = search_part(list(range(a.seeds)), a.cap, a.source_evals, variants=variants)
             if res is not None:
                 merge_write(a.key, res)
     if a.part in ("akp", "all"):

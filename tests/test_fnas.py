@@ -137,6 +137,19 @@ def test_critic_learns_an_additive_reward_and_trusts_only_once_ready():
     assert np.nanmean(critic.E[-50:]) < 0.5 * np.nanmean(critic.E[50:100])
 
 
+def test_critic_trusts_from_the_second_batch_once_u_has_learnt_a_held_out_error():
+    space = create_space("nas-bench-macro")
+    enc = ArchEncoder(space)
+    rng = np.random.default_rng(0)
+    X = enc.one_hot(space.sample_indices(rng, 16))
+    critic = UncertaintyAwareCritic(enc.dim, CriticConfig(threshold=1e9, steps=2), seed=0)
+    critic.observe(X[:8], np.arange(8.0))
+    # V exists but U has no held-out error to learn from: its untrained output must not buy trust
+    assert critic.n_seen == 8 and not critic.ready and not critic.trusted(np.zeros(4)).any()
+    critic.observe(X[8:], np.arange(8.0))
+    assert critic.ready and np.isfinite(critic.E[8:]).all() and critic.trusted(np.zeros(4)).all()
+
+
 def _problem(max_lat_quantile: float = 0.5, objective: Objective | None = None):
     space = create_space("nas-bench-macro")
     table = synthetic_table()
@@ -149,12 +162,42 @@ def _problem(max_lat_quantile: float = 0.5, objective: Objective | None = None):
 def test_trusted_share_never_exceeds_half_of_the_new_samples():
     problem, _, _ = _problem()
     # a critic that trusts nearly everything once it has 16 archs: only the cap limits trust
-    s = FNASSearcher(FNASConfig(batch=16, use_aeb=False, critic=CriticConfig(threshold=1e9, min_samples=16, steps=2)))
+    s = FNASSearcher(FNASConfig(batch=16, use_aeb=False, verify_new_best=False,
+                                critic=CriticConfig(threshold=1e9, min_samples=16, steps=2)))
     res = s.run(problem, max_evaluations=70, seed=0)
     trusted = [line["trusted"] for line in s.log]
     assert max(trusted) == 8 and all(t <= 0.5 * (line["batch"] - line["replayed"]) for t, line in zip(trusted, s.log))
     assert sum(trusted) > 0 and len(s.trusted_log) == sum(trusted)
     assert res.n_evaluations == 70 == problem.n_evaluations
+
+
+def test_a_trusted_estimate_never_claims_more_than_the_best_real_reward():
+    problem, _, _ = _problem()
+    s = FNASSearcher(FNASConfig(batch=16, use_aeb=False, critic=CriticConfig(threshold=1e9, steps=2)))
+    s.run(problem, max_evaluations=80, seed=0)
+    assert s.trusted_log  # the permissive critic did trust
+    obj = reward_objective(problem)
+    for e in s.trusted_log:  # V above every real reward so far is extrapolation: that arch was evaluated instead
+        best = max(obj.score(r.accuracy, r.latency_ms) for r in problem.history if r.evaluation <= e["evaluations"])
+        assert e["value"] <= best + 1e-9
+    loose = FNASSearcher(FNASConfig(batch=16, use_aeb=False, verify_new_best=False, critic=CriticConfig(threshold=1e9, steps=2)))
+    again, _, _ = _problem()
+    loose.run(again, max_evaluations=80, seed=0)
+    assert any(e["value"] > max(obj.score(r.accuracy, r.latency_ms) for r in again.history if r.evaluation <= e["evaluations"])
+               for e in loose.trusted_log)
+
+
+def test_with_replay_the_exploring_half_is_the_same_size_from_the_first_batch():
+    problem, _, _ = _problem()
+    s = FNASSearcher(variant="ppo+uac+aeb", batch=16, steps=2, max_updates=3)
+    s.run(problem, max_evaluations=100, seed=0)
+    first = s.log[0]
+    assert first["replayed"] == 0 and first["batch"] == 8 and first["new"] + first["known"] == 8
+    assert all(line["batch"] - line["replayed"] == 8 for line in s.log)
+    plain = FNASSearcher(variant="ppo", batch=16, max_updates=1)
+    again, _, _ = _problem()
+    plain.run(again, max_evaluations=100, seed=0)
+    assert plain.log[0]["batch"] == 16
 
 
 def test_replay_is_at_most_half_a_batch_and_the_run_respects_the_budget():

@@ -35,7 +35,7 @@ class CriticConfig:
     steps: int = 30             # Adam steps per observed batch, on everything seen so far
     minibatch: int = 256
     threshold: float = 0.3      # trust V when U < threshold (reward units; accuracy points for ACC in %)
-    min_samples: int = 32       # never trust before V has seen this many evaluated archs
+    min_samples: int = 0        # never trust before V has seen this many evaluated archs (0: as soon as U has learnt)
     weight_decay: float = 1e-5
 
 
@@ -64,7 +64,11 @@ class UncertaintyAwareCritic:
 
     @property
     def ready(self) -> bool:
-        return self.n_seen >= self.config.min_samples
+        """U has been fitted to at least one held-out error of V (and ``min_samples`` archs were seen).
+
+        Before that U is an untrained network whose small random outputs would trust anything.
+        """
+        return self.n_seen >= self.config.min_samples and bool(np.isfinite(self.E).any())
 
     @torch.no_grad()
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -4,6 +4,14 @@ Assembled from one-purpose parts (controller, PPO, critic, experience buffer); e
 switched off, so plain PPO (MnasNet), PPO+UAC, PPO+UAC+AEB and full FNAS are the same loop.
 Evaluations go through ``SearchProblem.evaluate`` (the only thing that costs); the reward is
 ``reward.Objective``'s MnasNet score of (accuracy, table latency), never recomputed here.
+
+Counting is the same for every variant: an arch evaluated before is a cache hit (its real reward
+is reused, no evaluation is spent), a trusted arch costs nothing and is never counted as found,
+a replayed arch costs nothing. The critic learns from every evaluated arch from the first batch
+on and trusts as soon as U, fitted to V's held-out errors, is under the threshold (Sec. 4.2);
+a trusted V above every real reward seen so far is extrapolation, not a learnt region, so that
+arch is evaluated instead (``verify_new_best``). With the buffer, a batch is always an exploring
+half plus up to a replayed half (Fig. 1), also while the buffer is still empty (``fixed_explore``).
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ class FNASConfig:
     use_aeb: bool = True
     trust_cap: float = 0.5          # at most this share of a batch's new archs trusted (Sec. 4.2)
     replay_fraction: float = 0.5    # at most this share of a batch replayed (Sec. 5)
+    verify_new_best: bool = True    # a trusted V above every real reward is extrapolation: evaluate it instead
+    fixed_explore: bool = True      # with AEB the exploring part is always batch - replay slots, also while the buffer is empty
     buffer_size: int = 10
     buffer_temperature: float = 1.0
     reward: str = "soft"            # MnasNet soft (w = -0.07) or hard (alpha=0, beta=-1) when the problem's objective is not an MnasNet one
@@ -161,8 +171,9 @@ class FNASSearcher(Searcher):
         while problem.n_evaluations < max_evaluations:
             if cfg.max_updates is not None and updates >= cfg.max_updates:
                 break
-            n_replay = int(cfg.replay_fraction * cfg.batch) if buffer is not None and len(buffer) else 0
-            n_explore = cfg.batch - n_replay
+            slots = int(cfg.replay_fraction * cfg.batch) if buffer is not None else 0
+            n_replay = slots if buffer is not None and len(buffer) else 0
+            n_explore = cfg.batch - (slots if cfg.fixed_explore else n_replay)
             max_trusted = int(math.floor(cfg.trust_cap * n_explore)) if critic is not None else 0
 
             acts: list[np.ndarray] = []
@@ -185,6 +196,8 @@ class FNASSearcher(Searcher):
                 if critic is not None and unknown.any():
                     v, u = critic.predict(encoder.one_hot(a_np))
                     trusted = critic.trusted(u) & unknown
+                    if cfg.verify_new_best and known:
+                        trusted &= v <= max(known.values())
                     keep, dropped = cap_trusted(trusted, n_trusted, max_trusted)
                     totals["dropped_trusted"] += int(dropped.sum())
                     for i in np.flatnonzero(keep):
@@ -243,6 +256,7 @@ class FNASSearcher(Searcher):
             weights = np.ones(len(acts))
             all_acts = np.stack(acts)
             all_logp = np.array(logps)
+            n_replay = min(n_replay, len(acts))  # a batch cut short by the budget still replays at most half
             if n_replay and buffer is not None and len(buffer):
                 beta = min(1.0, problem.n_evaluations / max_evaluations)  # annealed 0 -> 1 over the search
                 bidx, bacts, bw = buffer.sample(n_replay, rng, beta)
