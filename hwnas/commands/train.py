@@ -149,4 +149,8 @@ def register(app: typer.Typer) -> None:
         if summary["best_paths"]:
             best = ", ".join(f"{a} ({loss:.3f})" for a, loss in summary["best_paths"][:3])
             console.print(f"candidate pool: {summary['pool_size']} paths; best by eval loss: {best}")
-        console.print(f"supernet: {out_dir / 'supernet.json'}  (next: hwnas search --supernet {out_dir} --latency 80ms)")
+        from ..train.hints import suggested_budget
+
+        tc = trainer.config
+        hint = suggested_budget(tc.space, tc.space_args, max_latency_ms=tc.max_latency_ms)
+        console.print(f"supernet: {out_dir / 'supernet.json'}  (next: hwnas search --supernet {out_dir} {hint})", highlight=False)
