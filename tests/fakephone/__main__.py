@@ -1,8 +1,11 @@
-"""``python -m tests.fakephone --port P [--fault NAME[=VALUE] ...] [--no-auth]``.
+"""``python -m tests.fakephone --port P [--fault NAME[=VALUE] ...] [--no-auth] [--clock core|wall] [--benchmark-format nightly|2019]``.
 
 Faults: drop-after=N (vanish after N shell commands), down-for=S (come back S seconds after
 vanishing; default never), refuse-auth, slow=KBPS, disk-full, binary-missing, hot=S (CPU
 thermal zones above 45 C for S seconds once the first benchmark ran), rooted.
+``--clock``: what benchmark_model times a run with (the measuring thread's CPU clock, as a big
+core reserved by taskset shows, or the shared wall clock); ``--benchmark-format``: the output
+of the current prebuilt benchmark_model or of a 2019 build.
 """
 
 from __future__ import annotations
