@@ -109,3 +109,15 @@ def test_import_bad_input(hwnas_cli, tmp_path):
     nomean.write_text("Conv-input:1x1x1-output:1x1x1:\n  count: 1\n")
     r = hwnas_cli("tables", "import", str(nomean), "--device", "x")
     assert r.returncode == 2 and "has no 'mean'" in r.stderr
+
+
+def test_current_prebuilt_log_lines_with_level_prefix_and_all_same_runs():
+    """Current prebuilt binaries print 'INFO: ' before every line and 'curr=X(all same)' for identical runs."""
+    text = ("INFO: Running benchmark for at least 10 iterations and at least 0.5 seconds but terminate if exceeding 150 seconds.\n"
+            "INFO: count=10 curr=2(all same)\n\n"
+            "INFO: Running benchmark for at least 50 iterations and at least 1 seconds but terminate if exceeding 150 seconds.\n"
+            "INFO: count=500 first=3 curr=2 min=1 max=9 avg=1.54 std=0 p5=1 median=2 p95=2\n\n"
+            "INFO: Inference timings in us: Init: 1480, First inference: 9, Warmup (avg): 2, Inference (avg): 1.54\n")
+    log = parse_benchmark_log(text)
+    assert [(n, r.avg_ms) for n, r in log.runs] == [(10, pytest.approx(0.002)), (50, pytest.approx(0.00154))]
+    assert log.timed.get_ms("median") == pytest.approx(0.002) and log.averages_us["Inference (avg)"] == 1.54

@@ -24,6 +24,7 @@ from ..errors import HwnasError
 
 _KV = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(-?[0-9.eE+]+)")
 _SECTION = re.compile(r"^=+\s*(.*?)\s*=+\s*$")
+_LEVEL = re.compile(r"^(?:INFO|WARN|WARNING|ERROR|VERBOSE):\s?")
 
 
 @dataclass
@@ -149,7 +150,8 @@ def parse_benchmark_log(text: str) -> BenchmarkLog:
     section = ""
     pending_iterations: int | None = None
     for raw in text.splitlines():
-        line = raw.rstrip()
+        # current prebuilt binaries prefix every line with its log level ("INFO: ")
+        line = _LEVEL.sub("", raw.rstrip())
         s = line.strip()
         sec = _SECTION.match(s)
         if sec and s.startswith("="):
@@ -169,6 +171,8 @@ def parse_benchmark_log(text: str) -> BenchmarkLog:
             continue
         if s.startswith("count=") or s.startswith("Timings (microseconds):"):
             kv = {k: float(v) for k, v in _KV.findall(s)}
+            if "avg" not in kv and "curr" in kv and "(all same)" in s:  # every run took the same whole microseconds
+                kv.update(avg=kv["curr"], std=0.0)
             if "count" in kv and "avg" in kv:
                 stats = RunStats(int(kv.pop("count")), kv)
                 if s.startswith("Timings"):

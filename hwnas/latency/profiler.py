@@ -108,7 +108,7 @@ def profile_space(device: DeviceProfile | str, space: SearchSpace | str, backend
     fingerprint = be.fingerprint()
     space_args_d = {k: list(v) if isinstance(v, tuple) else v for k, v in dict(sp.args).items()}
 
-    table_protocol = {**proto.to_dict(), "process": be.describe_process(), "clock_used": be.describe_clock(proto), "cv_definition": CV_DEFINITION,
+    table_protocol = {**proto.to_dict(), "process": be.describe_process(), "clock_used": be.describe_clock(proto), "cv_definition": getattr(be, "cv_definition", CV_DEFINITION),
                       "entry": f"median of {proto.rounds} round medians, rounds interleaved across keys",
                       "exporter": exporter_tag(be.model_format), "model_format": be.model_format}
     if out_path.exists():
