@@ -13,7 +13,7 @@ from hwnas.latency.table import LatencyTable
 from hwnas.nn.network import Network
 from hwnas.search.base import Budgets, SearchProblem
 from hwnas.search.evaluator import TabularEvaluator
-from hwnas.search.fnas import (PPO, ArchEncoder, Controller, CriticConfig, ExperienceBuffer, FNASSearcher,
+from hwnas.search.fnas import (PPO, ArchEncoder, PPOConfig, Controller, CriticConfig, ExperienceBuffer, FNASSearcher,
                                UncertaintyAwareCritic, cap_trusted, ppo_loss)
 from hwnas.search.fnas.knowledge_pool import KnowledgePool, copy_overlap, network_blocks
 from hwnas.search.fnas.searcher import FNASConfig, reward_objective
@@ -150,6 +150,11 @@ def test_critic_trusts_from_the_second_batch_once_u_has_learnt_a_held_out_error(
     assert critic.ready and np.isfinite(critic.E[8:]).all() and critic.trusted(np.zeros(4)).all()
 
 
+# the loop tests check budget and trust rules over a whole run: a slowly moving policy keeps sampling new
+# archs until the budget is spent (a fast one converges and stops early on patience)
+SLOW_PPO = PPOConfig(lr=3.5e-4)
+
+
 def _problem(max_lat_quantile: float = 0.5, objective: Objective | None = None):
     space = create_space("nas-bench-macro")
     table = synthetic_table()
@@ -162,7 +167,7 @@ def _problem(max_lat_quantile: float = 0.5, objective: Objective | None = None):
 def test_trusted_share_never_exceeds_half_of_the_new_samples():
     problem, _, _ = _problem()
     # a critic that trusts nearly everything once it has 16 archs: only the cap limits trust
-    s = FNASSearcher(FNASConfig(batch=16, use_aeb=False, verify_new_best=False,
+    s = FNASSearcher(FNASConfig(batch=16, use_aeb=False, verify_new_best=False, ppo=SLOW_PPO,
                                 critic=CriticConfig(threshold=1e9, min_samples=16, steps=2)))
     res = s.run(problem, max_evaluations=70, seed=0)
     trusted = [line["trusted"] for line in s.log]
@@ -173,14 +178,15 @@ def test_trusted_share_never_exceeds_half_of_the_new_samples():
 
 def test_a_trusted_estimate_never_claims_more_than_the_best_real_reward():
     problem, _, _ = _problem()
-    s = FNASSearcher(FNASConfig(batch=16, use_aeb=False, critic=CriticConfig(threshold=1e9, steps=2)))
+    s = FNASSearcher(FNASConfig(batch=16, use_aeb=False, ppo=SLOW_PPO, critic=CriticConfig(threshold=1e9, steps=2)))
     s.run(problem, max_evaluations=80, seed=0)
     assert s.trusted_log  # the permissive critic did trust
     obj = reward_objective(problem)
     for e in s.trusted_log:  # V above every real reward so far is extrapolation: that arch was evaluated instead
         best = max(obj.score(r.accuracy, r.latency_ms) for r in problem.history if r.evaluation <= e["evaluations"])
         assert e["value"] <= best + 1e-9
-    loose = FNASSearcher(FNASConfig(batch=16, use_aeb=False, verify_new_best=False, critic=CriticConfig(threshold=1e9, steps=2)))
+    loose = FNASSearcher(FNASConfig(batch=16, use_aeb=False, verify_new_best=False, ppo=SLOW_PPO,
+                                    critic=CriticConfig(threshold=1e9, steps=2)))
     again, _, _ = _problem()
     loose.run(again, max_evaluations=80, seed=0)
     assert any(e["value"] > max(obj.score(r.accuracy, r.latency_ms) for r in again.history if r.evaluation <= e["evaluations"])
@@ -202,7 +208,7 @@ def test_with_replay_the_exploring_half_is_the_same_size_from_the_first_batch():
 
 def test_replay_is_at_most_half_a_batch_and_the_run_respects_the_budget():
     problem, _, _ = _problem()
-    s = FNASSearcher(variant="ppo+uac+aeb", batch=10, steps=5)
+    s = FNASSearcher(variant="ppo+uac+aeb", batch=10, steps=5, lr=SLOW_PPO.lr)
     res = s.run(problem, max_evaluations=60, seed=3)
     assert res.n_evaluations == 60
     assert any(line["replayed"] for line in s.log)

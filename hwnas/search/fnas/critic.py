@@ -34,7 +34,7 @@ class CriticConfig:
     lr: float = 1e-3
     steps: int = 30             # Adam steps per observed batch, on everything seen so far
     minibatch: int = 256
-    threshold: float = 0.3      # trust V when U < threshold (reward units; accuracy points for ACC in %)
+    threshold: float = 1.0      # trust V when U < threshold (reward units: accuracy points for ACC in %); tuned on NAS-Bench-Macro
     min_samples: int = 0        # never trust before V has seen this many evaluated archs (0: as soon as U has learnt)
     weight_decay: float = 1e-5
 
