@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+import re
 import socket
 import subprocess
 import sys
@@ -60,6 +61,8 @@ def test_train_writes_a_loadable_supernet_with_pool_and_bookkeeping(hwnas_cli, t
     r = hwnas_cli("train", *_greedy(12, ckpt_every=4), "--out", str(out), env={"COLUMNS": "300"})
     assert r.returncode == 0, r.stderr
     assert "corrected #optimization" in r.stdout and "#evaluation" in r.stdout
+    # the next step's budget comes from the shipped host table of tiny (sub-millisecond), not a fixed 80 ms
+    assert re.search(r"next: hwnas search --supernet \S+ --latency 0\.[0-9]+ms\)", r.stdout), r.stdout
     s = json.loads((out / "summary.json").read_text())
     assert s["iterations"] == 12 and s["n_opt_images"] == 12 * 16
     # warm-up 3 iterations uniform, then rounds of m=4 evaluated / k=2 trained: 5 rounds (iters 3,5,7,9,11)
