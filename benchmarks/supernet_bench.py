@@ -157,26 +157,36 @@ def _load_supernet(which, a):
 
 def rank_archs_job(job):
     """Supernet val accuracy of the ground-truth archs (BN recalibrated per arch)."""
+    a = job["args"]
+    cached = _cache_path(a, "rank", job["which"], [job["indices"], a["recal_images"]])
+    if cached.is_file():
+        return json.loads(cached.read_text())
     _threads()
+    from hwnas.io import atomic_write_json
     from hwnas.train.evaluate import evaluate_path, recalibrate_bn
 
-    a = job["args"]
     ds = _datasets(a)
     net = _load_supernet(job["which"], a)
     out = []
     for idx in job["indices"]:
         recalibrate_bn(net, idx, ds.train, n_images=a["recal_images"], batch_size=a["recal_images"], seed=a["seed"])
         out.append(evaluate_path(net, idx, ds.val, batch_size=250)[1])
+    atomic_write_json(cached, out)
     return out
+
+
+def _cache_path(a, kind: str, which: str, what) -> Path:
+    """A result kept in the work folder, named by everything it depends on (data, supernet runs)."""
+    import hashlib
+
+    key = json.dumps([what] + [a[k] for k in GT_KEYS + ("greedy_iters", "seed", "pool_size", "warmup", "anneal", "eval_batch")])
+    return Path(a["work"]) / kind / f"{which}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
 
 
 def table3_job(job):
     """For each path: loss on the path-eval subset and accuracy on the whole val split (eval mode,
     no recalibration). Kept in the work folder per chunk, so a rerun with the same --work reuses it."""
-    key = json.dumps([job["which"], job["indices"]] + [job["args"][k] for k in GT_KEYS + ("greedy_iters", "seed")])
-    import hashlib
-
-    cached = Path(job["args"]["work"]) / "table3" / f"{job['which']}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
+    cached = _cache_path(job["args"], "table3", job["which"], job["indices"])
     if cached.is_file():
         return json.loads(cached.read_text())
     _threads()
