@@ -3,8 +3,11 @@ latency on host LiteRT, and predicted (latency table) vs measured latency of the
 on the host with onnxruntime and LiteRT.
 
     python benchmarks/export_bench.py [--quick] [--tables latency_tables] [--runs 50]
+    python benchmarks/export_bench.py --agreement [--train-iters 500 --train-batch 64]
 
-Writes benchmarks/results/export_bench.json. The tables are latency_tables/host-proxyless-
+Writes benchmarks/results/export_bench.json. ``--agreement`` trains a tiny net on the built-in
+data and reports the top-1 agreement of its fp16/int8 files with fp32 on held-out built-in
+images (updating ``agreement_trained`` in an existing results file). The tables are latency_tables/host-proxyless-
 {onnxruntime,litert}.json (built by `hwnas profile`, calibrated by `hwnas validate
 --calibrate`); a missing table is reported, not faked.
 """
@@ -37,12 +40,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS / "export_bench.json")
     ap.add_argument("--predicted-only", action="store_true",
                     help="only the fp32 exports with a table; update predicted_vs_measured in an existing results file")
+    ap.add_argument("--agreement", action="store_true",
+                    help="train a tiny net on the built-in data; top-1 agreement of its fp16/int8 files with fp32 on the "
+                         "held-out val split; updates an existing results file")
+    ap.add_argument("--train-iters", type=int, default=500, help="SGD iterations for --agreement")
+    ap.add_argument("--train-batch", type=int, default=64, help="batch size for --agreement")
     ap.add_argument("--agreement-supernet", type=Path, default=None,
                     help="a `hwnas train` run folder (tiny): export its best pool path at fp16/int8 and report top-1 "
                          "agreement with fp32 on 512 built-in images; updates an existing results file")
     args = ap.parse_args(argv)
     if args.predicted_only:
         return predicted_only(args)
+    if args.agreement:
+        return agreement_trained(args)
     if args.agreement_supernet is not None:
         return agreement_part(args)
 
@@ -163,7 +173,7 @@ def agreement_part(args) -> int:
         print(f"{fmt} {prec}: top-1 agreement vs fp32 {100 * agree:.1f}% on 512 built-in images, export check "
               f"{100 * r.parity[0].top1_agreement:.1f}% on 64, size {r.size_bytes / 1e3:.0f} kB", flush=True)
     payload = json.loads(args.out.read_text()) if args.out.is_file() else {"benchmark": "export_bench"}
-    payload["agreement_trained"] = {"arch": arch.compact(), "supernet_val_acc": acc, "iterations": ts.counters.get("iteration"),
+    payload["agreement_supernet"] = {"arch": arch.compact(), "supernet_val_acc": acc, "iterations": ts.counters.get("iteration"),
                                     "fp32_top1_class_histogram": classes.tolist(),
                                     "degenerate": bool(classes.max() > 0.5 * classes.sum()),  # agreement is trivial then
                                     "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rows": rows,
@@ -171,6 +181,111 @@ def agreement_part(args) -> int:
     atomic_write_json(args.out, payload)
     print(f"wrote {args.out}")
     return 0
+
+
+# ---- fp16/int8 agreement of a trained net ----------------------------------------------------
+AGREEMENT_OPS = ["k3e3", "id", "k5e3", "k3e1", "k3e6", "id"]  # skip, e1 (no expansion), k5, e6
+
+
+def train_tiny(ops: list[str], iterations: int, batch: int, n_train: int = 2000, n_val: int = 512, seed: int = 0):
+    """(arch, net, val images, val labels, val accuracy %) of a tiny net trained from scratch on the
+    built-in data (`hwnas train`'s training split and normalization) with the library's standalone
+    SGD loop (FNAS's train-from-scratch step: Nesterov momentum, cosine learning rate)."""
+    import torch
+
+    from hwnas.nn import build_network
+    from hwnas.search.fnas.train_evaluator import Split, accuracy, train
+    from hwnas.space import create_space
+    from hwnas.train.data import build_datasets
+
+    ds = build_datasets("builtin", n_train=n_train, n_val=n_val, n_path_eval=1, seed=seed)
+    xtr, ytr = ds.train.batch(torch.arange(len(ds.train)))
+    xva, yva = ds.val.batch(torch.arange(len(ds.val)))
+    arch = create_space("tiny").arch(ops)
+    torch.manual_seed(seed)
+    net = build_network(arch)
+    train(net, Split(xtr, ytr), iterations, batch=batch, lr=0.1, seed=seed)
+    acc = accuracy(net, Split(xva, yva))
+    return arch, net.eval(), xva.numpy(), yva.numpy(), acc
+
+
+def agreement_trained(args) -> int:
+    """Top-1 agreement with fp32 of the fp16/int8 files of a trained tiny net, on the held-out val
+    split of the built-in data (2,000 images), next to the export's own check (256 built-in
+    images of another seed); plus ai-edge-quantizer's default moving-average calibration ranges
+    on the same net for comparison."""
+    import numpy as np
+    import torch
+
+    from hwnas.export import export_arch
+    from hwnas.export.runtime import load_runner
+    from hwnas.io import atomic_write_json
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    arch, net, xva, yva, acc = train_tiny(AGREEMENT_OPS, args.train_iters, args.train_batch, n_train=5000, n_val=2000)
+    train_s = time.perf_counter() - t0
+    with torch.no_grad():
+        ref = net(torch.from_numpy(xva)).numpy()
+    top2 = np.sort(ref, 1)[:, -2:]
+    print(f"{arch.compact()}: {args.train_iters} x {args.train_batch} images in {train_s:.0f}s, val accuracy {acc:.1f}% "
+          f"on {len(yva)} held-out images, median top-1 margin {float(np.median(top2[:, 1] - top2[:, 0])):.2f}", flush=True)
+    out_dir = Path(tempfile.mkdtemp(prefix="hwnas-export-bench-"))
+    weights = out_dir / "tiny.pt"
+    torch.save({"arch": arch.to_dict(), "state_dict": net.state_dict()}, weights)
+    rows = []
+    for fmt, prec in (("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "int8"), ("onnx", "fp32"), ("onnx", "int8")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = export_arch(arch, weights=weights, fmt=fmt, precision=prec, out=out_dir)
+        rows.append(agreement_row(fmt, prec, load_runner(r.path)(xva), ref, yva, r.parity[0].to_dict(), r.size_bytes))
+    rows.append(agreement_row("tflite", "int8", load_runner(moving_average_int8(net, arch, out_dir))(xva), ref, yva, None, None,
+                              recipe="ai-edge-quantizer default calibration (moving-average ranges; not what hwnas ships)"))
+    for row in rows:
+        print(f"{row['format']:6s} {row['precision']}: top-1 agreement vs fp32 {100 * row['top1_agreement']:.1f}% on {len(yva)} val images, "
+              f"accuracy {100 * row['accuracy']:.1f}%, max abs err {row['max_abs_err']:.3g}  [{row['recipe']}]", flush=True)
+    payload = json.loads(args.out.read_text()) if args.out.is_file() else {"benchmark": "export_bench"}
+    payload.pop("agreement_trained", None)
+    payload["agreement_trained"] = {
+        "arch": arch.compact(), "training": {"iterations": args.train_iters, "batch": args.train_batch, "train_images": 5000,
+                                              "seconds": round(train_s, 1), "lr": 0.1},
+        "val_images": int(len(yva)), "fp32_val_accuracy": acc / 100,
+        "fp32_top1_class_histogram": np.bincount(ref.argmax(1), minlength=ref.shape[1]).tolist(),
+        "thresholds": {"fp16": 0.98, "int8": 0.95}, "rows": rows,
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": f"python benchmarks/export_bench.py --agreement --train-iters {args.train_iters} --train-batch {args.train_batch}"}
+    atomic_write_json(args.out, payload)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def agreement_row(fmt, prec, got, ref, labels, check, size, recipe="hwnas") -> dict:
+    import numpy as np
+
+    return {"format": fmt, "precision": prec, "recipe": recipe, "top1_agreement": float(np.mean(got.argmax(1) == ref.argmax(1))),
+            "accuracy": float(np.mean(got.argmax(1) == labels)), "max_abs_err": float(np.abs(got - ref).max()),
+            "mean_abs_err": float(np.abs(got - ref).mean()), "export_check": check, "size_bytes": size}
+
+
+def moving_average_int8(net, arch, out_dir: Path) -> Path:
+    """The same int8 TFLite file calibrated with ai-edge-quantizer's default (moving average of
+    per-image min/max) instead of global min/max: what the ranges fix is worth."""
+    import torch
+    from ai_edge_quantizer import quantizer, recipe as aeq_recipe
+
+    from hwnas.export.api import N_CALIBRATION
+    from hwnas.export.calibration import builtin_images
+    from hwnas.export.exporters import TFLITE_INPUT, TFLITE_SIGNATURE, export_tflite
+
+    res = arch.get_space().resolution
+    fp32 = export_tflite(net, torch.zeros(1, 3, res, res), out_dir / "ma-fp32.tflite")
+    calib = builtin_images(res, N_CALIBRATION, seed=0)
+    qt = quantizer.Quantizer(str(fp32))
+    qt.load_quantization_recipe(aeq_recipe.static_wi8_ai8())
+    result = qt.calibrate({TFLITE_SIGNATURE: [{TFLITE_INPUT: calib[i:i + 1]} for i in range(len(calib))]})
+    path = out_dir / "ma-int8.tflite"
+    qt.quantize(result, enable_progress_report=False).export_model(str(path), overwrite=True)
+    return path
 
 
 def predicted_vs_measured(rows: list[dict], tables: dict[str, Path]) -> list[dict]:

@@ -1,6 +1,7 @@
 """hwnas export: parity of exported files, quantized variants, sidecar, bad input (no partial output)."""
 
 import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -12,19 +13,17 @@ from hwnas.cli import run
 from hwnas.errors import HwnasError
 from hwnas.export import export_arch
 from hwnas.export import parity as parity_mod
-from hwnas.export.calibration import builtin_images
 from hwnas.export.parity import check_parity, random_inputs
 from hwnas.export.runtime import load_runner
 from hwnas.nn import build_network
 from hwnas.space import create_space
 
-# proxyless at a reduced input resolution keeps the default suite fast: the graph (21 MBConv
-# layers, every op and weight) is the full one, only the feature maps are smaller. The
-# 224x224 nets are exported in tests/test_export_slow.py.
-# TFLite conversion of a proxyless net takes seconds each (it is the op count, not the
-# resolution, that costs), so the default suite converts 3 of them and the slow test 10 more
-# at 224x224 plus 10 at reduced resolution.
-PARITY_SPACES = [("tiny", {}, 10), ("proxyless", {"resolution": 64}, 3)]
+# The default suite exports 3 random tiny archs and 1 random proxyless arch that uses every op
+# of its space (at 64x64: the graph of 21 MBConv layers, every op and weight, is the full one;
+# only the feature maps are smaller). TFLite conversion takes seconds per net (the op count
+# costs, not the resolution), so the issue's full count -- 10 random archs of each space, and
+# proxyless at 224x224 -- is in tests/test_export_slow.py.
+PARITY_SPACES = [("tiny", {}, 3), ("proxyless", {"resolution": 64}, 1)]
 
 
 def quiet_export(*args, **kw):
@@ -37,14 +36,24 @@ def listing(d: Path) -> list[str]:
     return sorted(p.name for p in d.iterdir()) if d.exists() else []
 
 
-def random_archs(space_name: str, args: dict, n: int, seed: int = 123) -> list:
+def random_archs(space_name: str, args: dict, n: int, seed: int = 123, cover_ops: bool = False) -> list:
+    """``n`` distinct seeded random archs; with ``cover_ops`` together they use every op of the space
+    (random draws that add no missing op are skipped until every op is in)."""
     space = create_space(space_name, **args)
     rng = np.random.default_rng(seed)
+    every_op = {op.id for op in space.ops}
     archs: list = []
+    used: set = set()
     while len(archs) < n:
         a = space.sample(rng)
-        if a not in archs:
-            archs.append(a)
+        if a in archs:
+            continue
+        if cover_ops and used != every_op:
+            gained = used | set(a.ops)
+            if gained != every_op and (len(archs) == n - 1 or gained == used):
+                continue
+        archs.append(a)
+        used |= set(a.ops)
     return archs
 
 
@@ -69,7 +78,9 @@ def check_fp32_parity(tmp_path: Path, archs: list) -> dict:
 
 @pytest.mark.parametrize("space_name,args,n", PARITY_SPACES, ids=[s for s, _, _ in PARITY_SPACES])
 def test_random_archs_fp32_parity_onnx_and_tflite(tmp_path, space_name, args, n):
-    worst = check_fp32_parity(tmp_path, random_archs(space_name, args, n))
+    archs = random_archs(space_name, args, n, cover_ops=True)
+    assert set().union(*(a.ops for a in archs)) == {op.id for op in archs[0].get_space().ops}  # every op is exported
+    worst = check_fp32_parity(tmp_path, archs)
     print(f"\n{space_name}{args}: worst fp32 max abs err onnx {worst['onnx']:.3g}, tflite {worst['tflite']:.3g} over {n} archs")
 
 
@@ -78,69 +89,64 @@ def _one_thread(one_torch_thread):
     yield
 
 
-@pytest.fixture(scope="module")
-def calibrated_tiny(tmp_path_factory):
-    """A tiny net whose BN statistics are those of the built-in data (forward passes in train
-    mode), so its activations have the ranges of a trained net's, and whose logits are
-    class-centred; saved as a state dict."""
-    from hwnas.train.data import make_builtin
+# ---- quantized files of a trained net ---------------------------------------------------------
+# An untrained net's logits are nearly tied, so any rounding flips its top-1: the agreement
+# bounds are about trained nets. This one is trained briefly on the built-in data (the training
+# split `hwnas train` uses, normalized the same way) and judged on its validation split.
+TRAIN_ITERATIONS, TRAIN_BATCH = 150, 32  # the benchmark trains longer (benchmarks/export_bench.py --agreement)
 
-    space = create_space("tiny")
-    arch = space.arch(["k3e3", "k5e3", "k3e6", "k3e3", "k5e6", "k3e3"])
-    torch.manual_seed(0)
-    net = build_network(arch)
-    data = make_builtin(256, seed=5)
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None  # cumulative average over the batches
-    net.train()
-    with torch.no_grad():
-        for s in range(0, len(data), 64):
-            net(data.batch(list(range(s, s + 64)))[0])
-    net.eval()
-    # centre and scale the logits over the data: an untrained net's top-1 is one class for most
-    # images, which would make agreement trivial; now the top-1 is spread over the classes
-    fc = net.head[-1].fc
-    with torch.no_grad():
-        logits = net(data.batch(list(range(len(data))))[0])
-        fc.bias -= logits.mean(0)
-        scale = 2.0 / (logits - logits.mean(0)).std()
-        fc.weight *= scale
-        fc.bias *= scale
+
+@pytest.fixture(scope="module")
+def trained_tiny(tmp_path_factory):
+    from benchmarks.export_bench import AGREEMENT_OPS, train_tiny
+
+    arch, net, xva, yva, acc = train_tiny(AGREEMENT_OPS, TRAIN_ITERATIONS, TRAIN_BATCH)
+    print(f"\ntrained {arch.compact()} for {TRAIN_ITERATIONS} x {TRAIN_BATCH} images: val accuracy {acc:.1f}%")
+    assert acc >= 40.0  # well above chance (10%): a trained net, not a random one
     path = tmp_path_factory.mktemp("w") / "tiny.pt"
     torch.save({"arch": arch.to_dict(), "state_dict": net.state_dict()}, path)
-    return arch, net, path
+    return arch, net, path, xva, yva
 
 
-INT8_GAP = ("int8 top-1 agreement with fp32 on this untrained, class-balanced net is 80-92% (min-max PTQ, 64 or 512 "
-            "calibration images), below the 95% bound; not yet shown on a trained net")
-
-
-@pytest.mark.parametrize("fmt,precision,bound", [
-    ("tflite", "fp16", 0.98),
-    pytest.param("tflite", "int8", 0.95, marks=pytest.mark.xfail(strict=True, raises=HwnasError, reason=INT8_GAP)),
-    pytest.param("onnx", "int8", 0.95, marks=pytest.mark.xfail(strict=True, raises=HwnasError, reason=INT8_GAP)),
-])
-def test_quantized_top1_agreement_on_builtin_data(tmp_path, calibrated_tiny, fmt, precision, bound):
-    arch, net, weights = calibrated_tiny
-    r = export_arch(arch, weights=weights, fmt=fmt, precision=precision, out=tmp_path)
+@pytest.mark.parametrize("fmt,precision,bound", [("tflite", "fp16", 0.98), ("tflite", "int8", 0.95), ("onnx", "int8", 0.95)])
+def test_quantized_top1_agreement_of_a_trained_net(tmp_path, trained_tiny, fmt, precision, bound):
+    arch, net, weights, xva, yva = trained_tiny
+    r = export_arch(arch, weights=weights, fmt=fmt, precision=precision, out=tmp_path)  # raises if the check fails
     (p,) = r.parity
-    assert p.inputs == "built-in" and p.n == 64 and p.precision == precision
+    assert p.inputs == "built-in" and p.n == 256 and p.precision == precision and p.passed
     assert p.top1_agreement >= bound, p.summary()
-    # independently: 256 more built-in images, file vs the trained PyTorch net
-    x = builtin_images(32, 256, seed=4242)
+    assert r.warnings == []  # trained weights: the bound is enforced, not waived
+    # independently: the held-out validation split, normalized by the training code, file vs PyTorch
     with torch.no_grad():
-        ref = net(torch.from_numpy(x)).numpy()
-    got = load_runner(r.path)(x)
+        ref = net(torch.from_numpy(xva)).numpy()
+    got = load_runner(r.path)(xva)
     agree = float(np.mean(got.argmax(1) == ref.argmax(1)))
-    assert np.bincount(ref.argmax(1), minlength=10).max() <= 0.4 * len(ref)  # agreement is not trivial
-    print(f"\n{fmt} {precision}: top-1 agreement vs fp32 {100 * agree:.1f}% on 256 built-in images "
-          f"(export check {100 * p.top1_agreement:.1f}% on 64), max abs err {p.max_abs_err:.3g}")
+    assert np.bincount(ref.argmax(1), minlength=10).max() <= 0.3 * len(ref)  # agreement is not trivial
+    acc_file, acc_torch = float(np.mean(got.argmax(1) == yva)), float(np.mean(ref.argmax(1) == yva))
+    print(f"\n{fmt} {precision}: top-1 agreement vs fp32 {100 * agree:.1f}% on {len(xva)} held-out val images "
+          f"(export check {100 * p.top1_agreement:.1f}% on {p.n}); accuracy {100 * acc_torch:.1f}% -> {100 * acc_file:.1f}%")
     assert agree >= bound
     side = json.loads(r.sidecar.read_text())
     assert side["precision"] == precision and side["weights"]["source"] == "state_dict"
+    if precision == "int8":
+        assert side["calibration"]["source"] == "built-in" and side["calibration"]["images"] == 256
+        assert side["calibration"]["ranges"] == "global min/max"
     if precision == "int8" and fmt == "tflite":
         assert side["input"]["dtype"] == "int8" and side["input"]["quantization"]["scale"] > 0
+
+
+def test_calibration_images_are_normalized_like_the_training_data():
+    """The built-in calibration/parity images carry the training split's normalization, not their own."""
+    from hwnas.export.calibration import builtin_images
+    from hwnas.train.data import build_datasets, make_builtin
+
+    ds = build_datasets("builtin", n_val=8, n_path_eval=1)
+    x = builtin_images(32, 64, seed=3)
+    raw = make_builtin(64, 3).images.float() / 255
+    expect = ((raw - ds.train.mean) / ds.train.std).numpy()
+    assert np.abs(x - expect).max() < 1e-5
+    own = make_builtin(64, 3)  # normalized with its own 64 images' statistics: a different input
+    assert np.abs(x - own.batch(list(range(64)))[0].numpy()).max() > 1e-2
 
 
 def test_state_dict_weights_are_exported(tmp_path):
@@ -189,6 +195,32 @@ def test_cli_export_search_result_file(tmp_path, hwnas_cli):
     assert side["input"]["shape"] == [1, 3, 32, 32] and side["hwnas_version"]
     assert side["parity"][0]["top1_agreement"] == 1.0 and side["verified"] is True
     assert "parity fp32" in r.stdout and "warning" in r.stderr and "freshly initialized" in r.stderr
+
+
+# what the TFLite toolchain prints on fd 2 when it loads (copied from a real `hwnas export --format tflite`)
+BANNERS = """WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+I0000 00:00:1795653443.973859   12547 port.cc:153] oneDNN custom operations are on. You may see slightly different numerical results due to floating-point round-off errors from different computation orders. To turn them off, set the environment variable `TF_ENABLE_ONEDNN_OPTS=0`.
+INFO: Created TensorFlow Lite XNNPACK delegate for CPU.
+Failed to load /venv/lib/python3.11/site-packages/torchao/_C_mxfp8.cpython-310-x86_64-linux-gnu.so: Could not load this library: /venv/lib/python3.11/site-packages/torchao/_C_mxfp8.cpython-310-x86_64-linux-gnu.so
+W1126 00:36:29.690000 12190 torch/utils/_pytree.py:630] <enum 'KernelPreference'> is an Enum subclass and is now natively supported by torch.compile as an opaque value type. Calling register_constant() on Enum subclasses is deprecated and will be an error in a future release.
+"""
+
+
+def test_converter_banners_are_filtered_but_other_stderr_output_is_kept(capfd):
+    import os
+
+    from hwnas.export.quiet import banners_filtered
+
+    with banners_filtered():
+        os.write(2, BANNERS.encode())
+        os.write(2, b"E0000 real failure: model file truncated\n")
+        print("python-level warning", file=sys.stderr)
+    err = capfd.readouterr().err
+    assert sorted(err.splitlines()) == ["E0000 real failure: model file truncated", "python-level warning"]
+    with pytest.raises(RuntimeError), banners_filtered():  # an error inside: what it printed still shows
+        os.write(2, b"converter: unsupported op\n")
+        raise RuntimeError("conversion failed")
+    assert capfd.readouterr().err == "converter: unsupported op\n"
 
 
 # ---- bad input: one-line error, exit 2, nothing written ------------------------------------

@@ -25,15 +25,21 @@ def register(app: typer.Typer) -> None:
                force: bool = typer.Option(False, "--force", help="Use a table made for another space anyway."),
                no_verify: bool = typer.Option(False, "--no-verify", help="Skip the parity check and the latency measurement."),
                runs: Optional[int] = typer.Option(None, "--runs", help="Timed runs for the latency check (default: the table's protocol)."),
+               serial: Optional[str] = typer.Option(None, "--serial", help="Phone for a phone table's latency check (see `hwnas devices`); default the table's phone."),
+               host: Optional[str] = typer.Option(None, "--host", help="Phone over TCP for a phone table's latency check: HOST:PORT."),
+               transport: Optional[str] = typer.Option(None, "--transport", help="adb-shell (in process) or adb-cli (the adb client); default the table's."),
                as_json: bool = typer.Option(False, "--json", help="Print the sidecar as JSON.")) -> None:
         """Export an arch to TFLite/ONNX, checked for parity and real latency."""
-        from ..export import export_arch
+        from ..export.quiet import banners_filtered
 
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), banners_filtered():
+            from ..export import export_arch
+
             warnings.simplefilter("ignore")
             with console.status(f"exporting {arch} as {fmt} {precision}...") if not as_json else _null():
                 r = export_arch(arch, weights=weights, fmt=fmt, precision=precision, calibration_data=calibration_data, out=out,
-                                name=name, table=table, verify=not no_verify, latency_runs=runs, force_table=force)
+                                name=name, table=table, verify=not no_verify, latency_runs=runs, force_table=force,
+                                serial=host or serial, transport=transport)
         for w in r.warnings:
             err_console.print(f"[yellow]warning:[/] {w}")
         if as_json:
@@ -48,7 +54,7 @@ def register(app: typer.Typer) -> None:
         if r.latency is not None:
             lat = r.latency
             t = Table("device", "backend", "predicted ms", "measured ms", "error", "table", title="latency")
-            t.add_row(lat.device, lat.backend, f"{lat.predicted_ms:.3f} ± {lat.uncertainty_ms:.3f}",
+            t.add_row(f"{lat.device} {lat.serial}" if lat.serial else lat.device, lat.backend, f"{lat.predicted_ms:.3f} ± {lat.uncertainty_ms:.3f}",
                       "-" if lat.measured_ms is None else f"{lat.measured_ms:.3f}",
                       "-" if lat.error_pct is None else f"{lat.error_pct:+.1f}%", lat.table)
             console.print(t)

@@ -23,14 +23,15 @@ from .. import __version__
 from ..errors import HwnasError
 from ..io import atomic_write_json
 from ..space.arch import Arch, resolve_arch
-from .calibration import representative_images
+from .calibration import builtin_statistics, folder_images, representative_images
 from .exporters import FORMATS, check_format, export_module
 from .latency_check import LatencyReport, verify_latency
 from .parity import ParityReport, check_parity, random_inputs, torch_logits
 from .weights import load_network
 
-N_PARITY = 64  # inputs per parity check
-N_CALIBRATION = 64  # images for int8 calibration
+N_PARITY = 64  # random inputs per fp32 parity check
+N_PARITY_QUANTIZED = 256  # held-out representative images per fp16/int8 agreement check
+N_CALIBRATION = 256  # images for int8 calibration (activation ranges)
 
 
 @dataclass
@@ -64,12 +65,14 @@ def default_name(arch_text: str | Arch, arch: Arch) -> str:
 def export_arch(arch: str | Arch, *, weights: str | Path | None = None, fmt: str = "tflite", precision: str = "fp32",
                 calibration_data: str | Path | None = None, out: str | Path = "exports", name: str | None = None,
                 table: str | Path | None = None, verify: bool = True, measure_latency: bool = True,
-                latency_runs: int | None = None, force_table: bool = False, seed: int = 0) -> ExportResult:
+                latency_runs: int | None = None, force_table: bool = False, seed: int = 0, serial: str | None = None,
+                transport: str | None = None) -> ExportResult:
     """Build ``arch``'s standalone net, export it as ``fmt``/``precision`` into ``out``, verify it.
 
     Verification (unless ``verify=False``): parity of the file on the host runtime against
     PyTorch (an error if it fails), and with ``table`` the file's latency measured on the
-    table's device next to the table's prediction.
+    table's device next to the table's prediction: on the host, or for a phone table on the
+    phone over ADB (``serial``/``transport`` choose it; default the table's phone).
     """
     check_format(fmt, precision)
     arch_obj = arch if isinstance(arch, Arch) else resolve_arch(arch)
@@ -121,7 +124,10 @@ def export_arch(arch: str | Arch, *, weights: str | Path | None = None, fmt: str
             elif failed:
                 raise HwnasError(f"exported file failed the parity check: {failed[0].summary()}; nothing written (use --no-verify to keep it anyway)")
         if lat_table is not None:
-            lat = verify_latency(lat_table, arch_obj, tmp_file, fmt, precision, measure=verify and measure_latency, runs=latency_runs)
+            lat = verify_latency(lat_table, arch_obj, tmp_file, fmt, precision, measure=verify and measure_latency, runs=latency_runs,
+                                 serial=serial, transport=transport)
+            if "not measured: " in lat.note:
+                caught.append("latency " + lat.note[lat.note.index("not measured: "):])
 
         data = sidecar_dict(arch_obj, fmt, precision, loaded, flops, params, tmp_file, export_s, parity, lat, verify,
                             space.resolution, calibration_data, caught)
@@ -154,14 +160,18 @@ def supernet_of_result(arch_text: str) -> str | None:
 
 def verify_parity(net: torch.nn.Module, path: Path, precision: str, resolution: int,
                   calib_folder: str | Path | None = None, seed: int = 0) -> list[ParityReport]:
-    """fp32: 64 random inputs, exact up to round-off. fp16/int8: 64 representative images
-    (a seed other than the calibration images'), judged by top-1 agreement with fp32."""
+    """fp32: 64 random inputs, exact up to round-off. fp16/int8: 256 representative images
+    not used for calibration (built-in images of another seed; a folder's images after the
+    calibration ones when it has more), judged by top-1 agreement with the fp32 net."""
     if precision == "fp32":
         return [check_parity(net, path, random_inputs(resolution, N_PARITY, seed=seed + 1), "fp32", "random")]
     if calib_folder is not None:
-        imgs, what = representative_images(resolution, N_PARITY, folder=calib_folder), "calibration-folder"
+        imgs = folder_images(calib_folder, resolution, N_PARITY_QUANTIZED, offset=N_CALIBRATION)
+        what = "calibration-folder (held-out)"
+        if imgs is None:  # no images beyond the calibration ones
+            imgs, what = folder_images(calib_folder, resolution, N_PARITY_QUANTIZED), "calibration-folder (calibration images)"
     else:
-        imgs, what = representative_images(resolution, N_PARITY, seed=seed + 1_000), "built-in"
+        imgs, what = representative_images(resolution, N_PARITY_QUANTIZED, seed=seed + 1_000), "built-in"
     return [check_parity(net, path, imgs, precision, what, reference=torch_logits(net, imgs))]
 
 
@@ -184,7 +194,7 @@ def sidecar_dict(arch: Arch, fmt: str, precision: str, loaded, flops: int, param
         "flops": flops, "params": params,
         "weights": {"source": loaded.source, "path": loaded.path},
         "input": in_spec, "output": {"name": "output" if fmt == "onnx" else "output_0", "shape": [1, arch.get_space().num_classes], "meaning": "logits"},
-        "calibration": None if precision != "int8" else {"source": str(calibration_data) if calibration_data else "built-in", "images": N_CALIBRATION},
+        "calibration": None if precision != "int8" else calibration_dict(calibration_data),
         "verified": verified,
         "parity": [p.to_dict() for p in parity],
         "latency": lat.to_dict() if lat else None,
@@ -194,6 +204,22 @@ def sidecar_dict(arch: Arch, fmt: str, precision: str, loaded, flops: int, param
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
+
+
+def calibration_dict(calibration_data: str | Path | None) -> dict[str, Any]:
+    """Where the int8 activation ranges came from, and how those images were normalized."""
+    if calibration_data:
+        from .calibration import MEAN, STD  # noqa: PLC0415
+
+        return {"source": str(calibration_data), "images": N_CALIBRATION, "ranges": "global min/max",
+                "normalization": {"mean": MEAN.tolist(), "std": STD.tolist()}}
+    d: dict[str, Any] = {"source": "built-in", "images": N_CALIBRATION, "ranges": "global min/max"}
+    try:
+        mean, std = builtin_statistics()
+        d["normalization"] = {"mean": [round(float(v), 6) for v in mean.flatten()], "std": [round(float(v), 6) for v in std.flatten()]}
+    except ImportError:
+        pass
+    return d
 
 
 def _umask() -> int:

@@ -7,6 +7,7 @@ when given, otherwise the built-in data.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -26,18 +27,21 @@ def representative_images(resolution: int, n: int = 64, folder: str | Path | Non
     return builtin_images(resolution, n, seed)
 
 
-def folder_images(folder: str | Path, resolution: int, n: int = 64) -> np.ndarray:
-    """Up to ``n`` images of a folder (searched recursively, sorted), resized and centre-cropped."""
+def folder_images(folder: str | Path, resolution: int, n: int = 64, offset: int = 0) -> np.ndarray | None:
+    """Up to ``n`` images of a folder (searched recursively, sorted), resized and centre-cropped,
+    starting at the ``offset``-th; None when the folder has no images from there on."""
     d = Path(folder)
     if not d.is_dir():
         raise HwnasError(f"calibration folder {str(d)!r} does not exist; give a folder of images (.jpg/.png)")
     files = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise HwnasError(f"calibration folder {str(d)!r} has no images (.jpg/.png/...); add some or leave out --calibration-data to use the built-in data")
+    if offset >= len(files):
+        return None
     from PIL import Image, UnidentifiedImageError  # noqa: PLC0415
 
     out = []
-    for p in files[:n]:
+    for p in files[offset:offset + n]:
         try:
             with Image.open(p) as im:
                 out.append(_prepare(im.convert("RGB"), resolution))
@@ -69,16 +73,33 @@ def builtin_images(resolution: int, n: int = 64, seed: int = 0) -> np.ndarray:
 
 
 def _train_builtin(resolution: int, n: int, seed: int) -> np.ndarray | None:
-    """The training code's built-in 10-class set (32x32), resized for larger inputs."""
+    """The training code's built-in 10-class set (32x32), resized for larger inputs, normalized
+    with the statistics ``hwnas train`` normalizes it with (see ``builtin_statistics``)."""
     try:
         from ..train.data import make_builtin, resize_center_crop  # noqa: PLC0415
     except ImportError:
         return None
     images = make_builtin(n, seed, name="builtin-calibration")
+    images.mean, images.std = builtin_statistics()
     x = images.batch(list(range(n)))[0]
     if resolution != x.shape[-1]:
         x = resize_center_crop(x, resolution)
     return x.numpy().astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def builtin_statistics():
+    """Per-channel (mean, std) tensors of the built-in training set, with which ``hwnas train``
+    normalizes every built-in image (train and val alike).
+
+    Calibration and parity images must be normalized exactly as the net's inputs were in
+    training: a small set normalized with its own statistics is shifted by a few hundredths of
+    a standard deviation, which moves every activation range the int8 file is calibrated on.
+    """
+    from ..train.data import build_datasets  # noqa: PLC0415
+
+    train = build_datasets("builtin", n_val=1, n_path_eval=1).train
+    return train.mean.clone(), train.std.clone()
 
 
 def synthetic_images(resolution: int, n: int = 64, seed: int = 0) -> np.ndarray:

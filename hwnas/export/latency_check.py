@@ -27,13 +27,15 @@ class LatencyReport:
     measured_p90_ms: float | None = None
     measured_cv: float | None = None
     error_pct: float | None = None  # (predicted - measured) / measured, in %
+    serial: str | None = None  # the phone the file was timed on (ADB tables)
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def summary(self) -> str:
-        s = f"latency on {self.device} ({self.backend}): predicted {self.predicted_ms:.3f} ± {self.uncertainty_ms:.3f} ms"
+        where = f"{self.device} {self.serial}" if self.serial else self.device
+        s = f"latency on {where} ({self.backend}): predicted {self.predicted_ms:.3f} ± {self.uncertainty_ms:.3f} ms"
         if self.measured_ms is not None:
             s += f", measured {self.measured_ms:.3f} ms (median), prediction error {self.error_pct:+.1f}%"
         if self.note:
@@ -46,8 +48,15 @@ def predict(table: LatencyTable, arch: Arch) -> tuple[float, float]:
 
 
 def verify_latency(table: LatencyTable, arch: Arch, model_path: str | Path, fmt: str, precision: str,
-                   measure: bool = True, runs: int | None = None) -> LatencyReport:
-    """Predicted latency from ``table`` and, with ``measure``, the file timed on the table's device."""
+                   measure: bool = True, runs: int | None = None, serial: str | None = None,
+                   transport: str | None = None) -> LatencyReport:
+    """Predicted latency from ``table`` and, with ``measure``, the file timed on the table's device.
+
+    A phone table (backend ``adb``) times the file on the phone over ADB with the table's
+    protocol, through the same backend that profiled the blocks. ``serial`` (a USB serial or
+    HOST:PORT) and ``transport`` choose the phone; by default the table's phone (its serial).
+    A device that cannot be reached is reported in the note, not raised: the file is valid.
+    """
     ms, unc = table.predict(arch)
     device_name = str(table.device.get("name") or table.device.get("model") or "host")
     rep = LatencyReport(table=str(table.path or ""), backend=table.backend, device=device_name, predicted_ms=ms, uncertainty_ms=unc)
@@ -68,17 +77,27 @@ def verify_latency(table: LatencyTable, arch: Arch, model_path: str | Path, fmt:
     except HwnasError as e:
         rep.note = "; ".join(notes + [f"not measured: {e}"])
         return rep
-    backend = create_backend(table.backend, device=device)
+    options: dict[str, Any] = {}
+    if getattr(device, "kind", "host") == "adb":
+        rep.serial = serial or str(table.device.get("serial") or "") or None
+        options = {"serial": rep.serial, "transport": transport or table.device.get("transport") or None}
     try:
-        if getattr(backend, "model_format", fmt) != fmt:
-            rep.note = "; ".join(notes + [f"not measured: the table's backend {table.backend!r} times {backend.model_format} files, this is {fmt}"])
-            return rep
-        protocol = Protocol.from_dict(table.protocol) if table.protocol else backend.default_protocol()
-        if runs is not None:
-            protocol.runs = runs
-        m = backend.measure(model_path, protocol)
-    finally:
-        backend.close()
+        backend = create_backend(table.backend, device=device, **options)
+        try:
+            if getattr(backend, "model_format", fmt) != fmt:
+                rep.note = "; ".join(notes + [f"not measured: the table's backend {table.backend!r} times {backend.model_format} files, this is {fmt}"])
+                return rep
+            protocol = Protocol.from_dict(table.protocol) if table.protocol else backend.default_protocol()
+            if runs is not None:
+                protocol.runs = runs
+            m = backend.measure(model_path, protocol)
+        finally:
+            backend.close()
+    except HwnasError as e:
+        if getattr(device, "kind", "host") != "adb":
+            raise
+        rep.note = "; ".join(notes + [f"not measured: {e}"])
+        return rep
     rep.measured_ms, rep.measured_p90_ms, rep.measured_cv = m.median_ms, m.p90_ms, m.cv
     rep.error_pct = 100.0 * (ms - m.median_ms) / m.median_ms if m.median_ms > 0 else None
     if m.status != "ok":
