@@ -30,7 +30,7 @@ import json
 import math
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -394,18 +394,31 @@ def main(argv=None) -> dict:
     ctx = get_context("spawn")
     timings = {}
     with ProcessPoolExecutor(max_workers=ns.workers, mp_context=ctx) as ex:
-        # 1) greedy supernet first (its corrected cost sets the uniform budget), ground truth alongside
+        # 1) greedy supernet first (its corrected cost sets the uniform budget), ground truth alongside;
+        #    jobs are handed out one per free worker, so the uniform supernet starts as soon as the
+        #    greedy one is done instead of queueing behind every standalone net
         t0 = time.time()
         greedy_f = ex.submit(train_supernet_job, {"args": a, "sampler": "greedy", "iters": ns.greedy_iters, "out": str(work / "greedy")})
-        gt_f = [ex.submit(train_standalone, {"args": a, "indices": idx, "seed": ns.seed}) for idx in gt_idx]
-        rep_f = [ex.submit(train_standalone, {"args": a, "indices": idx, "seed": ns.seed + 1}) for idx in gt_idx[:ns.noise_archs]]
-        greedy = greedy_f.result()
-        uniform_iters = int(round(greedy["corrected_opt_images"] / ns.batch))
-        uniform_f = ex.submit(train_supernet_job, {"args": a, "sampler": "uniform", "iters": uniform_iters, "out": str(work / "uniform")})
-        gt = [f.result() for f in gt_f]
-        replicas = [f.result() for f in rep_f]
+        todo = [(("gt", i), {"args": a, "indices": idx, "seed": ns.seed}) for i, idx in enumerate(gt_idx)]
+        todo += [(("rep", i), {"args": a, "indices": idx, "seed": ns.seed + 1}) for i, idx in enumerate(gt_idx[:ns.noise_archs])]
+        running: dict = {greedy_f: "greedy"}
+        results: dict = {}
+        uniform_iters = None
+        while running:
+            if "greedy" in results and uniform_iters is None:
+                uniform_iters = int(round(results["greedy"]["corrected_opt_images"] / ns.batch))
+                running[ex.submit(train_supernet_job, {"args": a, "sampler": "uniform", "iters": uniform_iters,
+                                                       "out": str(work / "uniform")})] = "uniform"
+            while todo and len(running) < ns.workers:
+                key, job = todo.pop(0)
+                running[ex.submit(train_standalone, job)] = key
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for f in done:
+                results[running.pop(f)] = f.result()
+        greedy, uniform = results["greedy"], results["uniform"]
+        gt = [results[("gt", i)] for i in range(len(gt_idx))]
+        replicas = [results[("rep", i)] for i in range(ns.noise_archs)]
         print(f"ground truth: {len(gt)} standalone nets + {len(replicas)} seed replicas ({time.time() - t0:.0f}s)", flush=True)
-        uniform = uniform_f.result()
         timings["train_s"] = time.time() - t0
         print(f"trained: greedy {greedy['iterations']} it, uniform {uniform_iters} it ({timings['train_s']:.0f}s)", flush=True)
 
