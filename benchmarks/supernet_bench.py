@@ -425,13 +425,13 @@ def main(argv=None) -> dict:
         # 2) ranking of the ground-truth archs by each supernet
         t0 = time.time()
         rank_f = {w: ex.submit(rank_archs_job, {"args": a, "which": w, "indices": gt_idx}) for w in ("uniform", "greedy")}
+        thr_f = ex.submit(throughput_job, {"args": a})
         # 3) Table 3: split the paths over the workers
         chunks = [t3_idx[i:i + 10] for i in range(0, len(t3_idx), 10)]  # small chunks: each one is kept when done
         t3_f: dict[str, list] = {w: [] for w in ("random", "uniform", "greedy")}
         for c in chunks:  # chunk by chunk for all three supernets: a stopped run keeps comparable prefixes
             for w in t3_f:
                 t3_f[w].append(ex.submit(table3_job, {"args": a, "which": w, "indices": c}))
-        thr_f = ex.submit(throughput_job, {"args": a})
         sup_acc = {w: f.result() for w, f in rank_f.items()}
         t3 = {}
         for w, fs in t3_f.items():
