@@ -108,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
                "predicted_vs_measured": pred_vs_meas}
     from hwnas.io import atomic_write_json
 
+    if args.out.is_file():  # the trained-net agreement sections come from their own runs (--agreement)
+        old = json.loads(args.out.read_text())
+        payload.update({k: old[k] for k in ("agreement_trained", "agreement_supernet") if k in old})
     atomic_write_json(args.out, payload)
     print(f"wrote {args.out}")
     return 0
