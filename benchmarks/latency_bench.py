@@ -83,7 +83,8 @@ def run_profile(space: str, backend: str, table: Path, cache: Path | None) -> di
            "retries": int(sum(e.get("retries", 0) for e in tab.entries.values())),
            "cv_exceeded_entries": int(sum(e.get("status") == "cv_exceeded" for e in tab.entries.values())),
            "block_cache": "empty at start" if fresh else "given (blocks exported before are reused)",
-           "protocol": {k: tab.protocol.get(k) for k in ("runs", "warmup_runs", "min_time_s", "rounds", "clock", "max_retries", "cv_bound", "process", "clock_used")},
+           "protocol": {k: tab.protocol.get(k) for k in ("runs", "warmup_runs", "min_time_s", "rounds", "clock", "max_retries", "cv_bound",
+                                                         "process", "clock_used", "anchor_every", "anchor")},
            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     prev = sidecar(table, "profile")
     if prev.exists():  # a resumed run: keep the first run's cost too
@@ -107,11 +108,26 @@ def run_validate(table: Path, samples: int, max_retries: int | None) -> dict:
 
 
 def repeatability(a: Path, b: Path) -> dict:
+    """Per-entry differences between two profiles of the same space.
+
+    With drift correction each table's entries are in the speed its own anchor reference
+    recorded; the second figure puts table b in table a's reference state (entries times
+    ref_a / ref_b), which is what extending table a with b's measurements would do.
+    """
     ta, tb = LatencyTable.load(a), LatencyTable.load(b)
     keys = sorted(set(ta.entries) & set(tb.entries))
-    d = np.array([abs(tb.entries[k]["median_ms"] - ta.entries[k]["median_ms"]) / ta.entries[k]["median_ms"] for k in keys])
-    return {"entries": len(keys), "median_abs_diff_pct": float(100 * np.median(d)), "p90_abs_diff_pct": float(100 * np.percentile(d, 90)),
-            "within_10": float(np.mean(d <= 0.10)), "within_5": float(np.mean(d <= 0.05)), "max_abs_diff_pct": float(100 * d.max())}
+
+    def stats(scale: float) -> dict:
+        d = np.array([abs(scale * tb.entries[k]["median_ms"] - ta.entries[k]["median_ms"]) / ta.entries[k]["median_ms"] for k in keys])
+        return {"entries": len(keys), "median_abs_diff_pct": float(100 * np.median(d)), "p90_abs_diff_pct": float(100 * np.percentile(d, 90)),
+                "within_10": float(np.mean(d <= 0.10)), "within_5": float(np.mean(d <= 0.05)), "max_abs_diff_pct": float(100 * d.max())}
+
+    out = stats(1.0)
+    ra, rb = (t.protocol.get("anchor", {}).get("reference_ms") for t in (ta, tb))
+    if ra and rb:
+        out["anchor_reference_ms"] = [ra, rb]
+        out["in_one_reference_state"] = stats(ra / rb)
+    return out
 
 
 def fixture_figure() -> dict:
@@ -144,6 +160,7 @@ def profile_cost_from_table(t: Path) -> dict:
 
 
 def assemble(tables: list[Path], out: Path, note: str = "") -> dict:
+    earlier = json.loads(out.read_text()).get("runs", {}) if out.exists() else {}
     res: dict = {"runs": {}, "fixture_log": fixture_figure(), "naive_reference_from_issue": NAIVE_REFERENCE}
     if note:
         res["note"] = note
@@ -162,7 +179,16 @@ def assemble(tables: list[Path], out: Path, note: str = "") -> dict:
                 r["profile_again"] = json.loads(sidecar(run2, "profile").read_text())
         if sidecar(t, "validate").exists():
             v = json.loads(sidecar(t, "validate").read_text())
-            r["validate"] = {k: v.get(k) for k in ("samples", "results", "noise", "calibration", "export", "protocol", "wall_s", "finished", "archs")}
+            r["validate"] = {k: v.get(k) for k in ("samples", "results", "noise", "drift", "results_without_drift_correction",
+                                                   "noise_without_drift_correction", "calibration", "export", "protocol", "wall_s", "finished", "archs")}
+        # a profile from a warm block cache does not say what a first profile costs: keep the
+        # last cold-cache figure of this space/backend from the earlier results
+        cold = lambda p: isinstance(p, dict) and p.get("block_cache") == "empty at start"  # noqa: E731
+        if not cold(r["profile"]):
+            prev = earlier.get(name, {})
+            prev_cold = prev.get("profile") if cold(prev.get("profile")) else prev.get("profile_cold_cache_earlier")
+            if cold(prev_cold):
+                r["profile_cold_cache_earlier"] = prev_cold
         res["runs"][name] = r
     atomic_write_json(out, res)
     print_table(res)

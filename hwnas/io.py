@@ -9,6 +9,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+def _file_mode() -> int:
+    """The mode a plainly created file gets (temp files are private; the result should not be)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return atomic_write_with(path, lambda f: f.write(data))
 
@@ -30,6 +37,7 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[Any], Any]) -> 
         with os.fdopen(fd, "wb") as f:
             writer(f)
             f.flush()
+            os.fchmod(f.fileno(), _file_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -50,6 +58,7 @@ def atomic_output_path(path: str | os.PathLike) -> tuple[Path, Callable[[], Path
     tmp_path = Path(tmp)
 
     def commit() -> Path:
+        os.chmod(tmp_path, _file_mode())
         os.replace(tmp_path, path)
         return path
 
