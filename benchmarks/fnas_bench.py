@@ -115,7 +115,8 @@ def best_after(history, truth, n):
 SETTINGS: dict = {}
 
 # How the defaults (PPO lr 3e-3, entropy 1e-2, UAC threshold 1.0) were chosen: quick runs of this protocol
-# on the same table and budget (run_variant; equivalent to `--variants V --set NAME=VALUE --seeds S --cap C`).
+# (run_variant; equivalent to `--table-rev b4672bc --variants V --set NAME=VALUE --seeds S --cap C`) on the
+# host table as committed at b4672bc (budget T = 0.9451 ms), before the table was re-profiled.
 # Values: mean (median) evaluations to the top 1 %, then mean evaluations to the top 0.1 % (misses = cap).
 # The controller settings were picked for plain PPO and then shared; the critic/buffer ones for FNAS.
 TUNING = {
@@ -335,7 +336,7 @@ def search_part(seeds: list[int], cap: int, source_evals: int, summarize_only: b
                         "reach": "an arch is reached at the real evaluation that first returns it (its index in the problem's history); "
                                  "trusted estimates never reach; repeated archs are cache hits for every variant; runs that miss count as the cap",
                         "targets": TARGETS,
-                        "shared_settings_overrides": SETTINGS, "tuning": TUNING,
+                        "shared_settings_overrides": SETTINGS, "tuning_on_table_b4672bc": TUNING,
                         "config": {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in ("use_uac", "use_aeb")},
                         "oracle_bound": "E[min(first hit, first batch + 1)] for uniform first-batch draws: the least any learner can average",
                         "fnas_critic_source": f"ppo+uac+aeb search at T'={T_src:.4f} ms (25th pct latency), {source_evals} evaluations, not counted"},
