@@ -149,6 +149,23 @@ def test_calibration_images_are_normalized_like_the_training_data():
     assert np.abs(x - own.batch(list(range(64)))[0].numpy()).max() > 1e-2
 
 
+def test_int8_calibration_from_an_image_folder(tmp_path):
+    """A user folder calibrates the ranges; with no images beyond the calibration ones the
+    agreement check says it used those same images."""
+    from PIL import Image
+
+    folder = tmp_path / "imgs" / "sub"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (40 + i, 48, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    r = quiet_export("tiny:123456", fmt="onnx", precision="int8", calibration_data=tmp_path / "imgs", out=tmp_path / "out")
+    side = json.loads(r.sidecar.read_text())
+    assert side["calibration"]["source"] == str(tmp_path / "imgs") and side["calibration"]["images"] == 6
+    assert side["calibration"]["normalization"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    assert r.parity[0].inputs == "calibration-folder (calibration images)" and r.parity[0].n == 6
+
+
 def test_state_dict_weights_are_exported(tmp_path):
     space = create_space("tiny")
     arch = space.sample(11)

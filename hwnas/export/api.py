@@ -130,7 +130,7 @@ def export_arch(arch: str | Arch, *, weights: str | Path | None = None, fmt: str
                 caught.append("latency " + lat.note[lat.note.index("not measured: "):])
 
         data = sidecar_dict(arch_obj, fmt, precision, loaded, flops, params, tmp_file, export_s, parity, lat, verify,
-                            space.resolution, calibration_data, caught)
+                            space.resolution, calibration_data, caught, n_calibration=0 if calib is None else len(calib))
         os.chmod(tmp_file, 0o644 & ~_umask())  # temp files are private; the export is a normal file
         os.replace(tmp_file, final)
         try:
@@ -177,7 +177,7 @@ def verify_parity(net: torch.nn.Module, path: Path, precision: str, resolution: 
 
 def sidecar_dict(arch: Arch, fmt: str, precision: str, loaded, flops: int, params: int, path: Path, export_s: float,
                  parity: list[ParityReport], lat: LatencyReport | None, verified: bool, resolution: int,
-                 calibration_data: str | Path | None, warns: list[str]) -> dict[str, Any]:
+                 calibration_data: str | Path | None, warns: list[str], n_calibration: int = 0) -> dict[str, Any]:
     """The JSON next to the file: everything needed to know what it is and how it was checked."""
     in_spec: dict[str, Any] = {"name": "input" if fmt == "onnx" else "args_0", "shape": [1, 3, resolution, resolution],
                                "layout": "NCHW", "dtype": "float32",
@@ -194,7 +194,7 @@ def sidecar_dict(arch: Arch, fmt: str, precision: str, loaded, flops: int, param
         "flops": flops, "params": params,
         "weights": {"source": loaded.source, "path": loaded.path},
         "input": in_spec, "output": {"name": "output" if fmt == "onnx" else "output_0", "shape": [1, arch.get_space().num_classes], "meaning": "logits"},
-        "calibration": None if precision != "int8" else calibration_dict(calibration_data),
+        "calibration": None if precision != "int8" else calibration_dict(calibration_data, n_calibration),
         "verified": verified,
         "parity": [p.to_dict() for p in parity],
         "latency": lat.to_dict() if lat else None,
@@ -206,14 +206,14 @@ def sidecar_dict(arch: Arch, fmt: str, precision: str, loaded, flops: int, param
 
 
 
-def calibration_dict(calibration_data: str | Path | None) -> dict[str, Any]:
+def calibration_dict(calibration_data: str | Path | None, n_images: int) -> dict[str, Any]:
     """Where the int8 activation ranges came from, and how those images were normalized."""
     if calibration_data:
         from .calibration import MEAN, STD  # noqa: PLC0415
 
-        return {"source": str(calibration_data), "images": N_CALIBRATION, "ranges": "global min/max",
+        return {"source": str(calibration_data), "images": n_images, "ranges": "global min/max",
                 "normalization": {"mean": MEAN.tolist(), "std": STD.tolist()}}
-    d: dict[str, Any] = {"source": "built-in", "images": N_CALIBRATION, "ranges": "global min/max"}
+    d: dict[str, Any] = {"source": "built-in", "images": n_images, "ranges": "global min/max"}
     try:
         mean, std = builtin_statistics()
         d["normalization"] = {"mean": [round(float(v), 6) for v in mean.flatten()], "std": [round(float(v), 6) for v in std.flatten()]}
