@@ -32,6 +32,7 @@ from .weights import load_network
 N_PARITY = 64  # random inputs per fp32 parity check
 N_PARITY_QUANTIZED = 256  # held-out representative images per fp16/int8 agreement check
 N_CALIBRATION = 256  # images for int8 calibration (activation ranges)
+N_BN_IMAGES = 64  # images for a fresh net's BN statistics (fp32/fp16 exports; int8 uses the calibration images)
 
 
 @dataclass
@@ -93,7 +94,7 @@ def export_arch(arch: str | Arch, *, weights: str | Path | None = None, fmt: str
         warnings.simplefilter("always", UserWarning)
         bn_images = None
         if weights is None:  # a fresh net: BN statistics from the representative images
-            bn_images = calib if calib is not None else representative_images(space.resolution, N_CALIBRATION, seed=seed)
+            bn_images = calib if calib is not None else representative_images(space.resolution, N_BN_IMAGES, seed=seed)
         loaded = load_network(arch_obj, weights, seed=seed, bn_images=bn_images)
         caught += [str(x.message) for x in w if issubclass(x.category, UserWarning) and "no --weights" in str(x.message)]
     net = loaded.net.eval()
