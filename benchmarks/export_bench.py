@@ -309,9 +309,14 @@ def predicted_vs_measured(rows: list[dict], tables: dict[str, Path]) -> list[dic
         pred_vs_meas.append({"backend": backend, "table": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
                              "calibration": t.calibration, "calibrated": calibrated, "predicted_ms": L["predicted_ms"],
                              "uncertainty_ms": L["uncertainty_ms"], "measured_ms": L["measured_ms"], "error_pct": L["error_pct"],
-                             "within_10pct": within, "note": L["note"]})
+                             "within_10pct": within, "note": L["note"],
+                             "device_speed_factor": L.get("device_speed_factor"), "measured_reference_ms": L.get("measured_reference_ms"),
+                             "error_reference_pct": L.get("error_reference_pct"),
+                             "within_10pct_in_table_state": None if L.get("error_reference_pct") is None else abs(L["error_reference_pct"]) <= 10.0})
         print(f"{backend}: predicted {L['predicted_ms']:.2f} ms vs measured {L['measured_ms']:.2f} ms -> {L['error_pct']:+.1f}% "
-              f"({'within' if within else 'OUTSIDE'} ±10%; table {'calibrated' if calibrated else 'uncalibrated'})")
+              f"({'within' if within else 'OUTSIDE'} ±10%; table {'calibrated' if calibrated else 'uncalibrated'})"
+              + (f"; device at {L['device_speed_factor']:.3f}x the table's speed -> {L['error_reference_pct']:+.1f}% in the table's state"
+                 if L.get("error_reference_pct") is not None else ""))
     return pred_vs_meas
 
 

@@ -144,3 +144,26 @@ def test_validate_corrects_drift_against_the_table_reference(tmp_path):
     assert corr == pytest.approx(raw / 1.3)
     assert rep["results_without_drift_correction"]["uncalibrated"]["bias_pct"] < rep["results"]["uncalibrated"]["bias_pct"]
     assert not any(tmp_path.glob("*.validate-seed1.journal.jsonl"))  # a finished validation leaves no journal
+
+
+def test_export_latency_check_reports_the_device_speed_against_the_table(tmp_path, monkeypatch):
+    """The shipped host table has an anchor: an export's latency check times it around the file."""
+    from hwnas.export.latency_check import verify_latency
+    from hwnas.latency.blocks import export_network
+    from hwnas.latency.table import LatencyTable
+
+    from .conftest import REPO
+
+    monkeypatch.setenv("HWNAS_CACHE_DIR", str(tmp_path / "cache"))
+    table = LatencyTable.load(REPO / "latency_tables" / "host-tiny-onnxruntime.json", force=True)
+    assert table.protocol["anchor"]["reference_ms"] > 0
+    sp = create_space("tiny")
+    arch = sp.sample(5)
+    f = export_network(arch, "onnx", tmp_path / "net.onnx")
+    table.protocol = {**table.protocol, "runs": 10, "warmup_runs": 2, "min_time_s": 0.0, "rounds": 1}
+    rep = verify_latency(table, arch, f, "onnx", "fp32")
+    assert rep.measured_ms > 0 and 0.2 < rep.device_speed_factor < 5
+    assert rep.measured_reference_ms == pytest.approx(rep.measured_ms / rep.device_speed_factor)
+    assert rep.error_reference_pct == pytest.approx(100 * (rep.predicted_ms - rep.measured_reference_ms) / rep.measured_reference_ms)
+    assert "when the table was profiled" in rep.summary()
+    assert (tmp_path / "cache" / "networks").is_dir()  # the anchor was exported into the cache, not the user's folder

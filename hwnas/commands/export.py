@@ -58,6 +58,9 @@ def register(app: typer.Typer) -> None:
                       "-" if lat.measured_ms is None else f"{lat.measured_ms:.3f}",
                       "-" if lat.error_pct is None else f"{lat.error_pct:+.1f}%", lat.table)
             console.print(t)
+            if lat.device_speed_factor is not None and lat.measured_reference_ms is not None:
+                console.print(f"the anchor network took {lat.device_speed_factor:.3f}x its time when the table was profiled:"
+                              f" {lat.measured_reference_ms:.3f} ms in the table's state, error {lat.error_reference_pct:+.1f}%")
             if lat.note:
                 console.print(f"note: {lat.note}")
 

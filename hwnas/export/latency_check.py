@@ -2,7 +2,10 @@
 
 The file is timed through the same backend and protocol that filled the table (host
 onnxruntime/LiteRT, or the phone over ADB), so the two numbers differ only by what the
-block-sum model misses (per-op overhead between blocks, fusion across blocks).
+block-sum model misses (per-op overhead between blocks, fusion across blocks). When the table
+was profiled with drift correction, the space's anchor network is timed before and after the
+file: a device running slower than when the table was made (a loaded host, a warm phone) is
+reported as such, with the measurement in the table's reference state next to the raw one.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ class LatencyReport:
     measured_cv: float | None = None
     error_pct: float | None = None  # (predicted - measured) / measured, in %
     serial: str | None = None  # the phone the file was timed on (ADB tables)
+    device_speed_factor: float | None = None  # anchor now / anchor when the table was profiled (>1: slower now)
+    measured_reference_ms: float | None = None  # measured_ms / device_speed_factor
+    error_reference_pct: float | None = None  # prediction error against measured_reference_ms
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -38,6 +44,9 @@ class LatencyReport:
         s = f"latency on {where} ({self.backend}): predicted {self.predicted_ms:.3f} ± {self.uncertainty_ms:.3f} ms"
         if self.measured_ms is not None:
             s += f", measured {self.measured_ms:.3f} ms (median), prediction error {self.error_pct:+.1f}%"
+        if self.device_speed_factor is not None and self.measured_reference_ms is not None:
+            s += (f"; the anchor network took {self.device_speed_factor:.3f}x its time when the table was profiled:"
+                  f" {self.measured_reference_ms:.3f} ms in that state, error {self.error_reference_pct:+.1f}%")
         if self.note:
             s += f" [{self.note}]"
         return s
@@ -90,7 +99,11 @@ def verify_latency(table: LatencyTable, arch: Arch, model_path: str | Path, fmt:
             protocol = Protocol.from_dict(table.protocol) if table.protocol else backend.default_protocol()
             if runs is not None:
                 protocol.runs = runs
+            anchor = _anchor_for(table, arch, fmt)
+            readings = [backend.measure(anchor, protocol).median_ms] if anchor else []
             m = backend.measure(model_path, protocol)
+            if anchor:
+                readings.append(backend.measure(anchor, protocol).median_ms)
         finally:
             backend.close()
     except HwnasError as e:
@@ -100,7 +113,28 @@ def verify_latency(table: LatencyTable, arch: Arch, model_path: str | Path, fmt:
         return rep
     rep.measured_ms, rep.measured_p90_ms, rep.measured_cv = m.median_ms, m.p90_ms, m.cv
     rep.error_pct = 100.0 * (ms - m.median_ms) / m.median_ms if m.median_ms > 0 else None
+    if readings and m.median_ms > 0:
+        ref = float(table.protocol["anchor"]["reference_ms"])
+        rep.device_speed_factor = float(sum(readings) / len(readings)) / ref
+        rep.measured_reference_ms = m.median_ms / rep.device_speed_factor
+        rep.error_reference_pct = 100.0 * (ms - rep.measured_reference_ms) / rep.measured_reference_ms
     if m.status != "ok":
         notes.append(f"measurement CV {m.cv:.3f} above the protocol bound")
     rep.note = "; ".join(notes)
     return rep
+
+
+def _anchor_for(table: LatencyTable, arch: Arch, fmt: str) -> Path | None:
+    """The table's anchor network file, when the table has one this version knows (else None)."""
+    info = table.protocol.get("anchor") or {}
+    if not info.get("reference_ms"):
+        return None
+    from ..latency.drift import anchor_arch, anchor_file  # noqa: PLC0415
+
+    space = arch.get_space()
+    if info.get("arch") != anchor_arch(space).compact():
+        return None
+    try:
+        return anchor_file(space, fmt)
+    except Exception:  # noqa: BLE001  (no anchor: the raw measurement still stands)
+        return None
