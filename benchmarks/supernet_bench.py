@@ -404,7 +404,7 @@ def main(argv=None) -> dict:
         running: dict = {greedy_f: "greedy"}
         results: dict = {}
         uniform_iters = None
-        while running:
+        while running or todo or uniform_iters is None:
             if "greedy" in results and uniform_iters is None:
                 uniform_iters = int(round(results["greedy"]["corrected_opt_images"] / ns.batch))
                 running[ex.submit(train_supernet_job, {"args": a, "sampler": "uniform", "iters": uniform_iters,
@@ -412,6 +412,8 @@ def main(argv=None) -> dict:
             while todo and len(running) < ns.workers:
                 key, job = todo.pop(0)
                 running[ex.submit(train_standalone, job)] = key
+            if not running:
+                continue
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for f in done:
                 results[running.pop(f)] = f.result()
