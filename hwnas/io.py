@@ -9,11 +9,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-def _file_mode() -> int:
-    """The mode a plainly created file gets (temp files are private; the result should not be)."""
+def _process_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+# The mode a plainly created file gets: temp files are private, the result should not be.
+# Read once: os.umask can only be read by setting it, which would race with other threads.
+_FILE_MODE = 0o666 & ~_process_umask()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -37,7 +41,7 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[Any], Any]) -> 
         with os.fdopen(fd, "wb") as f:
             writer(f)
             f.flush()
-            os.fchmod(f.fileno(), _file_mode())
+            os.fchmod(f.fileno(), _FILE_MODE)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -58,7 +62,7 @@ def atomic_output_path(path: str | os.PathLike) -> tuple[Path, Callable[[], Path
     tmp_path = Path(tmp)
 
     def commit() -> Path:
-        os.chmod(tmp_path, _file_mode())
+        os.chmod(tmp_path, _FILE_MODE)
         os.replace(tmp_path, path)
         return path
 

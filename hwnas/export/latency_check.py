@@ -126,13 +126,10 @@ def verify_latency(table: LatencyTable, arch: Arch, model_path: str | Path, fmt:
 
 def _anchor_for(table: LatencyTable, arch: Arch, fmt: str) -> Path | None:
     """The table's anchor network file, when the table has one this version knows (else None)."""
-    info = table.protocol.get("anchor") or {}
-    if not info.get("reference_ms"):
-        return None
-    from ..latency.drift import anchor_arch, anchor_file  # noqa: PLC0415
+    from ..latency.drift import anchor_file, table_anchor_reference  # noqa: PLC0415
 
     space = arch.get_space()
-    if info.get("arch") != anchor_arch(space).compact():
+    if table_anchor_reference(table.protocol, space) is None:
         return None
     try:
         return anchor_file(space, fmt)

@@ -31,6 +31,7 @@ import numpy as np
 from ..space.arch import Arch
 from ..space.space import SearchSpace
 from .backends.base import Backend, Measurement, Protocol
+from .journal import Journal
 
 ANCHOR_SEED = 7919  # which random arch of a space is its anchor (fixed: tables and validation must agree)
 DEFAULT_WINDOW = 5
@@ -39,6 +40,14 @@ DEFAULT_WINDOW = 5
 def anchor_arch(space: SearchSpace) -> Arch:
     """The space's anchor network: a fixed random arch, typical of what is timed."""
     return space.sample(np.random.default_rng(ANCHOR_SEED))
+
+
+def table_anchor_reference(protocol: dict[str, Any], space: SearchSpace) -> float | None:
+    """The reference latency of a table's anchor, if the table has one and it is this space's anchor."""
+    info = protocol.get("anchor") or {}
+    if not info.get("reference_ms") or info.get("arch") != anchor_arch(space).compact():
+        return None
+    return float(info["reference_ms"])
 
 
 def anchor_file(space: SearchSpace, model_format: str, cache_dir: Path | None = None) -> Path:
@@ -59,6 +68,11 @@ class AnchorLog:
 
     readings: list[tuple[float, float]] = field(default_factory=list)
     window: int = DEFAULT_WINDOW
+
+    @classmethod
+    def from_journal(cls, journal: Journal) -> "AnchorLog":
+        """The anchor readings an interrupted run journaled."""
+        return cls(readings=[(float(r["t"]), float(r["anchor_ms"])) for r in journal.records if "anchor_ms" in r])
 
     def add(self, t: float, ms: float) -> None:
         self.readings.append((float(t), float(ms)))
@@ -103,6 +117,13 @@ def corrected(m: Measurement | dict[str, Any], factor: float) -> dict[str, Any]:
     d["raw_median_ms"] = raw
     d["drift_factor"] = round(float(factor), 6)
     return d
+
+
+def journal_anchor(journal: Journal | None) -> Callable[[float, float], None] | None:
+    """An ``on_anchor`` callback that journals each reading (read back by ``AnchorLog.from_journal``)."""
+    if journal is None:
+        return None
+    return lambda t, ms: journal.append({"key": "__anchor__", "t": t, "anchor_ms": ms})
 
 
 class AnchoredTimer:

@@ -29,7 +29,7 @@ from ..space.registry import create_space
 from ..space.space import SearchSpace
 from .backends.base import Backend, Measurement, MeasurementError, Protocol, create_backend, CV_DEFINITION
 from .blocks import default_cache_dir, export_block, exporter_tag
-from .drift import AnchoredTimer, AnchorLog, anchor_arch, anchor_file, corrected
+from .drift import AnchoredTimer, AnchorLog, anchor_arch, anchor_file, corrected, journal_anchor
 from .journal import Journal, journal_path
 from .keys import space_slots
 from .table import LatencyTable, now_iso
@@ -131,15 +131,14 @@ def profile_space(device: DeviceProfile | str, space: SearchSpace | str, backend
     journal = Journal(journal_path(out_path), header).open(force=force)
 
     done: dict[str, list[dict[str, Any]]] = {}
-    times: dict[str, list[float]] = {}
+    times: dict[str, list[float | None]] = {}
     failed: dict[str, str] = {}
     for rec in journal.records:
         if "failed" in rec:
             failed[rec["key"]] = rec["failed"]
         elif "measurement" in rec:
             done.setdefault(rec["key"], []).append(rec["measurement"])
-            if "t" in rec:
-                times.setdefault(rec["key"], []).append(float(rec["t"]))
+            times.setdefault(rec["key"], []).append(rec.get("t"))  # None: journaled without a time (no correction)
     # drift correction: a table's entries share one reference speed, so a table that was
     # measured without an anchor is extended without one
     anchor_info = dict(table.protocol.get("anchor") or {})
@@ -162,15 +161,14 @@ def profile_space(device: DeviceProfile | str, space: SearchSpace | str, backend
             if progress:
                 progress(ProfileEvent("export", i + 1, len(need), key))
         # 2) measure, rounds interleaved across keys, the anchor timed in between
-        anchor_log = AnchorLog(readings=[(float(r["t"]), float(r["anchor_ms"])) for r in journal.records if "anchor_ms" in r])
+        anchor_log = AnchorLog.from_journal(journal)
         anchor_path = None
         if use_anchor and any(len(done.get(k, [])) < proto.rounds for k in files):
             try:
                 anchor_path = anchor_file(sp, be.model_format, cache)
             except Exception as e:  # noqa: BLE001  (the table is still valid without drift correction)
                 anchor_note = f"anchor export failed ({type(e).__name__}); no drift correction"
-        timer = AnchoredTimer(be, proto, anchor_path, proto.anchor_every if use_anchor else 0, anchor_log,
-                              on_anchor=lambda t, ms: journal.append({"key": "__anchor__", "t": t, "anchor_ms": ms}))
+        timer = AnchoredTimer(be, proto, anchor_path, proto.anchor_every if use_anchor else 0, anchor_log, on_anchor=journal_anchor(journal))
         plan = []
         for r in range(proto.rounds):
             order = [k for k in need if k in files]
@@ -208,8 +206,7 @@ def profile_space(device: DeviceProfile | str, space: SearchSpace | str, backend
     for key in todo:
         rs = done.get(key, [])
         if key not in failed and len(rs) >= proto.rounds:
-            ts = times.get(key, [])
-            rs = [corrected(m, anchor_log.factor(ts[i] if i < len(ts) else None, reference)) for i, m in enumerate(rs[: proto.rounds])]
+            rs = [corrected(m, anchor_log.factor(t, reference)) for m, t in zip(rs[: proto.rounds], times[key])]
             table.entries[key] = entry_from_rounds(rs)
             if use_anchor and reference:
                 table.entries[key]["drift_factors"] = [round(float(m.get("drift_factor", 1.0)), 4) for m in rs]

@@ -26,7 +26,7 @@ from ..space.registry import create_space
 from ..space.space import SearchSpace
 from .backends.base import Backend, Protocol, create_backend
 from .blocks import default_cache_dir, export_network, exporter_tag
-from .drift import DEFAULT_WINDOW, AnchoredTimer, AnchorLog, anchor_arch, anchor_file
+from .drift import DEFAULT_WINDOW, AnchoredTimer, AnchorLog, anchor_file, journal_anchor, table_anchor_reference
 from .journal import Journal
 from .keys import arch_keys
 from .profiler import ProfileEvent, resolve_device
@@ -80,17 +80,12 @@ def measure_networks(archs: list[Arch], backend: Backend, protocol: Protocol, ca
     done: dict[tuple[str, int], dict[str, Any]] = {}
     log = anchor_log if anchor_log is not None else AnchorLog()
     if journal is not None:
+        log.readings.extend(AnchorLog.from_journal(journal).readings)
         for rec in journal.records:
-            if "anchor_ms" in rec:
-                log.add(rec["t"], rec["anchor_ms"])
-            elif "round" in rec and "median_ms" in rec:
+            if "round" in rec and "median_ms" in rec:
                 done[(rec["key"], int(rec["round"]))] = {"median_ms": float(rec["median_ms"]), "t": rec.get("t")}
 
-    def on_anchor(t: float, ms: float) -> None:
-        if journal is not None:
-            journal.append({"key": "__anchor__", "t": t, "anchor_ms": ms})
-
-    timer = AnchoredTimer(backend, protocol, anchor, protocol.anchor_every, log, on_anchor=on_anchor)
+    timer = AnchoredTimer(backend, protocol, anchor, protocol.anchor_every, log, on_anchor=journal_anchor(journal))
     rounds: list[list[dict[str, Any]]] = [[] for _ in archs]
     total = protocol.rounds * len(archs)
     step = 0
@@ -197,12 +192,11 @@ def validate_table(device: DeviceProfile | str, table: LatencyTable | str | Path
     header = {"backend": tab.backend, "space": tab.space, "space_args": tab.space_args, "protocol": proto.to_dict(),
               "fingerprint": be.fingerprint(), "table": str(tab.path), "seed": seed}
     journal = Journal(jpath, header).open(force=force)
-    anchor_info = dict(tab.protocol.get("anchor") or {})
-    reference = float(anchor_info.get("reference_ms") or 0.0)
+    reference = table_anchor_reference(tab.protocol, space) or 0.0
     anchor = None
     drift_note = "the table has no anchor (profiled without drift correction): measurements are used as timed"
-    if reference and proto.anchor_every > 0:
-        if anchor_info.get("arch") == anchor_arch(space).compact():
+    if (tab.protocol.get("anchor") or {}).get("reference_ms") and proto.anchor_every > 0:
+        if reference:
             anchor = anchor_file(space, be.model_format, cache_dir)
             drift_note = ("each measurement divided by the device's speed at that moment relative to the table's reference "
                           "(the anchor network timed every %d measurements, median of the %d nearest readings)" % (proto.anchor_every, DEFAULT_WINDOW))
