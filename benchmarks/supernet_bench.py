@@ -142,6 +142,16 @@ def train_supernet_job(job):
     return summary
 
 
+def planned_greedy_corrected_images(a, iters: int, m: int = 10, k: int = 5) -> float:
+    """The corrected #optimization of a greedy run without early stop (the trainer's accounting):
+    one path per warm-up iteration, then rounds of m evaluated / k trained paths, each evaluation
+    on the fixed eval batch, a forward costing 1/3.33 of an optimization step."""
+    warm = int(round(a["warmup"] * iters))
+    rounds = math.ceil(max(iters - warm, 0) / k)
+    eval_images = rounds * m * min(a["eval_batch"], a["n_path_eval"])
+    return iters * a["batch"] + eval_images / EVAL_RATIO
+
+
 def _load_supernet(which, a):
     import torch
 
@@ -321,6 +331,29 @@ def noise_ceiling(truth: list[float], sigma: float, top: list[int] | None = None
     return float(np.mean(taus)) if taus else None
 
 
+def paired_tau_difference(acc_g, acc_u, truth, top: list[int], draws: int = 2000, seed: int = 0) -> dict:
+    """How sure the tau difference between two supernets is, with 24 archs: archs resampled with
+    replacement (the same draw for both supernets), tau recomputed; the 5-95% range of each tau
+    and of greedy - uniform, and the share of draws in which greedy ranks better."""
+    rng = np.random.default_rng(seed + 17)
+    out = {}
+    for name, sel in (("all", np.arange(len(truth))), ("top_half", np.asarray(top))):
+        g, u, t = (np.asarray(v, dtype=float)[sel] for v in (acc_g, acc_u, truth))
+        dg, du = [], []
+        for _ in range(draws):
+            i = rng.integers(0, len(sel), len(sel))
+            a, b = kendall(g[i], t[i]), kendall(u[i], t[i])
+            if a is not None and b is not None:
+                dg.append(a)
+                du.append(b)
+        diff = np.asarray(dg) - np.asarray(du)
+        out[name] = {"greedy_tau_90ci": [float(np.percentile(dg, 5)), float(np.percentile(dg, 95))],
+                     "uniform_tau_90ci": [float(np.percentile(du, 5)), float(np.percentile(du, 95))],
+                     "difference_90ci": [float(np.percentile(diff, 5)), float(np.percentile(diff, 95))],
+                     "share_greedy_better": float(np.mean(diff > 0))}
+    return out
+
+
 def truth_statistics(gt: list[dict], replicas: list[dict], top: list[int]) -> dict:
     """Spread of the standalone accuracies vs. the seed-to-seed noise of one arch trained twice."""
     truth = [g["val_acc"] for g in gt]
@@ -403,12 +436,13 @@ def main(argv=None) -> dict:
         todo += [(("rep", i), {"args": a, "indices": idx, "seed": ns.seed + 1}) for i, idx in enumerate(gt_idx[:ns.noise_archs])]
         running: dict = {greedy_f: "greedy"}
         results: dict = {}
-        uniform_iters = None
-        while running or todo or uniform_iters is None:
-            if "greedy" in results and uniform_iters is None:
-                uniform_iters = int(round(results["greedy"]["corrected_opt_images"] / ns.batch))
-                running[ex.submit(train_supernet_job, {"args": a, "sampler": "uniform", "iters": uniform_iters,
-                                                       "out": str(work / "uniform")})] = "uniform"
+        # the greedy run's corrected cost is fixed by its settings (no early stop here), so the
+        # uniform supernet starts at once beside it; the real count is checked when greedy is done
+        planned = planned_greedy_corrected_images(a, ns.greedy_iters)
+        uniform_iters = int(round(planned / ns.batch))
+        running[ex.submit(train_supernet_job, {"args": a, "sampler": "uniform", "iters": uniform_iters,
+                                               "out": str(work / "uniform")})] = "uniform"
+        while running or todo:
             while todo and len(running) < ns.workers:
                 key, job = todo.pop(0)
                 running[ex.submit(train_standalone, job)] = key
@@ -418,6 +452,9 @@ def main(argv=None) -> dict:
             for f in done:
                 results[running.pop(f)] = f.result()
         greedy, uniform = results["greedy"], results["uniform"]
+        if abs(greedy["corrected_opt_images"] - planned) > 0.5:
+            raise SystemExit(f"greedy supernet's corrected cost {greedy['corrected_opt_images']:.1f} images differs from the planned "
+                             f"{planned:.1f}: the uniform supernet's budget is wrong; fix planned_greedy_corrected_images")
         gt = [results[("gt", i)] for i in range(len(gt_idx))]
         replicas = [results[("rep", i)] for i in range(ns.noise_archs)]
         print(f"ground truth: {len(gt)} standalone nets + {len(replicas)} seed replicas ({time.time() - t0:.0f}s)", flush=True)
@@ -451,6 +488,7 @@ def main(argv=None) -> dict:
         ranking[w] = {"kendall_tau_all": kendall(acc, truth), "kendall_tau_top_half": kendall([acc[i] for i in top], [truth[i] for i in top]),
                       "spearman_all": spearman(acc, truth), "supernet_acc": acc,
                       "mean_supernet_acc": float(np.mean(acc))}
+    ranking["greedy_minus_uniform"] = paired_tau_difference(sup_acc["greedy"], sup_acc["uniform"], truth, top, seed=ns.seed)
     table3 = {}
     for w, rows in t3.items():
         loss_sub = [r[0] for r in rows]
@@ -531,6 +569,11 @@ def print_table(r: dict) -> None:
         rk = r["ranking"][name]
         print(f"{name:10} {sm['iterations']:6d} {sm['n_opt_images']:8d} {sm['n_eval_images']:8d} {sm['corrected_opt_images']:10.0f} "
               f"{rk.get('mean_supernet_acc', float('nan')):9.1f} {_fmt(rk['kendall_tau_all'], 9)} {_fmt(rk['kendall_tau_top_half'], 10)}")
+    d = r["ranking"].get("greedy_minus_uniform")
+    if d:
+        print("greedy - uniform tau, bootstrap over archs: " + "; ".join(
+            f"{k} 90% CI [{v['difference_90ci'][0]:+.2f}, {v['difference_90ci'][1]:+.2f}], greedy better in {100 * v['share_greedy_better']:.0f}% of draws"
+            for k, v in d.items()))
     print("\nTable 3 analogue: Kendall tau of paths ranked by path-eval-subset loss (acc) vs. whole-val accuracy")
     print(f"{'supernet':10} {'tau(loss)':>10} {'tau(acc)':>9} {'rho(loss)':>10} {'mean acc':>9}")
     for name in ("random", "uniform", "greedy"):
