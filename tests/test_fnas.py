@@ -55,6 +55,65 @@ def test_ppo_loss_on_a_hand_built_batch():
     assert float(ppo_loss(new.detach(), old, adv, w, clip=0.2)) == pytest.approx(-(1.2 + 0.25 - 1.1 - 0.4) / 3)
 
 
+def test_dual_clip_bounds_only_the_negative_advantage_terms_it_is_asked_to():
+    old = torch.zeros(3)
+    new = torch.log(torch.tensor([5.0, 5.0, 5.0])).requires_grad_(True)  # ratio 5: far from the sampling policy
+    adv = torch.tensor([-1.0, -1.0, 1.0])
+    # plain PPO: min(5 * -1, 1.2 * -1) = -5 for a negative advantage; the dual clip bounds it at 3 * -1
+    assert float(ppo_loss(new, old, adv, clip=0.2)) == pytest.approx(-(-5 - 5 + 1.2) / 3)
+    mask = torch.tensor([True, False, True])
+    loss = ppo_loss(new, old, adv, clip=0.2, dual_clip=3.0, dual_mask=mask)
+    assert float(loss.detach()) == pytest.approx(-(-3 - 5 + 1.2) / 3)
+    loss.backward()
+    assert new.grad.tolist() == pytest.approx([0.0, 5.0 / 3, 0.0])  # bounded and clipped terms give no gradient
+
+
+def test_the_baseline_follows_the_policy_not_the_replayed_archs():
+    ppo = PPO(Controller([3]), PPOConfig(baseline_decay=0.5))
+    rewards = np.array([90.0, 92.0, 99.0, 99.0])
+    on_policy = np.array([True, True, False, False])
+    assert ppo.advantages(rewards, on_policy).tolist() == pytest.approx([-1.0, 1.0, 8.0, 8.0])  # baseline 91
+    assert ppo.baseline == pytest.approx(91.0)
+    ppo.advantages(np.array([95.0, 95.0, 50.0]), np.array([True, True, False]))
+    assert ppo.baseline == pytest.approx(0.5 * 91 + 0.5 * 95)
+
+
+def test_replay_against_the_behaviour_policy_cannot_collapse_the_policy():
+    """Ten replayed archs better than anything the policy draws, fresh samples carrying no signal: re-scoring a
+    replayed arch's old log-prob every update lets the clip allow another +20 % each time, and the policy
+    collapses onto the buffer; the ratio to the policy that sampled it stops the push once it is 1 + eps."""
+    all_archs = torch.cartesian_prod(*[torch.arange(3)] * 8)
+
+    def entropy_after(ratio: str, updates: int = 25) -> float:
+        torch.manual_seed(0)
+        ctrl = Controller([3] * 8)
+        ppo = PPO(ctrl)
+        gen = torch.Generator().manual_seed(0)
+        rng = np.random.default_rng(0)
+        buf = ExperienceBuffer(10)
+        a0, lp0 = ctrl.sample(10, gen)
+        for i in range(10):
+            assert buf.add(i, a0[i].numpy(), 95.0 + 0.1 * i, float(lp0[i]))
+        for _ in range(updates):
+            a, lp = ctrl.sample(8, gen)
+            bidx, bacts, bw = buf.sample(8, rng, beta=0.0)
+            if ratio == "behaviour":
+                blp = np.array([buf.logps[i] for i in bidx])
+            else:
+                with torch.no_grad():
+                    blp = ctrl.log_prob(torch.as_tensor(bacts))[0].numpy()
+            rewards = np.concatenate([np.full(8, 90.0), [buf.rewards[i] for i in bidx]])
+            ppo.update(np.concatenate([a.numpy(), bacts]), np.concatenate([lp.numpy(), blp]), rewards,
+                       np.concatenate([np.ones(8), bw]), np.arange(16) < 8, 3.0)
+        with torch.no_grad():
+            logp = ctrl.log_prob(all_archs)[0]
+        return float(-(logp.exp() * logp).sum())
+
+    uniform = 8 * math.log(3)
+    assert entropy_after("behaviour") > uniform - 0.3
+    assert entropy_after("current") < uniform - 3.0  # the defect this guards against
+
+
 def test_ppo_update_moves_the_policy_towards_rewarded_archs():
     torch.manual_seed(0)
     ctrl = Controller([3, 3, 3])
@@ -100,13 +159,14 @@ def test_buffer_priorities_and_importance_weights():
     assert acts.shape == (30000, 1)
 
 
-def test_buffer_keeps_the_best_distinct_archs():
+def test_buffer_keeps_the_best_distinct_archs_with_their_behaviour_log_probs():
     buf = ExperienceBuffer(size=2)
-    assert buf.add("a", [0], 1.0) and buf.add("b", [1], 5.0)
-    assert not buf.add("a", [0], 9.0)  # already held
+    assert buf.add("a", [0], 1.0, -1.0) and buf.add("b", [1], 5.0, -2.0)
+    assert not buf.add("a", [0], 9.0, -9.0)  # already held
     assert not buf.add("c", [2], 0.5)  # worse than everything held
-    assert buf.add("d", [3], 3.0)       # replaces the worst
+    assert buf.add("d", [3], 3.0, -3.0)       # replaces the worst
     assert sorted(buf.keys) == ["b", "d"] and sorted(buf.rewards) == [3.0, 5.0]
+    assert dict(zip(buf.keys, buf.logps)) == {"b": -2.0, "d": -3.0}
 
 
 # ---- critic ----------------------------------------------------------------------------------
@@ -206,6 +266,22 @@ def test_with_replay_the_exploring_half_is_the_same_size_from_the_first_batch():
     assert plain.log[0]["batch"] == 16
 
 
+def test_with_replay_the_exploring_part_keeps_asking_for_new_archs():
+    """The buffer replays known archs; the exploring part redraws them, so a sharpening policy keeps evaluating
+    its neighbourhood instead of stopping (the AEB variants once converged after ~40 evaluations)."""
+    problem, _, _ = _problem()
+    s = FNASSearcher(variant="ppo+uac+aeb", steps=5, patience=10)
+    s.run(problem, max_evaluations=100, seed=0)
+    assert problem.n_evaluations == 100
+    assert sum(line["known"] for line in s.log) <= 0.05 * sum(line["batch"] - line["replayed"] for line in s.log)
+    old, _, _ = _problem()
+    before = FNASSearcher(variant="ppo+uac+aeb", steps=5, patience=10, explore_new_only=False, replay_ratio="current",
+                          baseline_on_policy=False)
+    before.run(old, max_evaluations=100, seed=0)
+    assert old.n_evaluations < 60 and sum(line["known"] for line in before.log) > 0.2 * sum(
+        line["batch"] - line["replayed"] for line in before.log)
+
+
 def test_replay_is_at_most_half_a_batch_and_the_run_respects_the_budget():
     problem, _, _ = _problem()
     s = FNASSearcher(variant="ppo+uac+aeb", batch=10, steps=5, lr=SLOW_PPO.lr)
@@ -243,6 +319,8 @@ def test_variants_and_bad_options():
         FNASSearcher(trust_cap=0.8)
     with pytest.raises(ValueError):
         FNASSearcher(replay_fraction=0.6)
+    with pytest.raises(ValueError):
+        FNASSearcher(replay_ratio="newest")
 
 
 # ---- knowledge pool ----------------------------------------------------------------------------

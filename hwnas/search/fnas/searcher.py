@@ -12,6 +12,14 @@ on and trusts as soon as U, fitted to V's held-out errors, is under the threshol
 a trusted V above every real reward seen so far is extrapolation, not a learnt region, so that
 arch is evaluated instead (``verify_new_best``). With the buffer, a batch is always an exploring
 half plus up to a replayed half (Fig. 1), also while the buffer is still empty (``fixed_explore``).
+
+The exploring half holds the paper's *exploring* samples, newly generated archs: an evaluated arch
+the policy draws again is redrawn (``explore_new_only``), since re-using known archs is the buffer's
+job. Without that, half-trusted exploring halves bring ~4 real evaluations per update while the
+controller sharpens at the same pace per update as plain PPO (Adam, same lr), so the policy went
+deterministic after ~40 distinct archs and the search stopped on ``patience`` with most of its
+budget unspent, below plain PPO's final quality. Replay is corrected against the behaviour policy
+(``replay_ratio``) and kept out of the baseline (``baseline_on_policy``): see experience_buffer.py.
 """
 
 from __future__ import annotations
@@ -45,6 +53,10 @@ class FNASConfig:
     fixed_explore: bool = True      # with AEB the exploring part is always batch - replay slots, also while the buffer is empty
     buffer_size: int = 10
     buffer_temperature: float = 1.0
+    replay_ratio: str = "behaviour"  # PPO ratio of a replayed arch against its log-prob when sampled ("behaviour") or re-scored now ("current")
+    replay_dual_clip: float | None = 3.0  # bound of a replayed arch's negative-advantage term (c A); None: unbounded
+    baseline_on_policy: bool = True  # only the archs the policy drew this batch move the reward baseline, not the replayed ones
+    explore_new_only: bool | None = None  # an evaluated arch drawn for the exploring part is redrawn (None: exactly when the buffer is on)
     reward: str = "soft"            # MnasNet soft (w = -0.07) or hard (alpha=0, beta=-1) when the problem's objective is not an MnasNet one
     max_updates: int | None = None  # stop after this many PPO updates (default: no limit)
     patience: int = 50              # stop when this many updates in a row evaluated nothing new (converged policy)
@@ -58,6 +70,8 @@ class FNASConfig:
             raise ValueError("replay_fraction must be within [0, 0.5]: FNAS replays at most half a batch")
         if self.reward not in ("soft", "hard"):
             raise ValueError("reward must be 'soft' or 'hard'")
+        if self.replay_ratio not in ("behaviour", "current"):
+            raise ValueError("replay_ratio must be 'behaviour' or 'current'")
         if self.batch < 2:
             raise ValueError("batch must be at least 2")
 
@@ -145,6 +159,7 @@ class FNASSearcher(Searcher):
         buffer = ExperienceBuffer(cfg.buffer_size, cfg.buffer_temperature) if cfg.use_aeb else None
 
         known: dict[Arch, float] = {}  # real rewards of evaluated archs
+        behaviour: dict[Arch, float] = {}  # log-probability of each evaluated arch when the policy sampled it
 
         def reward_of(rec: Record) -> float:
             return float(objective.score(rec.accuracy, rec.latency_ms))
@@ -158,7 +173,7 @@ class FNASSearcher(Searcher):
                 critic.observe(encoder.one_hot(idx), rew)
             if buffer is not None:
                 for r, a, v in zip(recs, idx, rew):
-                    buffer.add(r.arch, a, v)
+                    buffer.add(r.arch, a, v, behaviour.get(r.arch, float("nan")))
 
         # a resumed search (preloaded history) teaches the critic and the buffer first
         if problem.history:
@@ -184,6 +199,8 @@ class FNASSearcher(Searcher):
             room = max_evaluations - problem.n_evaluations
             n_new = 0
             spare: list[tuple[np.ndarray, float]] = []  # over-cap trusted archs, evaluated if resampling runs dry
+            spare_known: list[tuple[np.ndarray, float]] = []  # redrawn known archs, used if resampling runs dry
+            redraw_known = (buffer is not None) if cfg.explore_new_only is None else cfg.explore_new_only
             while len(acts) < n_explore and draws < 10 * n_explore:
                 need = n_explore - len(acts)
                 a, lp = controller.sample(need, torch_gen)
@@ -213,6 +230,9 @@ class FNASSearcher(Searcher):
                         kind = "trusted"
                         n_trusted += 1
                     elif not unknown[i]:
+                        if redraw_known:
+                            spare_known.append((a_np[i], float(lp_np[i])))
+                            continue
                         kind = "known"
                     else:
                         if n_new >= room:
@@ -234,6 +254,13 @@ class FNASSearcher(Searcher):
                 kinds.append("new")
                 values.append(float("nan"))
                 n_new += 1
+            for a_i, lp_i in spare_known:  # a (nearly) deterministic policy: its own known archs complete the batch
+                if len(acts) >= n_explore:
+                    break
+                acts.append(a_i)
+                logps.append(lp_i)
+                kinds.append("known")
+                values.append(float("nan"))
             # a batch cut short by the evaluation budget still trusts at most trust_cap of it
             while kinds.count("trusted") > cfg.trust_cap * len(kinds):
                 j = len(kinds) - 1 - kinds[::-1].index("trusted")
@@ -244,6 +271,9 @@ class FNASSearcher(Searcher):
                 break
 
             new_archs = [space.from_indices(a) for a, k in zip(acts, kinds) if k == "new"]
+            for a_i, lp_i, k in zip(acts, logps, kinds):
+                if k == "new":
+                    behaviour.setdefault(space.from_indices(a_i), lp_i)
             recs = problem.evaluate(new_archs) if new_archs else []
             fresh = []
             for r in recs:
@@ -262,12 +292,16 @@ class FNASSearcher(Searcher):
                 bidx, bacts, bw = buffer.sample(n_replay, rng, beta)
                 with torch.no_grad():
                     blogp = controller.log_prob(torch.as_tensor(bacts))[0].numpy()
+                if cfg.replay_ratio == "behaviour":
+                    stored = np.array([buffer.logps[i] for i in bidx])
+                    blogp = np.where(np.isfinite(stored), stored, blogp)
                 all_acts = np.concatenate([all_acts, bacts])
                 all_logp = np.concatenate([all_logp, blogp])
                 rewards = np.concatenate([rewards, np.array([buffer.rewards[i] for i in bidx])])
                 weights = np.concatenate([weights, bw])
                 totals["replayed"] += len(bidx)
-            stats = ppo.update(all_acts, all_logp, rewards, weights)
+            on_policy = np.arange(len(all_acts)) < len(acts)
+            stats = ppo.update(all_acts, all_logp, rewards, weights, on_policy, cfg.replay_dual_clip, cfg.baseline_on_policy)
             updates += 1
             n_tr = kinds.count("trusted")
             totals["sampled"] += len(kinds)
