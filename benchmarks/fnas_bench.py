@@ -155,6 +155,8 @@ TUNING_AEB_FIX = {
     "explore_new_only + replay_ratio=behaviour": "30.6 (31.0); 50.2 (48.0, 0); 70.3 (0); 164 archs; 94.40 / 94.428",
     "all three (chosen; replay_dual_clip 3 never binds: identical with it off)":
         "29.7 (31.0); 55.1 (54.0, 0); 73.0 (0); 196 archs; 94.41 / 94.428",
+    "check, not used: plain ppo with explore_new_only (redraw alone, no buffer)":
+        "35.9 (40.5); 114.0 (99.5, 0); 176.2 (0); 300 archs; 94.19 / 94.428",
 }
 
 
@@ -187,7 +189,7 @@ def run_variant(variant, seed, cap, ctx, critic_state=None):
     if s.critic is not None:
         thr_c = s.config.critic.threshold
         trusted_err = np.array([abs(e["value"] - truth[e["arch"]]) for e in s.trusted_log])
-        n0 = 0 if critic_state is None else len(critic_state["R"])
+        n0 = s.critic.n_seen - problem.n_evaluations  # rows a transferred critic brought along (none without transfer_data)
         held = s.critic.E[n0:]
         held = held[np.isfinite(held)]
         # archs of the top 1 % that the critic trusted (never verified) before the first real hit

@@ -392,6 +392,26 @@ def test_resumed_search_teaches_critic_and_buffer_and_transfers_a_critic():
     assert t.critic.n_seen == 40 + fresh.n_evaluations and t.critic.ready
 
 
+def test_a_critic_transferred_without_its_data_fine_tunes_on_this_search_only():
+    problem, _, _ = _problem()
+    first = FNASSearcher(variant="ppo+uac", steps=2)
+    first.run(problem, max_evaluations=40, seed=0)
+    state = first.critic.state_dict()
+    t = FNASSearcher(variant="ppo+uac", steps=2, max_updates=2, critic_state=state, transfer_data=False)
+    fresh, _, _ = _problem()
+    enc = ArchEncoder(fresh.space)
+    probe = enc.one_hot(fresh.space.sample_indices(np.random.default_rng(5), 8))
+    t.run(fresh, max_evaluations=60, seed=2)
+    assert t.critic.n_seen == fresh.n_evaluations  # only this search's rows
+    assert (t.critic.center, t.critic.scale) == (state["center"], state["scale"])  # the weights' units kept
+    assert t.log[0]["trusted"] == 0  # no trust before V's error on this search's archs is known
+    assert np.isfinite(t.critic.E).all() and len(t.critic.E) == fresh.n_evaluations  # every row has a held-out error
+    before = UncertaintyAwareCritic(enc.dim, CriticConfig())
+    before.load_state_dict(state, with_data=False)
+    v0, _ = before.predict(probe)
+    assert np.allclose(v0, first.critic.predict(probe)[0])  # starts as the earlier critic, not the prior
+
+
 def test_cli_search_with_fnas_writes_the_result_files(hwnas_cli, tmp_path):
     out = tmp_path / "run"
     r = hwnas_cli("search", "--algorithm", "fnas", "--latency", "0.6ms", "--benchmark", "nas-bench-macro",

@@ -57,6 +57,7 @@ class UncertaintyAwareCritic:
         self.E = np.zeros(0, dtype=np.float32)  # held-out |V - R| per arch (NaN before V existed)
         self.center = 0.0
         self.scale = 1.0
+        self.pretrained = False  # V and U start from an earlier search's weights (their units fixed there)
 
     @property
     def n_seen(self) -> int:
@@ -74,7 +75,7 @@ class UncertaintyAwareCritic:
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(V, U) in reward units; before any data, V is the prior centre and U infinite."""
         X = np.asarray(X, dtype=np.float32)
-        if self.n_seen == 0:
+        if self.n_seen == 0 and not self.pretrained:
             return np.full(len(X), self.center), np.full(len(X), np.inf)
         x = torch.from_numpy(X)
         v = self.value(x).squeeze(1).numpy() * self.scale + self.center
@@ -87,7 +88,7 @@ class UncertaintyAwareCritic:
         R = np.asarray(R, dtype=np.float32)
         if len(R) == 0:
             return {}
-        if self.n_seen == 0:  # fix the target normalisation once, from the first batch
+        if self.n_seen == 0 and not self.pretrained:  # fix the target normalisation once, from the first batch
             self.center = float(R.mean())
             self.scale = float(max(R.std(), 1e-3))
             held_out = np.full(len(R), np.nan, dtype=np.float32)
@@ -143,12 +144,20 @@ class UncertaintyAwareCritic:
         return {"value": self.value.state_dict(), "uncertainty": self.uncertainty.state_dict(),
                 "X": self.X, "R": self.R, "E": self.E, "center": self.center, "scale": self.scale}
 
-    def load_state_dict(self, state: dict) -> None:
-        """Start from a critic of an earlier search: the architecture knowledge FNAS transfers."""
+    def load_state_dict(self, state: dict, with_data: bool = True) -> None:
+        """Start from a critic of an earlier search: the architecture knowledge FNAS transfers.
+
+        ``with_data``: also keep that search's (arch, reward, held-out error) rows in the training set.
+        Without them only the weights carry over (fine-tuning): the earlier rewards may be on another
+        scale (another latency budget moves every MnasNet reward by (T/T')^w), V then adapts to this
+        search's rewards, and U trusts only after it has seen V's error on this search's archs.
+        """
         self.value.load_state_dict(state["value"])
         self.uncertainty.load_state_dict(state["uncertainty"])
-        self.X, self.R, self.E = state["X"], state["R"], state["E"]
+        if with_data:
+            self.X, self.R, self.E = state["X"], state["R"], state["E"]
         self.center, self.scale = float(state["center"]), float(state["scale"])
+        self.pretrained = True
 
 
 def cap_trusted(trusted: np.ndarray, already: int, max_trusted: int) -> tuple[np.ndarray, np.ndarray]:

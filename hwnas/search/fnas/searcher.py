@@ -56,6 +56,7 @@ class FNASConfig:
     replay_ratio: str = "behaviour"  # PPO ratio of a replayed arch against its log-prob when sampled ("behaviour") or re-scored now ("current")
     replay_dual_clip: float | None = 3.0  # bound of a replayed arch's negative-advantage term (c A); None: unbounded
     baseline_on_policy: bool = True  # only the archs the policy drew this batch move the reward baseline, not the replayed ones
+    transfer_data: bool = True      # a transferred critic (critic_state) brings its training rows too, not only its weights
     explore_new_only: bool | None = None  # an evaluated arch drawn for the exploring part is redrawn (None: exactly when the buffer is on)
     reward: str = "soft"            # MnasNet soft (w = -0.07) or hard (alpha=0, beta=-1) when the problem's objective is not an MnasNet one
     max_updates: int | None = None  # stop after this many PPO updates (default: no limit)
@@ -154,7 +155,7 @@ class FNASSearcher(Searcher):
         objective = reward_objective(problem, cfg.reward)
         critic = UncertaintyAwareCritic(encoder.dim, cfg.critic, seed=seed + 1) if cfg.use_uac else None
         if critic is not None and self.critic_state is not None:
-            critic.load_state_dict(self.critic_state)  # architecture knowledge transferred from an earlier search
+            critic.load_state_dict(self.critic_state, cfg.transfer_data)  # architecture knowledge transferred from an earlier search
         self.critic = critic
         buffer = ExperienceBuffer(cfg.buffer_size, cfg.buffer_temperature) if cfg.use_aeb else None
 
