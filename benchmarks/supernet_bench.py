@@ -18,6 +18,12 @@ What it measures (GreedyNAS Sec. 5, scaled to a 2-core CPU):
 5. Cost: GreedyNAS's evaluation time per trained iteration as a ratio to a uniform iteration,
    and images/s of supernet training vs. training the standalone net of the same path.
 
+Two budgets are committed: the default (``--greedy-iters 250``, about 8 epochs of the built-in
+training split, ``results/supernet_bench.json``) and a 4x longer one (``--greedy-iters 1000
+--out benchmarks/results/supernet_bench_1000it.json``, about 32 epochs, closer to the paper's
+46). Both use the same ground truth: copy ``ground_truth/`` from one ``--work`` folder to the
+other's to train the standalone nets once.
+
 Work is spread over ``--workers`` processes (1 torch thread each). With ``--work DIR`` the
 run resumes: finished standalone nets (one JSON each) and supernets are reused. Prints a
 table and writes ``benchmarks/results/supernet_bench.json``; every scale knob is recorded there.
@@ -354,6 +360,29 @@ def paired_tau_difference(acc_g, acc_u, truth, top: list[int], draws: int = 2000
     return out
 
 
+def pool_composition(run_dir: Path, gt: list[dict], top: list[int]) -> dict:
+    """Which ops the greedy supernet's candidate pool holds, layer by layer, against the ops of
+    the best standalone archs: the pool decides what the greedy supernet trains (ε of the
+    candidates come from it), so an op the pool lacks is an op the supernet barely trains."""
+    meta = json.loads((run_dir / "supernet.json").read_text())
+    paths = np.asarray([e[0] for e in meta["pool"]["entries"]], dtype=int)
+    from hwnas.space import create_space
+
+    space = create_space("tiny")
+    layers = []
+    for li, layer in enumerate(space.layers):
+        n = len(layer.choices)
+        pool_share = np.bincount(paths[:, li], minlength=n) / max(len(paths), 1)
+        top_share = np.bincount([gt[i]["indices"][li] for i in top], minlength=n) / max(len(top), 1)
+        layers.append({"ops": [str(c) for c in layer.choices], "pool_share": pool_share.round(3).tolist(),
+                       "top_half_truth_share": top_share.round(3).tolist(), "uniform_share": round(1.0 / n, 3)})
+    # how much of the pool's mass sits on the ops the best standalone archs use (1.0 = as uniform)
+    cover = [float(np.mean([layers[li]["pool_share"][gt[i]["indices"][li]] * len(space.layers[li].choices)
+                            for li in range(len(space.layers))])) for i in top]
+    return {"pool_paths": int(len(paths)), "layers": layers,
+            "top_half_truth_ops_pool_share_over_uniform": float(np.mean(cover))}
+
+
 def truth_statistics(gt: list[dict], replicas: list[dict], top: list[int]) -> dict:
     """Spread of the standalone accuracies vs. the seed-to-seed noise of one arch trained twice."""
     truth = [g["val_acc"] for g in gt]
@@ -512,6 +541,7 @@ def main(argv=None) -> dict:
                  "of two runs made at different machine load and is only indicative"),
     }
     gt_images = sum(g["images"] for g in gt)
+    greedy["pool_composition"] = pool_composition(work / "greedy", gt, top)
     result = {
         "benchmark": "supernet_bench", "settings": {k: v for k, v in a.items() if k not in ("out", "work")},
         "scale_note": ("scaled to a busy 2-core CPU: built-in data with n_train/n_val/n_path_eval as in settings (paper: ImageNet, "
@@ -569,6 +599,10 @@ def print_table(r: dict) -> None:
         rk = r["ranking"][name]
         print(f"{name:10} {sm['iterations']:6d} {sm['n_opt_images']:8d} {sm['n_eval_images']:8d} {sm['corrected_opt_images']:10.0f} "
               f"{rk.get('mean_supernet_acc', float('nan')):9.1f} {_fmt(rk['kendall_tau_all'], 9)} {_fmt(rk['kendall_tau_top_half'], 10)}")
+    pc = g.get("pool_composition")
+    if pc:
+        print(f"greedy pool ({pc['pool_paths']} paths): the ops of the top-half standalone archs hold "
+              f"{pc['top_half_truth_ops_pool_share_over_uniform']:.2f}x their uniform share of it")
     d = r["ranking"].get("greedy_minus_uniform")
     if d:
         print("greedy - uniform tau, bootstrap over archs: " + "; ".join(
