@@ -139,7 +139,7 @@ TUNING = {
         "replay 0.5, temperature 1": "32.1 (33.0); 222.6 <- kept (the paper's values)",
         "replay 0.25": "33.0 (39.0); 174.3", "replay 0.25, temperature 0.3": "30.4 (35.5); 199.1"},
 }
-# The replay fix (replay_ratio, baseline_on_policy, explore_new_only) was chosen on other seeds (100-109) than the
+# The replay fix (replay_ratio, baseline_on_policy, explore_new_only) and the critic transfer (transfer_data) were chosen on other seeds (100-109) than the
 # reported ones (0-9), on the re-profiled table (8cc92d1), cap 300, the shared controller settings above:
 # mean (median) evaluations to the top 1 %; top 0.1 % mean (median, misses); best arch mean (misses);
 # distinct archs evaluated; mean best reward after 100 / at the cap.
@@ -157,6 +157,10 @@ TUNING_AEB_FIX = {
         "29.7 (31.0); 55.1 (54.0, 0); 73.0 (0); 196 archs; 94.41 / 94.428",
     "check, not used: plain ppo with explore_new_only (redraw alone, no buffer)":
         "35.9 (40.5); 114.0 (99.5, 0); 176.2 (0); 300 archs; 94.19 / 94.428",
+    "fnas, critic transferred with its rows (transfer_data=true; trusted |V-R| < threshold for 0.50, MAE 0.89)":
+        "29.4 (31.5); 84.0 (83.0, 0); 102.2 (0); 254 archs; 94.22 / 94.428",
+    "fnas, critic transferred as weights only (chosen; trusted |V-R| < threshold for 0.98, MAE 0.21)":
+        "16.9 (18.5); 42.5 (35.0, 0); 47.2 (0); 217 archs; 94.43 / 94.428",
 }
 
 
@@ -385,7 +389,8 @@ def search_part(seeds: list[int], cap: int, source_evals: int, summarize_only: b
                         "tuning_aeb_fix_on_seeds_100_109": TUNING_AEB_FIX,
                         "config": {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in ("use_uac", "use_aeb")},
                         "oracle_bound": "E[min(first hit, first batch + 1)] for uniform first-batch draws: the least any learner can average",
-                        "fnas_critic_source": f"ppo+uac+aeb search at T'={T_src:.4f} ms (25th pct latency), {source_evals} evaluations, not counted"},
+                        "fnas_critic_source": f"ppo+uac+aeb search at T'={T_src:.4f} ms (25th pct latency), {source_evals} evaluations, not counted; "
+                                              + ("its V/U weights and training rows transferred" if cfg.transfer_data else "its V/U weights transferred (fine-tuned here, its rows left behind)")},
             "summary": summary, "runs": per_variant, "goal_3x_fewer_evaluations_met": bool(goal)}
 
 

@@ -386,7 +386,7 @@ def test_resumed_search_teaches_critic_and_buffer_and_transfers_a_critic():
     s = FNASSearcher(variant="ppo+uac+aeb", steps=2, max_updates=1)
     s.run(again, max_evaluations=60, seed=1)
     assert s.critic.n_seen >= 40  # learnt the preloaded evaluations before sampling
-    t = FNASSearcher(variant="ppo+uac", steps=2, max_updates=1, critic_state=first.critic.state_dict())
+    t = FNASSearcher(variant="ppo+uac", steps=2, max_updates=1, critic_state=first.critic.state_dict(), transfer_data=True)
     fresh, _, _ = _problem()
     t.run(fresh, max_evaluations=60, seed=2)
     assert t.critic.n_seen == 40 + fresh.n_evaluations and t.critic.ready
@@ -397,7 +397,7 @@ def test_a_critic_transferred_without_its_data_fine_tunes_on_this_search_only():
     first = FNASSearcher(variant="ppo+uac", steps=2)
     first.run(problem, max_evaluations=40, seed=0)
     state = first.critic.state_dict()
-    t = FNASSearcher(variant="ppo+uac", steps=2, max_updates=2, critic_state=state, transfer_data=False)
+    t = FNASSearcher(variant="ppo+uac", steps=2, max_updates=2, critic_state=state)  # default: weights only
     fresh, _, _ = _problem()
     enc = ArchEncoder(fresh.space)
     probe = enc.one_hot(fresh.space.sample_indices(np.random.default_rng(5), 8))

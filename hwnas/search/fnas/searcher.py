@@ -56,7 +56,7 @@ class FNASConfig:
     replay_ratio: str = "behaviour"  # PPO ratio of a replayed arch against its log-prob when sampled ("behaviour") or re-scored now ("current")
     replay_dual_clip: float | None = 3.0  # bound of a replayed arch's negative-advantage term (c A); None: unbounded
     baseline_on_policy: bool = True  # only the archs the policy drew this batch move the reward baseline, not the replayed ones
-    transfer_data: bool = True      # a transferred critic (critic_state) brings its training rows too, not only its weights
+    transfer_data: bool = False     # a transferred critic (critic_state) also brings its training rows (default: weights only)
     explore_new_only: bool | None = None  # an evaluated arch drawn for the exploring part is redrawn (None: exactly when the buffer is on)
     reward: str = "soft"            # MnasNet soft (w = -0.07) or hard (alpha=0, beta=-1) when the problem's objective is not an MnasNet one
     max_updates: int | None = None  # stop after this many PPO updates (default: no limit)
@@ -110,7 +110,8 @@ class FNASSearcher(Searcher):
     default_evaluations = 1000
 
     def __init__(self, config: FNASConfig | None = None, critic_state: dict | None = None, **options: Any) -> None:
-        """``critic_state``: a critic of an earlier search (``searcher.critic.state_dict()``) to start from."""
+        """``critic_state``: a critic of an earlier search (``searcher.critic.state_dict()``) to start from
+        (its weights; its training rows too with ``transfer_data``)."""
         self.critic_state = critic_state
         if config is None:
             ppo = {k: options.pop(k) for k in list(options) if k in PPOConfig.__dataclass_fields__}
