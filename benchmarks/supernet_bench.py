@@ -131,7 +131,7 @@ def train_supernet_job(job):
     cfg = TrainConfig(space="tiny", data="builtin", n_train=a["n_train"], n_val=a["n_val"], n_path_eval=a["n_path_eval"],
                       data_seed=a["data_seed"], sampler=job["sampler"], max_iters=job["iters"], batch_size=a["batch"],
                       eval_batch=a["eval_batch"], lr=a["lr"], seed=a["seed"], pool_size=a["pool_size"], m=10, k=5,
-                      eps_max=0.8, warmup=a["warmup"], anneal=a["anneal"], alpha=0.08, early_stop=False,
+                      eps_max=job.get("eps_max", 0.8), warmup=a["warmup"], anneal=a["anneal"], alpha=0.08, early_stop=False,
                       ckpt_every=a["ckpt_every"])
     out = Path(job["out"])
     if (out / "config.json").is_file() and json.loads((out / "config.json").read_text()) != json.loads(json.dumps(cfg.to_dict())):
@@ -426,6 +426,8 @@ def main(argv=None) -> dict:
     p.add_argument("--work", default=None, help="folder for the runs; reusing it resumes [default: a temp dir]")
     p.add_argument("--quick", action="store_true", help="a few-minute smoke run (tiny sizes, numbers meaningless)")
     p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--controls", action="store_true",
+                   help="also train a uniform supernet with greedy's #optimization only, and greedy without the pool (eps 0)")
     p.add_argument("--cost-only", action="store_true", help="re-measure only the interleaved cost ratios and update --out")
     ns = p.parse_args(argv)
     if ns.cost_only:
@@ -456,9 +458,7 @@ def main(argv=None) -> dict:
     ctx = get_context("spawn")
     timings = {}
     with ProcessPoolExecutor(max_workers=ns.workers, mp_context=ctx) as ex:
-        # 1) greedy supernet first (its corrected cost sets the uniform budget), ground truth alongside;
-        #    jobs are handed out one per free worker, so the uniform supernet starts as soon as the
-        #    greedy one is done instead of queueing behind every standalone net
+        # 1) both supernets first, the standalone nets (ground truth) as workers come free
         t0 = time.time()
         greedy_f = ex.submit(train_supernet_job, {"args": a, "sampler": "greedy", "iters": ns.greedy_iters, "out": str(work / "greedy")})
         todo = [(("gt", i), {"args": a, "indices": idx, "seed": ns.seed}) for i, idx in enumerate(gt_idx)]
@@ -490,9 +490,17 @@ def main(argv=None) -> dict:
         timings["train_s"] = time.time() - t0
         print(f"trained: greedy {greedy['iterations']} it, uniform {uniform_iters} it ({timings['train_s']:.0f}s)", flush=True)
 
+        # 1b) controls: which part of GreedyNAS moves the ranking
+        if ns.controls:
+            ctl_f = {name: ex.submit(train_supernet_job, {"args": a, "sampler": sampler, "iters": ns.greedy_iters, "out": str(work / name), **extra})
+                     for name, (sampler, extra) in CONTROLS.items()}
+            results.update({name: f.result() for name, f in ctl_f.items()})
+            print(f"trained controls: {', '.join(CONTROLS)}", flush=True)
+
         # 2) ranking of the ground-truth archs by each supernet
         t0 = time.time()
-        rank_f = {w: ex.submit(rank_archs_job, {"args": a, "which": w, "indices": gt_idx}) for w in ("uniform", "greedy")}
+        ranked = ("uniform", "greedy") + (tuple(CONTROLS) if ns.controls else ())
+        rank_f = {w: ex.submit(rank_archs_job, {"args": a, "which": w, "indices": gt_idx}) for w in ranked}
         thr_f = ex.submit(throughput_job, {"args": a})
         # 3) Table 3: split the paths over the workers
         chunks = [t3_idx[i:i + 10] for i in range(0, len(t3_idx), 10)]  # small chunks: each one is kept when done
@@ -512,12 +520,15 @@ def main(argv=None) -> dict:
     top = [int(i) for i in order[: len(order) // 2]]
     stats = truth_statistics(gt, replicas, top)
     ranking = {}
-    for w in ("uniform", "greedy"):
+    for w in ranked:
         acc = sup_acc[w]
         ranking[w] = {"kendall_tau_all": kendall(acc, truth), "kendall_tau_top_half": kendall([acc[i] for i in top], [truth[i] for i in top]),
                       "spearman_all": spearman(acc, truth), "supernet_acc": acc,
                       "mean_supernet_acc": float(np.mean(acc))}
     ranking["greedy_minus_uniform"] = paired_tau_difference(sup_acc["greedy"], sup_acc["uniform"], truth, top, seed=ns.seed)
+    if ns.controls:  # filtering alone vs. uniform, both at greedy's #optimization
+        ranking["greedy_eps0_minus_uniform_equal_opt"] = paired_tau_difference(sup_acc["greedy-eps0"], sup_acc["uniform-equal-opt"],
+                                                                               truth, top, seed=ns.seed)
     table3 = {}
     for w, rows in t3.items():
         loss_sub = [r[0] for r in rows]
@@ -547,7 +558,8 @@ def main(argv=None) -> dict:
         "scale_note": ("scaled to a busy 2-core CPU: built-in data with n_train/n_val/n_path_eval as in settings (paper: ImageNet, "
                        "50K val, 1K path-eval); ground truth = standalone training for gt_epochs epochs with the supernet recipe; "
                        "pool size, iterations and paths scaled down as in settings; m=10, k=5, eps 0->0.8, alpha=0.08 as the paper"),
-        "supernets": {"greedy": greedy, "uniform": uniform},
+        "supernets": {"greedy": greedy, "uniform": uniform, **{n: results[n] for n in CONTROLS if n in results}},
+        "controls": {n: CONTROL_NOTES[n] for n in CONTROLS if n in results},
         "ground_truth": gt, "seed_replicas": replicas, "truth": stats, "ranking": ranking, "table3": table3, "cost": cost,
         "supernet_cost_over_one_standalone": greedy["corrected_opt_images"] / (gt_images / len(gt)),
         "wall_seconds": time.time() - t_start, "timings": timings,
@@ -560,6 +572,14 @@ def main(argv=None) -> dict:
 
 
 EVAL_RATIO = 3.33
+# name -> (sampler, overrides); both train greedy's number of iterations
+CONTROLS = {"uniform-equal-opt": ("uniform", {}), "greedy-eps0": ("greedy", {"eps_max": 0.0})}
+CONTROL_NOTES = {
+    "uniform-equal-opt": "uniform sampling with greedy's #optimization images only (its evaluations not paid for): "
+                         "separates the cost of filtering from its effect",
+    "greedy-eps0": "greedy path filtering (m=10, k=5) without sampling from the candidate pool (eps stays 0; "
+                   "GreedyNAS Table 4, Net2): separates filtering from the pool's exploitation",
+}
 
 
 def cost_only(ns) -> dict:
@@ -594,20 +614,21 @@ def print_table(r: dict) -> None:
         print(f"best tau a perfect predictor reaches against this truth: all {_fmt(t['tau_ceiling_all'], 0)}, top half "
               f"{_fmt(t['tau_ceiling_top_half'], 0)}; FLOPs as predictor: all {_fmt(t['flops_kendall_tau_all'], 0)}, "
               f"top half {_fmt(t['flops_kendall_tau_top_half'], 0)}")
-    print(f"{'supernet':10} {'iters':>6} {'#opt':>8} {'#eval':>8} {'corrected':>10} {'mean acc':>9} {'tau(all)':>9} {'tau(top½)':>10}")
-    for name, sm in (("uniform", u), ("greedy", g)):
+    print(f"{'supernet':17} {'iters':>6} {'#opt':>8} {'#eval':>8} {'corrected':>10} {'mean acc':>9} {'tau(all)':>9} {'tau(top½)':>10}")
+    for name, sm in [("uniform", u), ("greedy", g)] + [(n, r["supernets"][n]) for n in r.get("controls", {})]:
         rk = r["ranking"][name]
-        print(f"{name:10} {sm['iterations']:6d} {sm['n_opt_images']:8d} {sm['n_eval_images']:8d} {sm['corrected_opt_images']:10.0f} "
+        print(f"{name:17} {sm['iterations']:6d} {sm['n_opt_images']:8d} {sm['n_eval_images']:8d} {sm['corrected_opt_images']:10.0f} "
               f"{rk.get('mean_supernet_acc', float('nan')):9.1f} {_fmt(rk['kendall_tau_all'], 9)} {_fmt(rk['kendall_tau_top_half'], 10)}")
     pc = g.get("pool_composition")
     if pc:
         print(f"greedy pool ({pc['pool_paths']} paths): the ops of the top-half standalone archs hold "
               f"{pc['top_half_truth_ops_pool_share_over_uniform']:.2f}x their uniform share of it")
-    d = r["ranking"].get("greedy_minus_uniform")
-    if d:
-        print("greedy - uniform tau, bootstrap over archs: " + "; ".join(
-            f"{k} 90% CI [{v['difference_90ci'][0]:+.2f}, {v['difference_90ci'][1]:+.2f}], greedy better in {100 * v['share_greedy_better']:.0f}% of draws"
-            for k, v in d.items()))
+    for key, label in (("greedy_minus_uniform", "greedy - uniform"), ("greedy_eps0_minus_uniform_equal_opt", "greedy-eps0 - uniform-equal-opt")):
+        d = r["ranking"].get(key)
+        if d:
+            print(f"{label} tau, bootstrap over archs: " + "; ".join(
+                f"{k} 90% CI [{v['difference_90ci'][0]:+.2f}, {v['difference_90ci'][1]:+.2f}], first better in {100 * v['share_greedy_better']:.0f}% of draws"
+                for k, v in d.items()))
     print("\nTable 3 analogue: Kendall tau of paths ranked by path-eval-subset loss (acc) vs. whole-val accuracy")
     print(f"{'supernet':10} {'tau(loss)':>10} {'tau(acc)':>9} {'rho(loss)':>10} {'mean acc':>9}")
     for name in ("random", "uniform", "greedy"):
