@@ -99,7 +99,7 @@ def verify_latency(table: LatencyTable, arch: Arch, model_path: str | Path, fmt:
             protocol = Protocol.from_dict(table.protocol) if table.protocol else backend.default_protocol()
             if runs is not None:
                 protocol.runs = runs
-            anchor = _anchor_for(table, arch, fmt)
+            anchor, reference_ms = _anchor_for(table, arch, fmt)
             readings = [backend.measure(anchor, protocol).median_ms] if anchor else []
             m = backend.measure(model_path, protocol)
             if anchor:
@@ -114,8 +114,7 @@ def verify_latency(table: LatencyTable, arch: Arch, model_path: str | Path, fmt:
     rep.measured_ms, rep.measured_p90_ms, rep.measured_cv = m.median_ms, m.p90_ms, m.cv
     rep.error_pct = 100.0 * (ms - m.median_ms) / m.median_ms if m.median_ms > 0 else None
     if readings and m.median_ms > 0:
-        ref = float(table.protocol["anchor"]["reference_ms"])
-        rep.device_speed_factor = float(sum(readings) / len(readings)) / ref
+        rep.device_speed_factor = float(sum(readings) / len(readings)) / reference_ms
         rep.measured_reference_ms = m.median_ms / rep.device_speed_factor
         rep.error_reference_pct = 100.0 * (ms - rep.measured_reference_ms) / rep.measured_reference_ms
     if m.status != "ok":
@@ -124,14 +123,16 @@ def verify_latency(table: LatencyTable, arch: Arch, model_path: str | Path, fmt:
     return rep
 
 
-def _anchor_for(table: LatencyTable, arch: Arch, fmt: str) -> Path | None:
-    """The table's anchor network file, when the table has one this version knows (else None)."""
+def _anchor_for(table: LatencyTable, arch: Arch, fmt: str) -> tuple[Path | None, float | None]:
+    """The table's anchor network file and its reference latency, when the table has an anchor
+    this version knows (else None, None)."""
     from ..latency.drift import anchor_file, table_anchor_reference  # noqa: PLC0415
 
     space = arch.get_space()
-    if table_anchor_reference(table.protocol, space) is None:
-        return None
+    reference_ms = table_anchor_reference(table.protocol, space)
+    if reference_ms is None:
+        return None, None
     try:
-        return anchor_file(space, fmt)
+        return anchor_file(space, fmt), reference_ms
     except Exception:  # noqa: BLE001  (no anchor: the raw measurement still stands)
-        return None
+        return None, None
