@@ -46,6 +46,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 RESULTS = REPO / "benchmarks" / "results" / "supernet_bench.json"
 
+from hwnas.train.trainer import EVAL_COST_RATIO  # noqa: E402  (the trainer's accounting of an evaluation's cost)
+
 
 def _threads() -> None:
     import torch
@@ -155,7 +157,7 @@ def planned_greedy_corrected_images(a, iters: int, m: int = 10, k: int = 5) -> f
     warm = int(round(a["warmup"] * iters))
     rounds = math.ceil(max(iters - warm, 0) / k)
     eval_images = rounds * m * min(a["eval_batch"], a["n_path_eval"])
-    return iters * a["batch"] + eval_images / EVAL_RATIO
+    return iters * a["batch"] + eval_images / EVAL_COST_RATIO
 
 
 def _load_supernet(which, a):
@@ -353,11 +355,14 @@ def paired_tau_difference(acc_g, acc_u, truth, top: list[int], draws: int = 2000
                 dg.append(a)
                 du.append(b)
         diff = np.asarray(dg) - np.asarray(du)
-        out[name] = {"greedy_tau_90ci": [float(np.percentile(dg, 5)), float(np.percentile(dg, 95))],
-                     "uniform_tau_90ci": [float(np.percentile(du, 5)), float(np.percentile(du, 95))],
-                     "difference_90ci": [float(np.percentile(diff, 5)), float(np.percentile(diff, 95))],
-                     "share_greedy_better": float(np.mean(diff > 0))}
+        out[name] = {"greedy_tau_90ci": _range90(dg), "uniform_tau_90ci": _range90(du), "difference_90ci": _range90(diff),
+                     "share_greedy_better": float(np.mean(diff > 0)) if len(diff) else None}
     return out
+
+
+def _range90(xs) -> list[float] | None:
+    """5th-95th percentile; None when no draw had both taus defined (a supernet ranking every arch alike)."""
+    return [float(np.percentile(xs, 5)), float(np.percentile(xs, 95))] if len(xs) else None
 
 
 def pool_composition(run_dir: Path, gt: list[dict], top: list[int]) -> dict:
@@ -458,7 +463,7 @@ def main(argv=None) -> dict:
     ctx = get_context("spawn")
     timings = {}
     with ProcessPoolExecutor(max_workers=ns.workers, mp_context=ctx) as ex:
-        # 1) both supernets first, the standalone nets (ground truth) as workers come free
+        # 1) the supernets first, the standalone nets (ground truth) as workers come free
         t0 = time.time()
         greedy_f = ex.submit(train_supernet_job, {"args": a, "sampler": "greedy", "iters": ns.greedy_iters, "out": str(work / "greedy")})
         todo = [(("gt", i), {"args": a, "indices": idx, "seed": ns.seed}) for i, idx in enumerate(gt_idx)]
@@ -471,6 +476,10 @@ def main(argv=None) -> dict:
         uniform_iters = int(round(planned / ns.batch))
         running[ex.submit(train_supernet_job, {"args": a, "sampler": "uniform", "iters": uniform_iters,
                                                "out": str(work / "uniform")})] = "uniform"
+        if ns.controls:  # which part of GreedyNAS moves the ranking: both train greedy's iterations
+            for name, (sampler, extra) in CONTROLS.items():
+                running[ex.submit(train_supernet_job, {"args": a, "sampler": sampler, "iters": ns.greedy_iters,
+                                                       "out": str(work / name), **extra})] = name
         while running or todo:
             while todo and len(running) < ns.workers:
                 key, job = todo.pop(0)
@@ -489,13 +498,6 @@ def main(argv=None) -> dict:
         print(f"ground truth: {len(gt)} standalone nets + {len(replicas)} seed replicas ({time.time() - t0:.0f}s)", flush=True)
         timings["train_s"] = time.time() - t0
         print(f"trained: greedy {greedy['iterations']} it, uniform {uniform_iters} it ({timings['train_s']:.0f}s)", flush=True)
-
-        # 1b) controls: which part of GreedyNAS moves the ranking
-        if ns.controls:
-            ctl_f = {name: ex.submit(train_supernet_job, {"args": a, "sampler": sampler, "iters": ns.greedy_iters, "out": str(work / name), **extra})
-                     for name, (sampler, extra) in CONTROLS.items()}
-            results.update({name: f.result() for name, f in ctl_f.items()})
-            print(f"trained controls: {', '.join(CONTROLS)}", flush=True)
 
         # 2) ranking of the ground-truth archs by each supernet
         t0 = time.time()
@@ -545,7 +547,7 @@ def main(argv=None) -> dict:
         "uniform_seconds_per_iteration": u_iter_s,
         "greedy_eval_overhead_ratio_in_runs": g_eval_per_iter / u_iter_s,
         "greedy_eval_overhead_ratio_measured": thr["greedy_eval_per_iteration_over_uniform_iteration"],
-        "greedy_eval_overhead_ratio_by_images": (10 * ns.eval_batch / 5) / (EVAL_RATIO * ns.batch),
+        "greedy_eval_overhead_ratio_by_images": (10 * ns.eval_batch / 5) / (EVAL_COST_RATIO * ns.batch),
         "supernet_vs_standalone": thr,
         "supernet_over_standalone_img_s": thr["supernet_img_s"] / thr["standalone_img_s"],
         "note": ("ratios measured interleaved in one process (same load); greedy_eval_overhead_ratio_in_runs divides times "
@@ -571,7 +573,6 @@ def main(argv=None) -> dict:
     return result
 
 
-EVAL_RATIO = 3.33
 # name -> (sampler, overrides); both train greedy's number of iterations
 CONTROLS = {"uniform-equal-opt": ("uniform", {}), "greedy-eps0": ("greedy", {"eps_max": 0.0})}
 CONTROL_NOTES = {
@@ -628,7 +629,7 @@ def print_table(r: dict) -> None:
         if d:
             print(f"{label} tau, bootstrap over archs: " + "; ".join(
                 f"{k} 90% CI [{v['difference_90ci'][0]:+.2f}, {v['difference_90ci'][1]:+.2f}], first better in {100 * v['share_greedy_better']:.0f}% of draws"
-                for k, v in d.items()))
+                if v["difference_90ci"] else f"{k} undefined (a supernet ranks every arch alike)" for k, v in d.items()))
     print("\nTable 3 analogue: Kendall tau of paths ranked by path-eval-subset loss (acc) vs. whole-val accuracy")
     print(f"{'supernet':10} {'tau(loss)':>10} {'tau(acc)':>9} {'rho(loss)':>10} {'mean acc':>9}")
     for name in ("random", "uniform", "greedy"):
