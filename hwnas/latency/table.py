@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import HwnasError
 from ..io import atomic_write_json
 from ..space.arch import Arch
-from .keys import arch_keys
+from .predictor import arch_sums, predict_arch
 
 FORMAT = 1
 # Fingerprint fields that must agree for a table to describe a device.
@@ -104,40 +104,19 @@ class LatencyTable:
             if diffs:
                 raise HwnasError(f"{where} was measured on another device ({'; '.join(diffs)}); profile this device or pass --force")
 
-    # ---- prediction ----------------------------------------------------------------
+    # ---- prediction (the one predictor: latency/predictor.py) ---------------------------
     def missing_keys(self, keys: list[str]) -> list[str]:
         return [k for k in keys if k not in self.entries]
 
     def raw_sum(self, arch: Arch) -> tuple[float, float]:
         """Sum of block medians and the combined spread, before calibration."""
-        keys = arch_keys(arch.get_space(), arch)
-        missing = self.missing_keys(keys)
-        if missing:
-            raise HwnasError(f"latency table lacks {len(missing)} block(s) of this arch (e.g. {missing[0]}); run `hwnas profile` for space {self.space!r} to fill them")
-        total = sum(float(self.entries[k]["median_ms"]) for k in keys)
-        var = sum(float(self.entries[k].get("std_ms", 0.0)) ** 2 for k in keys)
-        return total, math.sqrt(var)
-
-    def calibrated(self, total: float, nblocks: int) -> float:
-        """Calibration: ``scale * sum + overhead + per_block * blocks`` (``per_block_ms`` is optional).
-
-        The per-block term is the per-call cost every separately timed block carries (runtime
-        entry, layout conversion at its edges) that a whole network pays only once.
-        """
-        c = self.calibration
-        return float(c.get("scale", 1.0)) * total + float(c.get("overhead_ms", 0.0)) + float(c.get("per_block_ms", 0.0)) * nblocks
+        raw, var, _ = arch_sums(self, arch)
+        return raw, math.sqrt(var)
 
     def predict(self, arch: Arch) -> tuple[float, float]:
         """Predicted latency in ms and its uncertainty (the blocks' spread, calibrated)."""
-        total, spread = self.raw_sum(arch)
-        scale = float(self.calibration.get("scale", 1.0))
-        return self.calibrated(total, len(arch_keys(arch.get_space(), arch))), abs(scale) * spread
+        return predict_arch(self, arch)
 
     def predict_quantile(self, arch: Arch, quantile: float = 0.5) -> float:
         """Median prediction, or the sum of per-block p90 for a conservative bound (quantile 0.9)."""
-        if quantile <= 0.5:
-            return self.predict(arch)[0]
-        keys = arch_keys(arch.get_space(), arch)
-        self.raw_sum(arch)  # raises on missing keys
-        total = sum(float(self.entries[k].get("p90_ms", self.entries[k]["median_ms"])) for k in keys)
-        return self.calibrated(total, len(keys))
+        return predict_arch(self, arch, quantile)[0]

@@ -29,6 +29,8 @@ from .blocks import default_cache_dir, export_network, exporter_tag
 from .drift import DEFAULT_WINDOW, AnchoredTimer, AnchorLog, anchor_file, journal_anchor, table_anchor_reference
 from .journal import Journal
 from .keys import arch_keys
+from . import predictor
+from .predictor import arch_sums
 from .profiler import ProfileEvent, resolve_device
 from .table import LatencyTable
 
@@ -134,10 +136,6 @@ def fit_calibration(raw: np.ndarray, nblocks: np.ndarray, meas: np.ndarray) -> d
     return {"scale": float(coef[0]), "overhead_ms": float(coef[1]), "per_block_ms": float(coef[2]) if use_nb else 0.0}
 
 
-def apply_calibration(cal: dict[str, float], raw: np.ndarray, nblocks: np.ndarray) -> np.ndarray:
-    return cal.get("scale", 1.0) * raw + cal.get("overhead_ms", 0.0) + cal.get("per_block_ms", 0.0) * nblocks
-
-
 def scatter_plot(path: Path, series: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> Path:
     import matplotlib
 
@@ -213,9 +211,10 @@ def validate_table(device: DeviceProfile | str, table: LatencyTable | str | Path
     corr_rounds = raw_rounds / factors
     meas = np.median(corr_rounds, axis=1)
     meas_raw = np.median(raw_rounds, axis=1)
-    raw = np.array([tab.raw_sum(a)[0] for a in archs])
-    nblocks = np.array([len(arch_keys(space, a)) for a in archs])
-    table_pred = np.array([tab.predict(a)[0] for a in archs])
+    sums = [arch_sums(tab, a) for a in archs]
+    raw = np.array([s[0] for s in sums])
+    nblocks = np.array([s[2] for s in sums])
+    table_pred = predictor.calibrate(raw, nblocks, tab.calibration)
 
     results: dict[str, Any] = {"uncalibrated": errors_report(raw, meas)}
     series = {"uncalibrated": (raw, meas)}
@@ -227,7 +226,7 @@ def validate_table(device: DeviceProfile | str, table: LatencyTable | str | Path
         idx = np.random.default_rng(seed + 1).permutation(len(archs))
         fit, held = idx[: len(idx) // 2], idx[len(idx) // 2:]
         cal = fit_calibration(raw[fit], nblocks[fit], meas[fit])
-        cal_pred = apply_calibration(cal, raw, nblocks)
+        cal_pred = predictor.calibrate(raw, nblocks, cal)
         results["uncalibrated_heldout"] = errors_report(raw[held], meas[held])
         results["calibrated_heldout"] = errors_report(cal_pred[held], meas[held])
         results["calibrated_fit_half"] = errors_report(cal_pred[fit], meas[fit])
@@ -245,7 +244,7 @@ def validate_table(device: DeviceProfile | str, table: LatencyTable | str | Path
         raw_results: dict[str, Any] = {"uncalibrated": errors_report(raw, meas_raw)}
         if calibrate:
             cal_raw = fit_calibration(raw[fit], nblocks[fit], meas_raw[fit])
-            raw_results["calibrated_heldout"] = errors_report(apply_calibration(cal_raw, raw, nblocks)[held], meas_raw[held])
+            raw_results["calibrated_heldout"] = errors_report(predictor.calibrate(raw, nblocks, cal_raw)[held], meas_raw[held])
         report["results_without_drift_correction"] = raw_results
     if noise:
         report["noise"] = noise_floor(corr_rounds)

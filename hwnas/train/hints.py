@@ -37,10 +37,10 @@ def suggested_budget(space_name: str, space_args: dict | None = None, *, device:
     space = create_space(space_name, **(space_args or {}))
     X = space.sample_indices(np.random.default_rng(seed), samples)
     try:
-        from ..search.constraints import LatencyModel, load_table
+        from ..latency.lookup import load_table
+        from ..latency.predictor import LatencyPredictor
 
-        model = LatencyModel(load_table(space, device=device, tables_dir=tables_dir), space)
-        ms, _ = model.predict_indices(X)
+        ms = LatencyPredictor(load_table(space, device=device, tables_dir=tables_dir), space).predict_indices(X)
         return f"--latency {_two_digits(float(np.median(ms)))}ms"
     except (HwnasError, OSError, ValueError, KeyError):  # no usable table: FLOPs need none
         flops = float(np.median(space.flops_of_indices(X)))

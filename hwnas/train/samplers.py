@@ -6,8 +6,8 @@ returned path. ``evaluate(paths) -> losses`` is supplied by the trainer: it runs
 the fixed path-evaluation batch in eval mode without grad (and shares the work across ranks).
 
 Paths are tuples of per-layer choice indices (``SearchSpace.choice_indices``). A
-``PathBudget`` restricts sampling to paths under a FLOPs and/or latency bound (latency from a
-``LatencyTable``'s per-block entries, vectorized as a lookup table).
+``PathBudget`` restricts sampling to paths under a FLOPs and/or latency bound (latency from the
+one predictor, ``hwnas.latency.predictor``, so training and search agree on what fits).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import HwnasError
+from ..latency.predictor import LatencyPredictor
 from ..registry import Registry
 from ..space.space import SearchSpace
 from .pool import CandidatePool
@@ -34,62 +35,38 @@ class PathBudget:
     def __init__(self, space: SearchSpace, max_flops: int | None = None, table: Any = None,
                  max_latency_ms: float | None = None) -> None:
         self.space, self.max_flops, self.table, self.max_latency_ms = space, max_flops, table, max_latency_ms
-        self._lat: tuple[float, list[np.ndarray], float, float] | None = None
+        self.predictor: LatencyPredictor | None = None
         if max_latency_ms is not None:
             if table is None:
                 raise HwnasError("a latency budget needs a latency table; pass --table FILE (build one with `hwnas profile`)")
-            self._lat = self._latency_lookup(space, table)
+            self.predictor = LatencyPredictor(table, space).require_complete()
         if max_flops is not None:
             lo = space.flops_range()[0]
             if max_flops < lo:
                 raise HwnasError(f"FLOPs budget {max_flops:,} is below the smallest path of {space.name!r} ({lo:,}); raise it")
-        if self._lat is not None and self.min_latency() > max_latency_ms:
+        if self.predictor is not None and self.min_latency() > max_latency_ms:
             raise HwnasError(f"latency budget {max_latency_ms} ms is below the fastest path of {space.name!r} "
                              f"({self.min_latency():.2f} ms by the table); raise it")
-
-    @staticmethod
-    def _latency_lookup(space: SearchSpace, table: Any) -> tuple[float, list[np.ndarray], float, float]:
-        from ..latency.keys import block_key
-
-        if table.space != space.name:
-            raise HwnasError(f"latency table is for space {table.space!r}, not {space.name!r}; profile this space")
-
-        def ms(slot) -> float:
-            k = block_key(slot)
-            if k is None:
-                return 0.0
-            if k not in table.entries:
-                raise HwnasError(f"latency table lacks block {k}; run `hwnas profile` for space {space.name!r} to fill it")
-            return float(table.entries[k]["median_ms"])
-
-        fixed = sum(ms(s) for s in space.fixed_slots())
-        per_layer = [np.array([ms(layer.slot(op)) for op in layer.choices]) for layer in space.layers]
-        cal = table.calibration or {}
-        return fixed, per_layer, float(cal.get("scale", 1.0)), float(cal.get("overhead_ms", 0.0))
 
     @property
     def active(self) -> bool:
         return self.max_flops is not None or self.max_latency_ms is not None
 
     def latency_of(self, idx: np.ndarray) -> np.ndarray:
-        assert self._lat is not None
-        fixed, per_layer, scale, overhead = self._lat
-        idx = np.atleast_2d(idx)
-        total = np.full(idx.shape[0], fixed)
-        for j, t in enumerate(per_layer):
-            total = total + t[idx[:, j]]
-        return scale * total + overhead
+        """Predicted latency (ms) of each path: the table's calibrated median, as search and export predict it."""
+        assert self.predictor is not None
+        return self.predictor.predict_indices(idx)
 
     def min_latency(self) -> float:
-        fixed, per_layer, scale, overhead = self._lat  # type: ignore[misc]
-        return scale * (fixed + sum(float(t.min()) for t in per_layer)) + overhead
+        assert self.predictor is not None
+        return self.predictor.range()[0]
 
     def ok(self, idx: np.ndarray) -> np.ndarray:
         idx = np.atleast_2d(idx)
         mask = np.ones(idx.shape[0], dtype=bool)
         if self.max_flops is not None:
             mask &= self.space.flops_of_indices(idx) <= self.max_flops
-        if self._lat is not None:
+        if self.predictor is not None:
             mask &= self.latency_of(idx) <= self.max_latency_ms
         return mask
 

@@ -1,0 +1,72 @@
+"""Finding the device's latency table for a space.
+
+The newest ``latency_tables/*.json`` for the device and the space (or the file given with
+``--table``), refusing a table of another space, device or space variant. Used by the
+search, the export and the train hints alike.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import HwnasError
+from ..space.space import SearchSpace
+from .table import LatencyTable
+
+
+def _table_header(path: Path) -> dict[str, Any] | None:
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return d if isinstance(d, dict) and "entries" in d and "space" in d else None
+
+
+def find_table(device: str, space: str, tables_dir: str | Path = "latency_tables", backend: str | None = None) -> Path:
+    """The newest table in ``tables_dir`` for ``device`` and ``space`` (and ``backend`` if given).
+
+    A table belongs to a device when its file is named ``<device>-...json`` or its device
+    fingerprint carries ``name == device``; newest by its ``created`` stamp, then file time.
+    """
+    d = Path(tables_dir)
+    found: list[tuple[str, float, Path]] = []
+    other_space: list[str] = []
+    for p in sorted(d.glob("*.json")) if d.is_dir() else []:
+        h = _table_header(p)
+        if h is None:
+            continue
+        dev = h.get("device") or {}
+        if not (p.name.startswith(f"{device}-") or (isinstance(dev, dict) and dev.get("name") == device)):
+            continue
+        if backend is not None and h.get("backend") != backend and not str(h.get("backend", "")).startswith(backend):
+            continue
+        if h.get("space") != space:
+            other_space.append(f"{p.name} ({h.get('space')})")
+            continue
+        found.append((str(h.get("created", "")), p.stat().st_mtime, p))
+    if not found:
+        hint = f" (only for other spaces: {', '.join(other_space)})" if other_space else ""
+        raise HwnasError(f"no latency table for device {device!r} and space {space!r} in {str(d)!r}{hint}; "
+                         f"run `hwnas profile --device {device} --space {space}` or pass --table")
+    found.sort()
+    return found[-1][2]
+
+
+def load_table(space: SearchSpace, device: str = "host", table: str | Path | None = None,
+               tables_dir: str | Path = "latency_tables", backend: str | None = None) -> LatencyTable:
+    """The device's table for ``space`` (``table`` overrides the lookup); another space is an error."""
+    path = Path(table) if table is not None else find_table(device, space.name, tables_dir, backend)
+    t = LatencyTable.load(path)
+    if t.space != space.name:
+        raise HwnasError(f"latency table {str(path)!r} is for space {t.space!r}, not {space.name!r}; "
+                         f"pass a table of space {space.name!r} or profile it with `hwnas profile --space {space.name}`")
+    dev_name = t.device.get("name") if isinstance(t.device, dict) else None
+    if table is not None and dev_name and dev_name != device:
+        raise HwnasError(f"latency table {str(path)!r} was measured on device {dev_name!r}, not {device!r}; "
+                         f"pass --device {dev_name} or a table of {device!r}")
+    if dict(t.space_args) != dict(space.args):
+        raise HwnasError(f"latency table {str(path)!r} is for {t.space} with {t.space_args or 'default args'}, "
+                         f"not {space.args or 'default args'}; profile this variant of the space")
+    return t
