@@ -34,3 +34,31 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def timed_files(monkeypatch):
+    """Every (file name, median ms) any backend made by ``create_backend`` measured, in order.
+
+    Lets a test check a reported latency against the backend's own measurement of the file
+    rather than against the report's other fields.
+    """
+    from hwnas.latency.backends import base
+
+    seen: list[tuple[str, float]] = []
+    make = base.create_backend
+
+    def spying(*args, **kwargs):
+        backend = make(*args, **kwargs)
+        measure = backend.measure
+
+        def recorded(model_path, protocol=None):
+            m = measure(model_path, protocol)
+            seen.append((Path(model_path).name, m.median_ms))
+            return m
+
+        backend.measure = recorded
+        return backend
+
+    monkeypatch.setattr(base, "create_backend", spying)
+    return seen

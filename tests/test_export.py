@@ -362,7 +362,7 @@ def test_weights_inherited_from_supernet_checkpoint(tmp_path, tiny_supernet_chec
     assert listing(out) == []
 
 
-def test_latency_verified_against_the_table(tmp_path, capsys):
+def test_latency_verified_against_the_table(tmp_path, capsys, timed_files):
     """With --table: the table's prediction, and the file timed by the table's backend on its device."""
     from hwnas.latency.table import LatencyTable
 
@@ -374,8 +374,12 @@ def test_latency_verified_against_the_table(tmp_path, capsys):
     lat = r.latency
     assert lat is not None and lat.backend == "onnxruntime" and lat.device == "host"
     assert lat.predicted_ms == pytest.approx(LatencyTable.load(table_path).predict(arch)[0])
-    assert lat.measured_ms is not None and lat.measured_ms > 0
-    assert lat.error_pct == pytest.approx(100 * (lat.predicted_ms - lat.measured_ms) / lat.measured_ms)
+    # the reported time is the backend's measurement of the exported file (between two anchor readings)
+    assert [name for name, _ in timed_files][1] == r.path.name and len(timed_files) == 3
+    file_ms = timed_files[1][1]
+    assert lat.measured_ms == file_ms > 0
+    predicted = LatencyTable.load(table_path).predict(arch)[0]
+    assert lat.error_pct == pytest.approx(100 * (predicted / file_ms - 1))
     side = json.loads(r.sidecar.read_text())
     assert side["latency"]["predicted_ms"] == lat.predicted_ms and side["latency"]["table"].endswith("host-tiny-onnxruntime.json")
     # a table of another space is refused before anything is exported

@@ -281,13 +281,33 @@ def test_validate_tiny_reports_and_calibrates(hwnas_cli, tmp_path, cache_env, ti
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep["samples"] == 6 and plot.stat().st_size > 1000 and plot.read_bytes()[:4] == b"\x89PNG"
-    for name in ("uncalibrated", "uncalibrated_heldout", "calibrated_heldout"):
-        part = rep["results"][name]
-        assert 0 <= part["within_5"] <= part["within_10"] <= 1 and part["rmse_ms"] >= 0
-    assert rep["results"]["calibrated_heldout"]["n"] == 3
-    assert rep["noise"]["median_abs_pct"] >= 0 and all(len(a["rounds_ms"]) == 2 for a in rep["archs"])
-    # the measured whole nets are real: sum of blocks and measured time are the same order of magnitude
-    for a in rep["archs"]:
-        assert 0.2 < a["raw_sum_ms"] / a["measured_ms"] < 5
+    assert all(len(a["rounds_ms"]) == 2 for a in rep["archs"])
+    # the shares, RMSE and noise figures recomputed from the per-arch figures and the table file itself
+    space = create_space("tiny")
+    entries = json.loads(tiny_table.read_text())["entries"]
+    archs = [space.from_compact(a["arch"]) for a in rep["archs"]]
+    raw = np.array([sum(entries[k]["median_ms"] for k in arch_keys(space, a)) for a in archs])
+    blocks = np.array([len(arch_keys(space, a)) for a in archs])
+    rounds = np.array([a["rounds_ms"] for a in rep["archs"]])
+    meas = np.array([a["measured_ms"] for a in rep["archs"]])
+    assert np.allclose([a["raw_sum_ms"] for a in rep["archs"]], raw)
+    assert np.allclose(meas, rounds.mean(axis=1), rtol=1e-5)  # median of two rounds
+
+    def expect(part, pred, m):
+        rel = np.abs(pred - m) / m
+        assert part["n"] == len(m)
+        assert part["within_5"] == pytest.approx(np.mean(rel <= 0.05))
+        assert part["within_10"] == pytest.approx(np.mean(rel <= 0.10))
+        assert part["rmse_ms"] == pytest.approx(np.sqrt(np.mean((pred - m) ** 2)), rel=1e-4)
+
+    expect(rep["results"]["uncalibrated"], raw, meas)
     cal = json.loads(out.read_text())["calibration"]
     assert cal == rep["calibration"] and cal["fitted_on"] == 3 and cal["scale"] != 1.0
+    held = np.random.default_rng(1).permutation(6)[3:]  # the held-out half of seed 0
+    cal_pred = cal["scale"] * raw + cal["overhead_ms"] + cal["per_block_ms"] * blocks
+    expect(rep["results"]["uncalibrated_heldout"], raw[held], meas[held])
+    expect(rep["results"]["calibrated_heldout"], cal_pred[held], meas[held])
+    spread = 100 * np.abs(rounds[:, 0] - rounds[:, 1]) / rounds.mean(axis=1)
+    assert rep["noise"]["median_abs_pct"] == pytest.approx(np.median(spread), rel=1e-3, abs=1e-3)
+    # the measured whole nets are real: sum of blocks and measured time are the same order of magnitude
+    assert np.all((0.2 < raw / meas) & (raw / meas < 5))
