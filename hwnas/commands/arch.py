@@ -8,12 +8,13 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..space import resolve_arch
-from .common import console, print_json
+from .common import console, new_app, print_json
 
 
 def arch_info(arch_text: str, table_path: Optional[Path] = None, force: bool = False) -> dict:
     """Everything ``hwnas arch info`` reports, as a dict (the library call behind the command)."""
+    from ..space import resolve_arch
+
     arch = resolve_arch(arch_text)
     space = arch.get_space()
     flops, params = space.flops_params(arch)
@@ -30,7 +31,7 @@ def arch_info(arch_text: str, table_path: Optional[Path] = None, force: bool = F
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Inspect architectures.", no_args_is_help=True)
+    group = new_app(help="Inspect architectures.", no_args_is_help=True)
 
     @group.command("info")
     def info(arch: str = typer.Argument(..., help="A JSON file, a named arch (e.g. proxyless-mobile) or space:compact."),

@@ -1,4 +1,4 @@
-"""Helpers shared by command modules: the console and JSON printing."""
+"""Helpers shared by command modules: the console, JSON printing and the command groups' settings."""
 
 from __future__ import annotations
 
@@ -6,17 +6,22 @@ import json
 import sys
 from typing import Any
 
+import typer
 from rich.console import Console
 
 console = Console()
 err_console = Console(stderr=True)
 
 
+def new_app(**kwargs: Any) -> typer.Typer:
+    """A typer app or command group with hwnas's settings.
+
+    Help is plain click-style text (``rich_markup_mode=None``): typer's rich help prints
+    ``<bool>`` after flags that take no value, the plain one shows flags as flags.
+    """
+    kwargs.setdefault("add_completion", False)
+    return typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False, **kwargs)
+
+
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=1) + "\n")
-
-
-def not_available(what: str) -> None:
-    from ..errors import NotAvailableError
-
-    raise NotAvailableError(f"{what} is not yet available in this version of hwnas")

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .common import console, err_console, print_json
+from .common import console, err_console, new_app, print_json
 
 HOST_HELP = "Phone over TCP (after `adb tcpip 5555`): HOST:PORT."
 SERIAL_HELP = "Phone serial (see `hwnas devices`); default the profile's."
@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
             t2.add_row(p.name, p.kind, p.soc, p.description)
         console.print(t2)
 
-    device_app = typer.Typer(help="One phone: preparation checks and set-up.", no_args_is_help=True)
+    device_app = new_app(help="One phone: preparation checks and set-up.", no_args_is_help=True)
 
     @device_app.command("check")
     def check(name: str = typer.Argument(..., help="Device profile, e.g. sd855."),

@@ -9,7 +9,7 @@ from typing import Iterator, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .common import console, err_console, print_json
+from .common import console, err_console, new_app, print_json
 
 
 @contextmanager
@@ -26,6 +26,19 @@ def progress_bar() -> Iterator:
             prog.update(tasks[ev.phase], completed=ev.done, total=ev.total, note=(ev.note + " " + ev.key[-60:]).strip())
 
         yield update
+
+
+def _parse_widths(text: str) -> tuple[int, ...]:
+    """``24,40,80`` -> (24, 40, 80); anything else is a one-line error."""
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) <= 0:
+        from ..errors import HwnasError
+
+        raise HwnasError(f"--widths {text!r} must be positive whole numbers separated by commas, e.g. 24,40,80,96,192,320")
+    return widths
 
 
 def register(app: typer.Typer) -> None:
@@ -106,7 +119,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"calibration stored: {report['calibration']}")
         console.print(f"plot: {report['plot']}")
 
-    tables = typer.Typer(help="Latency table files.", no_args_is_help=True)
+    tables = new_app(help="Latency table files.", no_args_is_help=True)
 
     @tables.command("import")
     def tables_import(file: Path = typer.Argument(..., help="A ProxylessNAS-style YAML latency table."),
@@ -118,7 +131,7 @@ def register(app: typer.Typer) -> None:
         """Import a ProxylessNAS-style YAML table (count/mean/var per key) as an hwnas table."""
         from ..latency.importer import import_proxyless_yaml
 
-        widths = tuple(int(w) for w in width.split(",")) if width else None
+        widths = _parse_widths(width) if width else None
         table, report = import_proxyless_yaml(file, device=device, space=space, backend=backend, out=out, widths=widths)
         console.print(f"imported {report['mapped']} entries ({report['unmapped']} keys not in space {table.space!r}) -> {table.path}")
 

@@ -5,18 +5,19 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from ..space import create_space, list_spaces
-from .common import console, print_json
+from .common import console, new_app, print_json
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="List search spaces (with their sizes) and show one's skeleton.", invoke_without_command=True)
+    group = new_app(help="List search spaces (with their sizes) and show one's skeleton.", invoke_without_command=True)
 
     @group.callback()
     def spaces(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
         """List the search spaces with their sizes."""
         if ctx.invoked_subcommand is not None:
             return
+        from ..space import create_space, list_spaces
+
         rows = []
         for name in list_spaces():
             s = create_space(name)
@@ -36,6 +37,8 @@ def register(app: typer.Typer) -> None:
     def show(name: str = typer.Argument(..., help="Space name, see `hwnas spaces`."),
              as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
         """Show a space's skeleton: stem, searchable layers with their choices, head."""
+        from ..space import create_space
+
         s = create_space(name)
         layers = s.describe_layers()
         if as_json:
