@@ -29,10 +29,19 @@ def synthetic_table(space_name="nas-bench-macro", device="host", seed=0, drop=No
                         entries=entries, calibration={"overhead_ms": 0.05, "scale": 1.02, "per_block_ms": 0.004})
 
 
-@pytest.mark.parametrize("text,ms", [("80ms", 80.0), ("80 ms", 80.0), ("0.08s", 80.0), ("80", 80.0),
+@pytest.mark.parametrize("text,ms", [("80ms", 80.0), ("80 ms", 80.0), ("0.08s", 80.0),
                                      ("2500us", 2.5), ("1.5 MS", 1.5), (12, 12.0)])
 def test_parse_latency(text, ms):
     assert parse_latency(text) == pytest.approx(ms)
+
+
+@pytest.mark.parametrize("text", ["80", "0.25", " 80 "])
+def test_parse_latency_needs_a_unit(text):
+    """A bare number could be ms or s: it is refused, naming both readings (a Python float stays ms)."""
+    with pytest.raises(HwnasError) as e:
+        parse_latency(text)
+    v = text.strip()
+    assert str(e.value) == f"latency budget {text!r} has no unit; write {v}ms (or {v}s, {v}us)"
 
 
 @pytest.mark.parametrize("text", ["fast", "80 mss", "-3ms", "0ms", "", "ms"])

@@ -71,6 +71,7 @@ def test_search_writes_results_and_resumes(hwnas_cli, tables, tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["--latency", "fast"], "cannot read latency budget 'fast'"),
+    (["--latency", "80"], "latency budget '80' has no unit; write 80ms"),
     (["--latency", "1ms", "--table", "{tables}/sd855-nas-bench-macro-tflite.json"], "measured on device 'sd855', not 'host'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(hwnas_cli, tables, tmp_path, args, message):
@@ -146,3 +147,38 @@ def test_p90_quantile_is_the_conservative_bound(tables, tmp_path):
         assert r.latency_ms == pytest.approx(table.predict_quantile(r.arch, 0.9))
         assert r.latency_ms > table.predict(r.arch)[0]
     assert o.result.best.latency_ms <= 0.5
+
+
+def test_budget_above_the_slowest_arch_warns(hwnas_cli, tables, tmp_path):
+    """A budget every arch of the space meets constrains nothing: the search says so, with the slowest arch's latency."""
+    import itertools
+    import re
+
+    from hwnas.space import create_space
+
+    table = synthetic_table("nas-bench-macro")
+    space = create_space("nas-bench-macro")
+    slowest = max(table.predict(space.from_indices(ix))[0]
+                  for ix in itertools.product(*[range(len(layer.choices)) for layer in space.layers]))
+    r = hwnas_cli("search", "--latency", "5ms", "--benchmark", "nas-bench-macro", "--tables-dir", str(tables),
+                  "--algorithm", "random", "--max-evaluations", "10", "--out", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"warning: latency budget 5 ms is above the slowest arch of space 'nas-bench-macro' \(([0-9.]+) ms predicted by "
+                  r"\S+host-nas-bench-macro-onnxruntime.json\): it constrains nothing", " ".join(r.stderr.split()))
+    assert m, r.stderr
+    assert float(m.group(1)) == pytest.approx(slowest, abs=5e-4)
+    # a budget between the fastest and the slowest arch: no such warning
+    r2 = hwnas_cli("search", "--latency", f"{slowest * 0.8:.3f}ms", "--benchmark", "nas-bench-macro", "--tables-dir", str(tables),
+                   "--algorithm", "random", "--max-evaluations", "10", "--out", str(tmp_path / "o2"))
+    assert r2.returncode == 0 and "constrains nothing" not in r2.stderr, r2.stderr
+
+
+def test_search_ends_with_the_export_command(hwnas_cli, tables, tmp_path):
+    """Item 5: the last line says what to run next, with this search's best.json and table."""
+    out = tmp_path / "s"
+    r = hwnas_cli("search", "--latency", "0.5ms", "--benchmark", "nas-bench-macro", "--tables-dir", str(tables),
+                  "--algorithm", "random", "--max-evaluations", "10", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    last = r.stdout.strip().splitlines()[-1]
+    assert last == (f"next: hwnas export --arch {out / 'best.json'} --format tflite "
+                    f"--table {tables / 'host-nas-bench-macro-onnxruntime.json'}"), last

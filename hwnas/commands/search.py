@@ -71,7 +71,9 @@ def register(app: typer.Typer) -> None:
                                  threads=threads, out=out, progress=progress, status=status)
         res = outcome.result
         for note in outcome.notes:
-            err_console.print(f"note: {note}")
+            err_console.print(f"note: {note}", highlight=False)
+        for warning in outcome.warnings:
+            err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
         space_name = res.history[0].arch.space if res.history else ""
         t = Table(title=f"top {len(res.top(10))} of {res.n_evaluations} {space_name} archs evaluated ({res.algorithm}, {res.budgets.describe()})")
         for col in ("#", "arch", "acc %", "latency ms", "MFLOPs", "Mparams", "score", "eval"):
@@ -87,3 +89,6 @@ def register(app: typer.Typer) -> None:
             console.print(f"resumed: {outcome.resumed} evaluations taken from {outcome.out_dir / 'history.jsonl'}")
         console.print(f"wrote {outcome.paths['best']} (and front.json, history.jsonl, summary.json, pareto.png) "
                       f"in {res.wall_time_s:.1f} s, {res.wall_time_s / max(1, res.info.get('evaluations_this_run', 0) or 1):.3f} s per evaluated arch")
+        table_arg = f" --table {outcome.table_path}" if outcome.table_path else ""
+        console.print(f"next: hwnas export --arch {outcome.paths['best']} --format tflite{table_arg}",
+                      highlight=False, markup=False, soft_wrap=True)

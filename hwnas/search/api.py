@@ -34,6 +34,7 @@ class SearchOutcome:
     evaluator: str
     resumed: int = 0
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # settings that defeat their purpose, e.g. a budget no arch exceeds
 
 
 def build_evaluator(supernet: str | Path | None = None, benchmark: str | None = None, space: str | None = None,
@@ -156,7 +157,9 @@ def run_search(
         if budgets.latency_ms is not None or table is not None:
             raise
         notes.append(f"no latency prediction ({e})")
-    check_budgets(sp, budgets, lat_model)
+    budget_warnings = check_budgets(sp, budgets, lat_model)
+    if objective == "mnas":  # the soft reward's target still ranks archs that all meet it
+        budget_warnings = []
 
     out_dir = Path(out) if out is not None else default_out_dir()
     history_path = out_dir / "history.jsonl"
@@ -184,4 +187,4 @@ def run_search(
     if lat_model is not None and result.best is not None and result.best.latency_ms is not None:
         extra["latency_prediction"] = f"{result.best.latency_ms:.3f} ± {result.best.latency_std_ms or 0.0:.3f} ms"
     paths = write_results(result, out_dir, extra=extra, history=False, plot=plot)
-    return SearchOutcome(result, out_dir, paths, table_path, ev_desc, resumed, notes)
+    return SearchOutcome(result, out_dir, paths, table_path, ev_desc, resumed, notes, budget_warnings)

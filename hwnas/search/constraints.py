@@ -29,19 +29,25 @@ __all__ = ["LatencyModel", "check_budgets", "find_table", "load_table", "parse_f
 
 _NUM = r"([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)"
 
-_TIME_UNITS = {"ms": 1.0, "msec": 1.0, "s": 1000.0, "sec": 1000.0, "us": 1e-3, "µs": 1e-3, "": 1.0}
+_TIME_UNITS = {"ms": 1.0, "msec": 1.0, "s": 1000.0, "sec": 1000.0, "us": 1e-3, "µs": 1e-3}
 _COUNT_UNITS = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "b": 1e9}
 
 
 def parse_latency(text: str | float) -> float:
-    """A latency budget in ms from "80ms", "80 ms", "0.08s", "80000us" or a bare number of ms."""
+    """A latency budget in ms from "80ms", "80 ms", "0.08s" or "80000us" (a Python number is ms).
+
+    Text needs its unit: a bare "80" typed by a user could mean ms or s, so it is refused.
+    """
     if isinstance(text, (int, float)):
         value = float(text)
     else:
         m = re.fullmatch(_NUM + r"\s*(ms|msec|s|sec|us|µs)?", str(text).strip().lower())
         if not m:
             raise HwnasError(f"cannot read latency budget {text!r}; write it like 80ms, 80 ms or 0.08s")
-        value = float(m.group(1)) * _TIME_UNITS[m.group(2) or ""]
+        if m.group(2) is None:
+            v = str(text).strip()
+            raise HwnasError(f"latency budget {text!r} has no unit; write {v}ms (or {v}s, {v}us)")
+        value = float(m.group(1)) * _TIME_UNITS[m.group(2)]
     if not math.isfinite(value) or value <= 0:
         raise HwnasError(f"latency budget {text!r} must be a positive time such as 80ms")
     return value
@@ -97,8 +103,12 @@ class LatencyModel:
         return self.predictor.range(self.quantile)
 
 
-def check_budgets(space: SearchSpace, budgets: Budgets, latency: LatencyModel | None = None) -> None:
-    """Each budget must admit at least the cheapest arch of the space (one line on which does not)."""
+def check_budgets(space: SearchSpace, budgets: Budgets, latency: LatencyModel | None = None) -> list[str]:
+    """Each budget must admit at least the cheapest arch of the space (one line on which does not).
+
+    Returns warnings: a latency budget above the slowest arch of the space constrains nothing.
+    """
+    warnings: list[str] = []
     from .encoding import IntegerEncoding
 
     enc = IntegerEncoding(space)
@@ -109,6 +119,10 @@ def check_budgets(space: SearchSpace, budgets: Budgets, latency: LatencyModel | 
         if budgets.latency_ms < lo:
             raise HwnasError(f"latency budget {budgets.latency_ms:g} ms is below the fastest arch of space {space.name!r} "
                              f"({lo:.3f} ms predicted on this table); raise it to at least {lo:.3f} ms")
+        if budgets.latency_ms > hi:
+            where = f"by {latency.table.path}" if latency.table.path else "on this table"
+            warnings.append(f"latency budget {budgets.latency_ms:g} ms is above the slowest arch of space {space.name!r} "
+                            f"({hi:.3f} ms predicted {where}): it constrains nothing; a budget below {hi:.3f} ms does")
     for name, limit, col in (("FLOPs", budgets.flops, 0), ("params", budgets.params, 1)):
         if limit is None:
             continue
@@ -116,3 +130,4 @@ def check_budgets(space: SearchSpace, budgets: Budgets, latency: LatencyModel | 
         if limit < lo:
             raise HwnasError(f"{name} budget {limit / 1e6:g}M is below the smallest arch of space {space.name!r} "
                              f"({lo / 1e6:.3f}M); raise it")
+    return warnings
