@@ -147,7 +147,7 @@ def agreement_part(args) -> int:
 
     from hwnas.export import export_arch
     from hwnas.export.calibration import builtin_images
-    from hwnas.export.runtime import load_runner
+    from hwnas.formats import load_runner
     from hwnas.export.weights import load_network
     from hwnas.io import atomic_write_json
     from hwnas.train.checkpoint import load_checkpoint
@@ -221,7 +221,7 @@ def agreement_trained(args) -> int:
     import torch
 
     from hwnas.export import export_arch
-    from hwnas.export.runtime import load_runner
+    from hwnas.formats import load_runner
     from hwnas.io import atomic_write_json
 
     torch.set_num_threads(1)
@@ -278,7 +278,7 @@ def moving_average_int8(net, arch, out_dir: Path) -> Path:
 
     from hwnas.export.api import N_CALIBRATION
     from hwnas.export.calibration import builtin_images
-    from hwnas.export.exporters import TFLITE_INPUT, TFLITE_SIGNATURE, export_tflite
+    from hwnas.formats.convert import TFLITE_INPUT, TFLITE_SIGNATURE, export_tflite
 
     res = arch.get_space().resolution
     fp32 = export_tflite(net, torch.zeros(1, 3, res, res), out_dir / "ma-fp32.tflite")

@@ -170,7 +170,7 @@ def test_onnxruntime_perf_test_is_the_second_binary_kind(phone):
 def test_all_finds_every_ready_phone_in_adb_devices(phone, adb_local):
     import subprocess
 
-    from hwnas.device.multi import phone_targets
+    from hwnas.latency.multi import phone_targets
 
     a, b = phone(serial="AAA"), phone(serial="BBB")
     for s in (a, b):

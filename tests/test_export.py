@@ -14,7 +14,7 @@ from hwnas.errors import HwnasError
 from hwnas.export import export_arch
 from hwnas.export import parity as parity_mod
 from hwnas.export.parity import check_parity, random_inputs
-from hwnas.export.runtime import load_runner
+from hwnas.formats import load_runner
 from hwnas.nn import build_network
 from hwnas.space import create_space
 
@@ -302,13 +302,13 @@ def test_parity_failure_is_an_error_and_leaves_nothing(tmp_path, monkeypatch, ca
 
 
 def test_failed_conversion_leaves_no_partial_file(tmp_path, monkeypatch):
-    from hwnas.export import exporters
+    from hwnas.formats import get_format
 
     def broken(module, example, path):
         Path(path).write_bytes(b"half a model")  # what a converter that dies midway leaves
         raise RuntimeError("converter crashed")
 
-    monkeypatch.setitem(exporters.EXPORTERS, ("onnx", "fp32"), broken)
+    monkeypatch.setitem(get_format("onnx").exporters, "fp32", broken)
     with pytest.raises(RuntimeError):
         quiet_export("tiny:111111", fmt="onnx", out=tmp_path)
     assert listing(tmp_path) == []

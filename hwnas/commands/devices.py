@@ -16,7 +16,7 @@ TRANSPORT_HELP = "adb-shell (in process) or adb-cli (the adb client); default th
 
 
 def _phone(name: str, host: Optional[str], serial: Optional[str], transport: Optional[str]):
-    from ..device.multi import phone_targets
+    from ..latency.multi import phone_targets
     from ..device.phone import Phone
     from ..device.profiles import load_device
 

@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
                                        anchor_every=anchor_every, rounds=rounds if rounds is not None else 3)
         backend = backend or (dev.backends[0] if dev.backends else "onnxruntime")
         if dev.kind == "adb" or host or serial or all_phones or transport:
-            from ..device.multi import profile_on_phones
+            from ..latency.multi import profile_on_phones
 
             with progress_bar() as update:
                 tables = profile_on_phones(dev, space, backend, out, protocol=proto, force=force, progress=update, host=host,

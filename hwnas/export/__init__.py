@@ -1,11 +1,9 @@
-"""Export: ONNX / TFLite files of blocks and whole networks, with verification.
+"""Export: a searched arch as a verified ONNX / TFLite file (parity and real latency checked).
 
-``export_arch(arch, fmt=..., precision=...)`` is what ``hwnas export`` calls; the exporter
-functions in ``exporters`` are shared with the latency profiler (blocks).
+``export_arch(arch, fmt=..., precision=...)`` is what ``hwnas export`` calls; the converters
+themselves are the model-format registry ``hwnas.formats``, shared with the latency profiler.
 """
 
 from .api import ExportResult, export_arch
-from .exporters import EXPORTERS, FORMATS, PRECISIONS, export_module, export_onnx, export_tflite, supported_precisions
 
-__all__ = ["ExportResult", "export_arch", "EXPORTERS", "FORMATS", "PRECISIONS", "export_module", "export_onnx",
-           "export_tflite", "supported_precisions"]
+__all__ = ["ExportResult", "export_arch"]

@@ -24,7 +24,7 @@ from ..errors import HwnasError
 from ..io import atomic_write_json
 from ..space.arch import Arch, resolve_arch
 from .calibration import builtin_statistics, folder_images, representative_images
-from .exporters import FORMATS, check_format, export_module
+from ..formats import check_format, export_module, get_format
 from .latency_check import LatencyReport, verify_latency
 from .parity import ParityReport, check_parity, random_inputs, torch_logits
 from .weights import load_network
@@ -102,7 +102,7 @@ def export_arch(arch: str | Arch, *, weights: str | Path | None = None, fmt: str
 
     out_dir = Path(out)
     stem = name or default_name(arch, arch_obj)
-    final = out_dir / f"{stem}-{precision}{FORMATS[fmt]}"
+    final = out_dir / f"{stem}-{precision}{get_format(fmt).extension}"
     sidecar = final.with_name(final.name + ".json")
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".hwnas-export-", dir=out_dir))
@@ -186,7 +186,7 @@ def sidecar_dict(arch: Arch, fmt: str, precision: str, loaded, flops: int, param
                                                  "note": "as the weights were trained: ImageNet statistics for image folders; "
                                                          "the built-in set and CIFAR use their own per-channel statistics"}}
     if fmt == "tflite" and precision == "int8":
-        from .runtime import tflite_io_quantization  # noqa: PLC0415
+        from ..formats.runtime import tflite_io_quantization  # noqa: PLC0415
 
         in_spec.update(tflite_io_quantization(path))
     return {

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .runtime import load_runner
+from ..formats import format_of_file, load_runner
 
 # precision -> (max abs error bound or None, minimum top-1 agreement)
 THRESHOLDS: dict[str, tuple[float | None, float]] = {"fp32": (1e-4, 1.0), "fp16": (None, 0.98), "int8": (None, 0.95)}
@@ -67,7 +67,7 @@ def check_parity(net: nn.Module, path: str | Path, inputs: np.ndarray, precision
     got = load_runner(path)(inputs)
     err = np.abs(got - ref)
     bound, top1 = THRESHOLDS[precision]
-    runtime = "onnxruntime" if Path(path).suffix == ".onnx" else "litert"
+    runtime = format_of_file(path).host_runtime
     return ParityReport(precision=precision, runtime=runtime, inputs=inputs_name, n=len(inputs),
                         max_abs_err=float(err.max()), mean_abs_err=float(err.mean()),
                         top1_agreement=float(np.mean(got.argmax(1) == ref.argmax(1))),

@@ -1,7 +1,7 @@
 """Block export: each distinct block key as a model file, cached on disk by key.
 
 The files are written by the same exporter functions that ``hwnas export`` uses for whole
-networks (``hwnas.export.exporters``), so a block is timed as it will be deployed. The cache
+networks (the model-format registry, ``hwnas.formats``), so a block is timed as it will be deployed. The cache
 is keyed by (format, exporter settings, block key); a block is converted once however many
 layers, archs or tables share it.
 """
@@ -15,9 +15,8 @@ import re
 import warnings
 from pathlib import Path
 
+from ..formats import export_module, exporter_tag, get_format
 from ..space.space import Slot
-
-EXTENSIONS = {"onnx": ".onnx", "tflite": ".tflite"}
 
 
 def default_cache_dir() -> Path:
@@ -25,26 +24,11 @@ def default_cache_dir() -> Path:
     return Path(base) / ("" if os.environ.get("HWNAS_CACHE_DIR") else "hwnas") / "blocks"
 
 
-def exporter_tag(model_format: str) -> str:
-    """What, besides the key, decides the exported file (so a new exporter gets new files)."""
-    from importlib import metadata
-
-    from ..export.exporters import ONNX_OPSET
-
-    if model_format == "onnx":
-        return f"onnx-opset{ONNX_OPSET}-torch{metadata.version('torch')}"
-    try:
-        v = metadata.version("litert-torch")
-    except metadata.PackageNotFoundError:
-        v = "none"
-    return f"tflite-fp32-litert_torch{v}-torch{metadata.version('torch')}"
-
-
 def block_file(key: str, model_format: str, cache_dir: Path | None = None) -> Path:
     safe = re.sub(r"[^A-Za-z0-9_.x-]+", "_", key)
     if len(safe) > 150:
         safe = safe[:120] + "-" + hashlib.sha1(key.encode()).hexdigest()[:12]
-    return (cache_dir or default_cache_dir()) / exporter_tag(model_format) / (safe + EXTENSIONS[model_format])
+    return (cache_dir or default_cache_dir()) / exporter_tag(model_format) / (safe + get_format(model_format).extension)
 
 
 @contextlib.contextmanager
@@ -62,23 +46,19 @@ def export_block(key: str, slot: Slot, model_format: str, cache_dir: Path | None
         return path
     import torch
 
-    from ..export.exporters import export_onnx, export_tflite
     from ..nn.modules import build_block
 
     torch.manual_seed(seed)
     module = build_block(slot).eval()
     example = torch.randn(1, slot.c_in, slot.size, slot.size)
     with _no_converter_noise():
-        if model_format == "onnx":
-            return export_onnx(module, example, path)
-        return export_tflite(module, example, path)
+        return export_module(module, example, path, model_format)
 
 
 def export_network(arch, model_format: str, path: Path, seed: int = 0) -> Path:
     """A whole arch's network through the same exporter (what validate times end to end)."""
     import torch
 
-    from ..export.exporters import export_onnx, export_tflite
     from ..nn.network import build_network
 
     torch.manual_seed(seed)
@@ -86,6 +66,4 @@ def export_network(arch, model_format: str, path: Path, seed: int = 0) -> Path:
     space = arch.get_space()
     example = torch.randn(1, 3, space.resolution, space.resolution)
     with _no_converter_noise():
-        if model_format == "onnx":
-            return export_onnx(net, example, path)
-        return export_tflite(net, example, path)
+        return export_module(net, example, path, model_format)

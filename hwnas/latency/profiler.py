@@ -28,7 +28,8 @@ from ..errors import HwnasError
 from ..space.registry import create_space
 from ..space.space import SearchSpace
 from .backends.base import Backend, Measurement, MeasurementError, Protocol, create_backend, CV_DEFINITION
-from .blocks import default_cache_dir, export_block, exporter_tag
+from ..formats import exporter_tag
+from .blocks import default_cache_dir, export_block
 from .drift import AnchoredTimer, AnchorLog, anchor_arch, anchor_file, corrected, journal_anchor
 from .journal import Journal, journal_path
 from .keys import space_slots

@@ -25,7 +25,8 @@ from ..space.arch import Arch
 from ..space.registry import create_space
 from ..space.space import SearchSpace
 from .backends.base import Backend, Protocol, create_backend
-from .blocks import default_cache_dir, export_network, exporter_tag
+from ..formats import exporter_tag, get_format
+from .blocks import default_cache_dir, export_network
 from .drift import DEFAULT_WINDOW, AnchoredTimer, AnchorLog, anchor_file, journal_anchor, table_anchor_reference
 from .journal import Journal
 from .keys import arch_keys
@@ -48,7 +49,7 @@ def sample_archs(space: SearchSpace, k: int, seed: int = 0) -> list[Arch]:
 
 def network_file(arch: Arch, model_format: str, cache_dir: Path | None = None) -> Path:
     space = arch.get_space()
-    ext = ".onnx" if model_format == "onnx" else ".tflite"
+    ext = get_format(model_format).extension
     args = "-".join(f"{k}{v}" for k, v in arch.space_args).replace(" ", "").replace(",", "_").replace("(", "").replace(")", "")
     name = f"{space.name}{('-' + args) if args else ''}-{space.to_compact(arch)}{ext}"
     return (cache_dir or default_cache_dir()).parent / "networks" / exporter_tag(model_format) / name

@@ -44,7 +44,6 @@ import numpy as np
 from ...errors import HwnasError
 from ...registry import Registry
 
-MODEL_FORMATS = ("onnx", "tflite")
 # How the CV that triggers a re-measure is computed: robust to a single preempted run on a
 # shared machine, yet it still flags a measurement whose bulk is spread out.
 CV_DEFINITION = "1.4826*MAD/median of the timed runs"

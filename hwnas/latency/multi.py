@@ -12,8 +12,12 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
+from ..device.profiles import DeviceProfile
 from ..errors import HwnasError
-from .profiles import DeviceProfile
+from .backends.adb import BINARY_KINDS
+from .blocks import export_block
+from .keys import space_slots
+from .profiler import TABLES_DIR, profile_space, resolve_space
 
 
 def phone_targets(profile: DeviceProfile, host: str | None = None, serials: list[str] | None = None,
@@ -24,7 +28,7 @@ def phone_targets(profile: DeviceProfile, host: str | None = None, serials: list
         out.append(host if ":" in host else f"{host}:5555")
     out += list(serials or [])
     if all_phones:
-        from .adb_cli import list_adb_devices
+        from ..device.adb_cli import list_adb_devices
 
         attached = list_adb_devices()
         ready = [d["serial"] for d in attached if d["state"] == "device"]
@@ -45,8 +49,6 @@ def table_path_for(out: Path | None, device: str, serial: str, space: str, backe
     tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", serial)
     if out is not None:
         return out.with_name(f"{out.stem}-{tag}{out.suffix or '.json'}")
-    from ..latency.profiler import TABLES_DIR
-
     return TABLES_DIR / f"{device}-{tag}-{space}-{backend}.json"
 
 
@@ -55,8 +57,6 @@ def profile_on_phones(profile: DeviceProfile, space: str, backend: str = "adb", 
                       host: str | None = None, serials: list[str] | None = None, all_phones: bool = False,
                       transport: str | None = None, log: Callable[[str], None] | None = None) -> list[Any]:
     """Profile ``space`` on every selected phone in parallel (one thread per phone); one table each."""
-    from ..latency.profiler import profile_space, resolve_space
-
     if transport is not None and transport not in ("adb-shell", "adb-cli"):
         raise HwnasError(f"unknown transport {transport!r}; use adb-shell or adb-cli")
     if all_phones and transport is None:
@@ -99,10 +99,6 @@ def profile_on_phones(profile: DeviceProfile, space: str, backend: str = "adb", 
 
 def _export_all(profile: DeviceProfile, sp: Any, backend: str) -> None:
     """Export every block once up front, so parallel workers only read the cache."""
-    from ..latency.backends.adb import BINARY_KINDS
-    from ..latency.blocks import export_block
-    from ..latency.keys import space_slots
-
     fmt = BINARY_KINDS.get(profile.binary_kind, ("tflite",))[0] if backend == "adb" else None
     if fmt is None:
         return

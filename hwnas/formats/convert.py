@@ -1,7 +1,9 @@
-"""The exporter functions: the same code writes profiled blocks and deployed networks.
+"""The converters of the built-in model formats (ONNX, TFLite; fp32, fp16, int8).
 
-Using one converter for both is what makes a sum of block latencies predict the deployed
-file's latency; a different converter (or settings) changes the graph and breaks it.
+The same functions write profiled blocks (``hwnas.latency.blocks``) and deployed networks
+(``hwnas.export``): using one converter for both is what makes a sum of block latencies
+predict the deployed file's latency; a different converter (or settings) changes the graph
+and breaks it. Callers go through the format registry (``hwnas.formats.registry``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -191,40 +193,3 @@ def export_onnx_int8(module: nn.Module, example: torch.Tensor, path: str | Path,
 def _as_batch(x, example: torch.Tensor) -> np.ndarray:
     a = np.asarray(x, dtype=np.float32)
     return a.reshape(tuple(example.shape))
-
-
-# (format, precision) -> exporter; int8 exporters take the calibration images as a 4th argument.
-EXPORTERS: dict[tuple[str, str], Callable[..., Path]] = {
-    ("onnx", "fp32"): export_onnx,
-    ("onnx", "int8"): export_onnx_int8,
-    ("tflite", "fp32"): export_tflite,
-    ("tflite", "fp16"): export_tflite_fp16,
-    ("tflite", "int8"): export_tflite_int8,
-}
-FORMATS = {"onnx": ".onnx", "tflite": ".tflite"}
-PRECISIONS = ("fp32", "fp16", "int8")
-
-
-def supported_precisions(fmt: str) -> list[str]:
-    return [p for (f, p) in EXPORTERS if f == fmt]
-
-
-def export_module(module: nn.Module, example: torch.Tensor, path: str | Path, fmt: str, precision: str = "fp32",
-                  calibration: Iterable[np.ndarray] | None = None) -> Path:
-    """Write ``module`` as ``fmt`` at ``precision``; int8 needs ``calibration`` images."""
-    check_format(fmt, precision)
-    fn = EXPORTERS[(fmt, precision)]
-    if precision == "int8":
-        if calibration is None:
-            raise HwnasError("int8 export needs calibration images (a --calibration-data folder or the built-in data)")
-        return fn(module, example, path, calibration)
-    return fn(module, example, path)
-
-
-def check_format(fmt: str, precision: str) -> None:
-    if fmt not in FORMATS:
-        raise HwnasError(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
-    if precision not in PRECISIONS:
-        raise HwnasError(f"unknown precision {precision!r}; use one of: {', '.join(PRECISIONS)}")
-    if (fmt, precision) not in EXPORTERS:
-        raise HwnasError(f"precision {precision!r} is not supported for {fmt} export; use one of: {', '.join(supported_precisions(fmt))}")

@@ -1,4 +1,5 @@
-"""Run an exported file on the host runtime (onnxruntime or the LiteRT interpreter).
+"""Host runners of the built-in formats (onnxruntime, the LiteRT interpreter); look them up with
+``hwnas.formats.load_runner``.
 
 Parity is judged on what a user's app would compute, so int8 TFLite files are fed the way an
 app feeds them: float input quantized with the file's own input scale/zero point, int8 output
@@ -8,26 +9,13 @@ dequantized with the output's.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from ..errors import HwnasError
-
-Runner = Callable[[np.ndarray], np.ndarray]
+from .registry import Runner
 
 
-def load_runner(path: str | Path, threads: int = 1) -> Runner:
-    """A function mapping a float NCHW batch to float logits, one sample per call inside."""
-    p = Path(path)
-    if p.suffix == ".onnx":
-        return _onnx_runner(p, threads)
-    if p.suffix == ".tflite":
-        return _tflite_runner(p, threads)
-    raise HwnasError(f"cannot run {str(p)!r}: only .onnx and .tflite files are supported")
-
-
-def _onnx_runner(path: Path, threads: int) -> Runner:
+def onnx_runner(path: Path, threads: int) -> Runner:
     import onnxruntime as ort  # noqa: PLC0415
 
     opts = ort.SessionOptions()
@@ -47,7 +35,7 @@ def _onnx_runner(path: Path, threads: int) -> Runner:
     return run
 
 
-def _tflite_runner(path: Path, threads: int) -> Runner:
+def tflite_runner(path: Path, threads: int) -> Runner:
     from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
 
     interp = Interpreter(model_path=str(path), num_threads=threads)
