@@ -146,7 +146,7 @@ def test_validate_corrects_drift_against_the_table_reference(tmp_path):
     assert not any(tmp_path.glob("*.validate-seed1.journal.jsonl"))  # a finished validation leaves no journal
 
 
-def test_export_latency_check_reports_the_device_speed_against_the_table(tmp_path, monkeypatch):
+def test_export_latency_check_reports_the_device_speed_against_the_table(tmp_path, monkeypatch, timed_files):
     """The shipped host table has an anchor: an export's latency check times it around the file."""
     from hwnas.export.latency_check import verify_latency
     from hwnas.latency.blocks import export_network
@@ -162,8 +162,12 @@ def test_export_latency_check_reports_the_device_speed_against_the_table(tmp_pat
     f = export_network(arch, "onnx", tmp_path / "net.onnx")
     table.protocol = {**table.protocol, "runs": 10, "warmup_runs": 2, "min_time_s": 0.0, "rounds": 1}
     rep = verify_latency(table, arch, f, "onnx", "fp32")
-    assert rep.measured_ms > 0 and 0.2 < rep.device_speed_factor < 5
-    assert rep.measured_reference_ms == pytest.approx(rep.measured_ms / rep.device_speed_factor)
-    assert rep.error_reference_pct == pytest.approx(100 * (rep.predicted_ms - rep.measured_reference_ms) / rep.measured_reference_ms)
+    # anchor, file, anchor: the device's speed is the anchor's mean reading against the table's reference
+    (a1, anchor1), (name, file_ms), (a2, anchor2) = timed_files
+    assert a1 == a2 != name == "net.onnx" and rep.measured_ms == file_ms > 0
+    speed = (anchor1 + anchor2) / 2 / table.protocol["anchor"]["reference_ms"]
+    assert rep.device_speed_factor == pytest.approx(speed) and 0.2 < speed < 5
+    assert rep.measured_reference_ms == pytest.approx(file_ms / speed)
+    assert rep.error_reference_pct == pytest.approx(100 * (table.predict(arch)[0] * speed / file_ms - 1))
     assert "when the table was profiled" in rep.summary()
     assert (tmp_path / "cache" / "networks").is_dir()  # the anchor was exported into the cache, not the user's folder
