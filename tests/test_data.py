@@ -62,6 +62,41 @@ def test_cifar_folder_missing_a_batch_is_a_clear_error(tmp_path):
         build_datasets(f"cifar10:{tmp_path}")
 
 
+class _RunsACommand:
+    """What a crafted CIFAR batch holds: unpickling it calls os.system."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("payload", ["top", "inside"])
+def test_a_crafted_cifar_batch_runs_no_code(tmp_path, payload):
+    d = _write_cifar(tmp_path)
+    marker = tmp_path / "pwned"
+    evil = _RunsACommand(marker)
+    obj = evil if payload == "top" else {b"data": np.zeros((20, 3072), np.uint8), b"labels": [evil] * 20}
+    (d / "data_batch_1").write_bytes(pickle.dumps(obj))
+    with pytest.raises(HwnasError, match=r"data_batch_1.*(posix|os)\.system.*only"):
+        build_datasets(f"cifar10:{tmp_path}")
+    assert not marker.exists()
+
+
+def test_official_python2_cifar_pickles_still_load(tmp_path):
+    """The real batches are Python 2 pickles (protocol 2, numpy.core names): dicts, lists, bytes, arrays."""
+    d = _write_cifar(tmp_path)
+    data = np.arange(20 * 3072, dtype=np.uint8).reshape(20, 3072)
+    raw = pickle.dumps({b"data": data, b"labels": list(range(10)) * 2, b"batch_label": b"training batch 1 of 5",
+                        b"filenames": [b"a.png"] * 20}, protocol=2)
+    (d / "data_batch_1").write_bytes(raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    ds = build_datasets(f"cifar10:{tmp_path}", n_val=30, n_path_eval=10)
+    assert len(ds.train) + len(ds.val) == 100
+
+
 def _png(path, color, size=(40, 36)):
     from PIL import Image
 

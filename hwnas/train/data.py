@@ -256,16 +256,37 @@ def make_builtin(n: int, seed: int, size: int = 32, name: str = "builtin") -> Te
 
 
 # ---- CIFAR pickles ---------------------------------------------------------------------------------
+# The official batches are pickles of a dict of bytes, lists and numpy arrays. Unpickling may call
+# any importable function, so only what rebuilds an array (and Python 2 byte strings) is allowed:
+# a crafted ``data_batch_1`` cannot run code.
+_CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(f"it asks for {module}.{name}; a CIFAR batch holds only dicts, lists, "
+                                         "strings, bytes and numpy arrays")
+        return super().find_class(module, name)
+
+
 def _load_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")  # the official format is a pickle; only open files you trust
+            d = _CifarUnpickler(f, encoding="bytes").load()
         data = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(d[label_key.encode()], dtype=np.int64)
     except FileNotFoundError:
         raise
+    except pickle.UnpicklingError as e:
+        raise HwnasError(f"CIFAR batch {str(path)!r} was refused: {e}; re-download cifar-*-python.tar.gz and extract it") from None
     except Exception as e:
         raise HwnasError(f"CIFAR batch {str(path)!r} is not a CIFAR python pickle ({type(e).__name__}); re-download cifar-*-python.tar.gz and extract it") from None
+    if len(labels) != len(data):
+        raise HwnasError(f"CIFAR batch {str(path)!r} has {len(data)} images but {len(labels)} labels; re-download cifar-*-python.tar.gz and extract it")
     return data, labels
 
 
