@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash never leaves a half-written table, journal, arch or checkpoint."""
+"""Atomic file writes (a crash never leaves a half-written table, journal, arch or checkpoint),
+and reading a user's text files so that any unreadable content is one HwnasError line."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from .errors import HwnasError
 
 
 def _process_umask() -> int:
@@ -70,3 +73,37 @@ def atomic_output_path(path: str | os.PathLike) -> tuple[Path, Callable[[], Path
         tmp_path.unlink(missing_ok=True)
 
     return tmp_path, commit, abort
+
+
+def read_text_file(path: str | os.PathLike, what: str, fix: str) -> str:
+    """The UTF-8 text of a user's file; a binary or unreadable file is an HwnasError.
+
+    ``what`` names the file for the message ("latency table"), ``fix`` is what to do about it.
+    A missing file raises FileNotFoundError, so a caller can say how to make one.
+    """
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise
+    except UnicodeDecodeError as e:
+        raise HwnasError(f"{what} {str(p)!r} is not text (byte {e.start} is not UTF-8); {fix}") from None
+    except OSError as e:
+        raise HwnasError(f"cannot read {what} {str(p)!r} ({e.strerror or type(e).__name__}); {fix}") from None
+
+
+def parse_json(text: str | bytes, what: str, fix: str) -> Any:
+    """``json.loads`` whose every failure (malformed, nested too deep) is one HwnasError line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise HwnasError(f"{what} is corrupt: malformed JSON ({e.msg} at line {e.lineno} column {e.colno}); {fix}") from None
+    except UnicodeDecodeError as e:
+        raise HwnasError(f"{what} is not text (byte {e.start} is not UTF-8); {fix}") from None
+    except (RecursionError, ValueError) as e:
+        raise HwnasError(f"{what} is corrupt ({type(e).__name__}); {fix}") from None
+
+
+def read_json_file(path: str | os.PathLike, what: str, fix: str) -> Any:
+    """The parsed JSON of a user's file: ``read_text_file`` then ``parse_json``."""
+    return parse_json(read_text_file(path, what, fix), f"{what} {str(Path(path))!r}", fix)

@@ -36,8 +36,12 @@ class Registry(Generic[T]):
     def __contains__(self, name: str) -> bool:
         return name in self._builders
 
-    def create(self, name: str, **kwargs: Any) -> T:
+    def builder(self, name: str) -> Callable[..., T]:
+        """The registered function (for its signature); an unknown name is an HwnasError."""
         if name not in self._builders:
             known = ", ".join(self.names()) or "none"
             raise HwnasError(f"unknown {self.kind} {name!r}; known: {known}")
-        return self._builders[name](**kwargs)
+        return self._builders[name]
+
+    def create(self, name: str, **kwargs: Any) -> T:
+        return self.builder(name)(**kwargs)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HwnasError
-from ..io import atomic_write_json
+from ..io import atomic_write_json, read_json_file
 from ..space.arch import Arch
 from .predictor import arch_sums, predict_arch
 
@@ -61,30 +61,76 @@ class LatencyTable:
         return self.path
 
     @classmethod
-    def from_dict(cls, d: Any, source: str = "table") -> "LatencyTable":
+    def from_dict(cls, d: Any, source: str = "table", fix: str = "rebuild it with `hwnas profile`") -> "LatencyTable":
+        """A table from its parsed JSON, every entry checked (see ``check_contents``)."""
         if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise HwnasError(f"{source} is not an hwnas latency table (format {FORMAT}); rebuild it with `hwnas profile`")
+            raise HwnasError(f"{source} is not an hwnas latency table (format {FORMAT}); {fix}")
         try:
-            return cls(device=dict(d["device"]), backend=str(d["backend"]), space=str(d["space"]),
-                       protocol=dict(d.get("protocol", {})), entries=dict(d.get("entries", {})),
-                       failed=dict(d.get("failed", {})),
-                       calibration=dict(d.get("calibration") or {"overhead_ms": 0.0, "scale": 1.0}),
-                       created=str(d.get("created", "")), space_args=dict(d.get("space_args", {})))
+            for name, kind in (("device", dict), ("entries", dict), ("protocol", dict), ("failed", dict),
+                               ("space_args", dict), ("calibration", dict)):
+                if d.get(name) is not None and not isinstance(d[name], kind):
+                    raise HwnasError(f"{source}: '{name}' is not an object; {fix}")
+            table = cls(device=dict(d["device"]), backend=str(d["backend"]), space=str(d["space"]),
+                        protocol=dict(d.get("protocol") or {}), entries=dict(d.get("entries") or {}),
+                        failed=dict(d.get("failed") or {}),
+                        calibration=dict(d.get("calibration") or {"overhead_ms": 0.0, "scale": 1.0}),
+                        created=str(d.get("created", "")), space_args=dict(d.get("space_args") or {}))
         except (KeyError, TypeError, ValueError) as e:
-            raise HwnasError(f"{source} is missing or has a bad field ({e}); rebuild it with `hwnas profile`") from None
+            raise HwnasError(f"{source} is missing or has a bad field ({e}); {fix}") from None
+        table.check_contents(source, fix)
+        return table
+
+    def check_contents(self, source: str = "latency table", fix: str = "rebuild it with `hwnas profile`") -> None:
+        """Refuse any entry, calibration or protocol figure a prediction could not be made from.
+
+        Every block's ``median_ms`` (and ``p90_ms``, ``mean_ms`` if present) must be a finite
+        positive number and ``std_ms`` finite and not negative; the calibration's terms finite,
+        its scale positive. The message names the first bad key, so a damaged table is never
+        silently turned into negative or NaN latencies.
+        """
+        for key, e in self.entries.items():
+            where = f"{source}: entry {key!r}"
+            if not isinstance(e, dict):
+                raise HwnasError(f"{where} is not an object with median_ms; {fix}")
+            if "median_ms" not in e:
+                raise HwnasError(f"{where} lacks median_ms; {fix}")
+            for name in ("median_ms", "p90_ms", "mean_ms"):
+                if name in e:
+                    _check_number(e[name], f"{where} {name}", fix, positive=True)
+            if "std_ms" in e:
+                _check_number(e["std_ms"], f"{where} std_ms", fix, positive=False)
+        for name in ("scale", "overhead_ms", "per_block_ms"):
+            if name in self.calibration:
+                _check_number(self.calibration[name], f"{source}: calibration {name}", fix,
+                              positive=True if name == "scale" else None)
+        anchor = self.protocol.get("anchor")
+        if anchor is not None:
+            if not isinstance(anchor, dict):
+                raise HwnasError(f"{source}: protocol anchor is not an object; {fix}")
+            if anchor.get("reference_ms") is not None:
+                _check_number(anchor["reference_ms"], f"{source}: protocol anchor reference_ms", fix, positive=True)
+        from .backends.base import Protocol  # noqa: PLC0415  (backends import tables; load lazily)
+
+        for name, spec in Protocol.__dataclass_fields__.items():
+            if name in self.protocol and isinstance(spec.default, (int, float)) and not isinstance(spec.default, bool):
+                _check_number(self.protocol[name], f"{source}: protocol {name}", fix, positive=False)
 
     @classmethod
     def load(cls, path: str | Path, *, space: str | None = None, device: dict[str, Any] | None = None,
              backend: str | None = None, force: bool = False) -> "LatencyTable":
-        """Load a table; refuse one made for another space/device/backend unless ``force``."""
+        """Load a table; refuse one made for another space/device/backend unless ``force``.
+
+        A damaged file is never rebuilt in place (``hwnas profile`` would stop on it the same
+        way), so the message says to move it away, naming the path.
+        """
         p = Path(path)
+        fix = (f"move it away (e.g. `mv {str(p)!r} {str(p) + '.bad'!r}`) and run `hwnas profile` again "
+               "(its journal keeps finished entries)")
         try:
-            raw = json.loads(p.read_text())
+            raw = read_json_file(p, "latency table", fix)
         except FileNotFoundError:
             raise HwnasError(f"latency table {str(p)!r} not found; build it with `hwnas profile` or pass --table") from None
-        except json.JSONDecodeError as e:
-            raise HwnasError(f"latency table {str(p)!r} is corrupt ({e.msg} at line {e.lineno}); rebuild it with `hwnas profile` (its journal keeps finished entries)") from None
-        table = cls.from_dict(raw, source=f"latency table {str(p)!r}")
+        table = cls.from_dict(raw, source=f"latency table {str(p)!r}", fix=fix)
         table.path = p
         table.check(space=space, device=device, backend=backend, force=force)
         return table
@@ -120,3 +166,13 @@ class LatencyTable:
     def predict_quantile(self, arch: Arch, quantile: float = 0.5) -> float:
         """Median prediction, or the sum of per-block p90 for a conservative bound (quantile 0.9)."""
         return predict_arch(self, arch, quantile)[0]
+
+
+def _check_number(value: Any, what: str, fix: str, positive: bool | None) -> None:
+    """A table figure must be a finite real number: positive (True), not negative (False) or any (None)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise HwnasError(f"{what} is {value!r}, not a number; {fix}")
+    if not math.isfinite(value):
+        raise HwnasError(f"{what} is {value!r}, not a finite number; {fix}")
+    if positive is not None and (value < 0 or (positive and value == 0)):
+        raise HwnasError(f"{what} is {value!r}, not {'positive' if positive else 'a non-negative number'}; {fix}")

@@ -107,11 +107,30 @@ class Record:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "Record":
+        """A record from its JSON; a field of the wrong kind or a non-finite/negative latency is an HwnasError."""
         arch = Arch.from_dict(d, source="history record")
+        for name in ("accuracy", "flops", "params", "evaluation", "feasible"):
+            if name not in d:
+                raise HwnasError(f"history record lacks {name!r}")
+        accuracy = _number(d["accuracy"], "accuracy")
+        lat, std = (None if d.get(k) is None else _number(d[k], k, non_negative=True) for k in ("latency_ms", "latency_std_ms"))
+        counts = [_number(d[k], k, non_negative=True) for k in ("flops", "params", "evaluation")]
         score = d.get("score")
-        return Record(arch, float(d["accuracy"]), d.get("latency_ms"), d.get("latency_std_ms"), int(d["flops"]),
-                      int(d["params"]), -math.inf if score is None else float(score), bool(d["feasible"]),
-                      int(d["evaluation"]), dict(d.get("violations") or {}))
+        violations = d.get("violations") or {}
+        if not isinstance(d["feasible"], bool) or not isinstance(violations, dict):
+            raise HwnasError("history record has a bad 'feasible' or 'violations' field")
+        return Record(arch, accuracy, lat, std, int(counts[0]), int(counts[1]),
+                      -math.inf if score is None else _number(score, "score"), d["feasible"], int(counts[2]),
+                      {str(k): _number(v, f"violations {k}") for k, v in violations.items()})
+
+
+def _number(value: Any, name: str, non_negative: bool = False) -> float:
+    """A record's figure as a float: a finite real number (not negative where that is meaningless)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise HwnasError(f"history record's {name} is {value!r}, not a finite number")
+    if non_negative and value < 0:
+        raise HwnasError(f"history record's {name} is {value!r}, which cannot be negative")
+    return float(value)
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -442,18 +461,24 @@ def append_history(path: str | Path, rec: Record) -> None:
 
 def read_history(path: str | Path) -> list[Record]:
     """Records of a history.jsonl; a torn last line (crash mid-write) is skipped."""
+    from ..io import read_text_file
+
     p = Path(path)
     if not p.exists():
         return []
+    fix = "remove the file or pick another --out"
     out = []
-    lines = p.read_text(encoding="utf-8").splitlines()
+    lines = read_text_file(p, "search history", fix).splitlines()
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            out.append(Record.from_dict(json.loads(line)))
-        except (json.JSONDecodeError, KeyError) as e:
-            if i == len(lines) - 1:
-                break
-            raise HwnasError(f"{p}: line {i + 1} is not a search record ({e}); remove the file or pick another --out") from None
+            d = json.loads(line)
+            if not isinstance(d, dict):
+                raise HwnasError(f"a JSON {type(d).__name__}, not an object")
+            out.append(Record.from_dict(d))
+        except (ValueError, RecursionError, HwnasError) as e:  # JSONDecodeError is a ValueError
+            if i == len(lines) - 1 and not isinstance(e, HwnasError):
+                break  # a line torn by a crash mid-write
+            raise HwnasError(f"{p}: line {i + 1} is not a search record ({e}); {fix}") from None
     return out

@@ -49,26 +49,30 @@ class Arch:
         if not isinstance(args, dict):
             raise HwnasError(f"{source}: 'space_args' must be an object")
         arch = Arch(str(d["space"]), tuple(d["ops"]), normalize_args(args))
-        arch.get_space().validate(arch)
+        try:
+            arch.get_space().validate(arch)
+        except HwnasError as e:
+            raise HwnasError(f"{source}: {e}") from None
         return arch
 
     @staticmethod
     def from_json(text: str, source: str = "arch") -> "Arch":
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise HwnasError(f"{source}: malformed JSON ({e.msg} at line {e.lineno} column {e.colno}); fix the file") from None
+        from ..io import parse_json
+
+        d = parse_json(text, source, "fix the file or give another arch")
         if isinstance(d, dict) and "arch" in d and isinstance(d["arch"], dict):
             d = d["arch"]  # result files (best.json, export sidecars) nest the arch
         return Arch.from_dict(d, source)
 
     @staticmethod
     def load(path: str | Path) -> "Arch":
+        from ..io import read_text_file
+
         p = Path(path)
         try:
-            text = p.read_text()
-        except OSError as e:
-            raise HwnasError(f"cannot read arch file {str(p)!r}: {e.strerror}") from None
+            text = read_text_file(p, "arch file", "give the best.json of `hwnas search` or another arch")
+        except FileNotFoundError:
+            raise HwnasError(f"arch file {str(p)!r} does not exist; give the best.json of `hwnas search` or another arch") from None
         return Arch.from_json(text, source=str(p))
 
     def save(self, path: str | Path) -> Path:

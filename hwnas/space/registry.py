@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+import math
 from functools import lru_cache
 from typing import Any
 
+from ..errors import HwnasError
 from ..registry import Registry
 from .space import SearchSpace
 
@@ -24,9 +27,40 @@ def _create(name: str, items: tuple[tuple[str, Any], ...]) -> SearchSpace:
 
 
 def create_space(name: str, **args: Any) -> SearchSpace:
-    """Spaces are immutable once built, so equal requests share one instance."""
+    """Spaces are immutable once built, so equal requests share one instance.
+
+    Arguments come from files (arch files, tables, checkpoints) as often as from code, so each
+    is checked against the builder's signature and default first: an unknown name or a value
+    of the wrong kind is one HwnasError line, not a traceback from deep inside the builder.
+    """
     _load_builtin()
+    if name in SPACES and args:
+        check_space_args(name, args)
     return _create(name, normalize_args(args))
+
+
+def check_space_args(name: str, args: dict[str, Any]) -> None:
+    """Refuse arguments the space's builder does not take, or values unlike its defaults."""
+    params = inspect.signature(SPACES.builder(name)).parameters
+    known = ", ".join(params) or "none"
+    for key, value in args.items():
+        if key not in params:
+            raise HwnasError(f"space {name!r} has no argument {key!r}; its arguments: {known}")
+        default = params[key].default
+        if isinstance(default, bool) or default is inspect.Parameter.empty:
+            continue
+        if isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+        elif isinstance(default, (tuple, list)):
+            ok = (isinstance(value, (tuple, list)) and len(value) == len(default)
+                  and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value))
+        else:
+            continue
+        if not ok:
+            raise HwnasError(f"space {name!r}: {key}={value!r} is not like its default {default!r}; "
+                             f"give {'positive numbers' if isinstance(default, (tuple, list)) else 'a positive number'}")
 
 
 def normalize_args(args: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
