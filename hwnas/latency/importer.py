@@ -100,7 +100,7 @@ def import_proxyless_yaml(path: str | Path, *, device: str, space: str = "proxyl
     for args in tries:
         try:
             sp = create_space(space, **args)
-        except TypeError:
+        except (TypeError, HwnasError):  # a space without stage widths
             continue
         entries, unused = map_entries(sp, entries_in)
         if best is None or len(entries) > len(best[2]):
