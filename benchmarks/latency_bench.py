@@ -46,7 +46,7 @@ from hwnas.latency.table import LatencyTable  # noqa: E402
 from hwnas.latency.validate import validate_table  # noqa: E402
 from hwnas.space import create_space  # noqa: E402
 
-FIXTURE = ROOT.parent / "shared" / "data" / "fixtures" / "benchmark_model_proxyless_mobile.txt"
+FIXTURE = ROOT / "tests" / "data" / "benchmark_model_proxyless_mobile.txt"
 RESULTS = ROOT / "benchmarks" / "results" / "latency_bench.json"
 # The reference: a naive table (median of 40 in-process runs per block, plain sum) on
 # this kind of machine, 20 random proxyless archs: share within ±10% / ±5%.

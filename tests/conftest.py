@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+# Test data shipped with the repository (see tests/data/README.md): no test reads outside it.
+BENCHMARK_LOG = REPO / "tests" / "data" / "benchmark_model_proxyless_mobile.txt"
 
 
 def run_hwnas(*args: str, cwd: str | os.PathLike | None = None, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:

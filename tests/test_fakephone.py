@@ -12,7 +12,7 @@ from .fakephone import start_in_thread
 from .fakephone.device import Device, Faults
 from .fakephone.programs import PROGRAMS
 from .fakephone.shell import Shell
-from .conftest import REPO, SHARED
+from .conftest import BENCHMARK_LOG, REPO
 
 
 def _read(sock):
@@ -75,7 +75,7 @@ STAT = r"count=20 (first=\d+ curr=\d+ min=\d+ max=\d+ avg=[0-9.e+]+ std=\d+|curr
 def test_benchmark_model_prints_what_the_2019_build_printed(tmp_path):
     from hwnas.latency.benchmark_log import parse_benchmark_log
 
-    real = parse_benchmark_log((SHARED / "data" / "fixtures" / "benchmark_model_proxyless_mobile.txt").read_text())
+    real = parse_benchmark_log(BENCHMARK_LOG.read_text())
     dev = _phone_with_block("2019")
     r = Shell(dev, PROGRAMS).run(RUN)
     assert r.rc == 0

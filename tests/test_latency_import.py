@@ -1,4 +1,4 @@
-"""benchmark_model log parser (on the real log in ../shared) and the ProxylessNAS YAML importer."""
+"""benchmark_model log parser (on the real log in tests/data) and the ProxylessNAS YAML importer."""
 
 import json
 
@@ -11,15 +11,11 @@ from hwnas.latency.keys import space_slots
 from hwnas.latency.table import LatencyTable
 from hwnas.space import create_space, resolve_arch
 
-from .conftest import SHARED
-
-LOG = SHARED / "data" / "fixtures" / "benchmark_model_proxyless_mobile.txt"
+from .conftest import BENCHMARK_LOG as LOG
 
 
 @pytest.fixture(scope="module")
 def log():
-    if not LOG.exists():
-        pytest.skip("shared fixture log not present")
     return load_benchmark_log(LOG)
 
 

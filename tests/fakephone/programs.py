@@ -3,7 +3,7 @@
 They really run the pushed model - with the host's LiteRT interpreter (or onnxruntime), the
 same runtime and the same way of timing as hwnas's host backends - and print what the real
 tools print: benchmark_model as the current prebuilt binary does (the one the README tells a
-user to push), or as the 2019 build of ../shared/data/fixtures/ did (``--benchmark-format 2019``).
+user to push), or as the 2019 build of tests/data/benchmark_model_proxyless_mobile.txt did (``--benchmark-format 2019``).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def _g(x: float) -> str:
 
 def benchmark_model(sh: Shell, args: list[str]) -> Result:
     """TFLite's benchmark_model: the current prebuilt (``INFO: `` lines, percentiles) or, with the
-    phone's ``benchmark_format`` "2019", the older build of ../shared/data/fixtures/."""
+    phone's ``benchmark_format`` "2019", the older build of tests/data/benchmark_model_proxyless_mobile.txt."""
     f = _flags(args)
     nightly = sh.device.benchmark_format != "2019"
     graph = f.get("graph", "")
