@@ -190,9 +190,9 @@ def test_benchmark_model_summary_reads_the_timed_runs_even_when_all_the_same():
     from hwnas.latency.backends.adb import tflite_summary
     from hwnas.latency.backends.base import MeasurementError
 
-    from .conftest import SHARED
+    from .conftest import BENCHMARK_LOG
 
-    real = tflite_summary((SHARED / "data" / "fixtures" / "benchmark_model_proxyless_mobile.txt").read_text())
+    real = tflite_summary(BENCHMARK_LOG.read_text())
     # the timed block (100 runs), not the warm-up (avg=83496.6) nor the profiler's Timings line
     assert (real["median_ms"], real["n"], real["std_ms"], real["min_ms"]) == (80.6702, 100, 0.871, 79.589)
     assert math.isclose(real["cv"], 871 / (80670.2 * math.sqrt(100)))
@@ -211,11 +211,15 @@ def test_benchmark_model_summary_reads_the_timed_runs_even_when_all_the_same():
                "INFO: Inference timings in us: Init: 30456, First inference: 35, Warmup (avg): 5.1, Inference (avg): 1.5418\n")
     s = tflite_summary(nightly)
     assert (s["median_ms"], s["n"], s["printed_median_ms"], s["printed_p95_ms"]) == (0.0015418, 14258, 0.002, 0.002)
-    big = tflite_summary("INFO: Running benchmark for at least 50 iterations and at least 1 seconds but terminate if exceeding 150 seconds.\n"
+    # (benchmark_model always prints the warm-up block first: a lone block is the warm-up, see test_benchmark_log.py)
+    warm = "Running benchmark for 10 iterations \ncount=10 first=9 curr=2 min=2 max=9 avg=2.9 std=2\n\n"
+    big = tflite_summary("INFO: Running benchmark for at least 1 iterations and at least 0 seconds but terminate if exceeding 150 seconds.\n"
+                         "INFO: count=1 curr=1250000(all same)\n\n"
+                         "INFO: Running benchmark for at least 50 iterations and at least 1 seconds but terminate if exceeding 150 seconds.\n"
                          "INFO: count=50 first=1249964 curr=1240143 min=1238588 max=1252566 avg=1.24027e+06 std=2565 "
                          "p5=1238753 median=1239807 p95=1247415\n")
     assert (big["median_ms"], big["std_ms"]) == (1240.27, 2.565)
     with pytest.raises(MeasurementError, match="timed no runs"):
-        tflite_summary("Running benchmark for 0 iterations \ncount=0\n")
+        tflite_summary(warm + "Running benchmark for 0 iterations \ncount=0\n")
     with pytest.raises(MeasurementError, match="less than its 1 us resolution"):
-        tflite_summary("Running benchmark for 50 iterations \ncount=50 curr=0(all same)\n")
+        tflite_summary(warm + "Running benchmark for 50 iterations \ncount=50 curr=0(all same)\n")

@@ -8,8 +8,16 @@ verbose build) it also reads the "Run Order" table (one row per executed node), 
 Computation Time" table (rows repeated from Run Order: never add them twice) and the
 "Summary by node type" table.
 
-The adb backend times blocks with it; ``group_ops`` sums the per-op times per block so a
-whole-network profile can be compared with its reported average.
+The one reader of that output: the adb backend times blocks with it (``timed_run``), and a
+saved log is read with ``load_benchmark_log`` (UTF-8, or UTF-16 as PowerShell's ``>`` writes it);
+``group_ops`` sums the per-op times per block so a whole-network profile can be compared with its
+reported average.
+
+benchmark_model always runs a warm-up block before the timed one, each announced by "Running
+benchmark for ..." and closed by one stat line, so the timed runs are the second block. A log
+that stops earlier (after the warm-up, inside a stat line, inside the Run Order table) is refused
+in one line saying what is missing rather than read as if complete; the TF 2.x row form
+``[name]:N`` (the node index after the name) is read like the older ``[name]``.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from typing import Callable
 
 from ..errors import HwnasError
 
-_KV = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(-?[0-9.eE+]+)")
+_KV = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(-?[0-9.eE+-]+|nan|inf)")
 _SECTION = re.compile(r"^=+\s*(.*?)\s*=+\s*$")
 _LEVEL = re.compile(r"^(?:INFO|WARN|WARNING|ERROR|VERBOSE):\s?")
 
@@ -33,6 +41,7 @@ class RunStats:
 
     count: int
     values_us: dict[str, float]
+    complete: bool = True  # False: the line stops before its std (the log was cut inside it)
 
     @property
     def avg_ms(self) -> float:
@@ -84,6 +93,8 @@ class BenchmarkLog:
     nodes_executed: int | None = None
     nodes_observed: int | None = None
 
+    run_order_rows: bool = False  # a Run Order table was started
+
     @property
     def warmup(self) -> RunStats | None:
         """The first "Running benchmark" block when more than one was printed (the warm-up)."""
@@ -91,8 +102,22 @@ class BenchmarkLog:
 
     @property
     def timed(self) -> RunStats | None:
-        """The last "Running benchmark for N iterations" block: the timed runs."""
-        return self.runs[-1][1] if self.runs else None
+        """The timed runs: the block after the warm-up (None when the log holds no such block)."""
+        return self.runs[-1][1] if len(self.runs) > 1 else None
+
+    def timed_run(self) -> RunStats:
+        """The timed block, or an HwnasError saying what the log lacks."""
+        if not self.runs:
+            raise HwnasError("benchmark_model output has no timing lines; check that the binary ran and the model loaded (see its full output)")
+        if len(self.runs) == 1:
+            n, st = self.runs[0]
+            raise HwnasError(f"benchmark_model output ends after the warm-up ({n} iterations, avg {st.values_us.get('avg', 0) / 1000:g} ms): "
+                             "the timed runs are missing; give the complete log or run the benchmark again")
+        st = self.runs[-1][1]
+        if not st.complete:
+            raise HwnasError("benchmark_model output is cut short inside the timed runs' stat line (no std=); "
+                             "give the complete log or run the benchmark again")
+        return st
 
     @property
     def average_ms(self) -> float:
@@ -100,16 +125,36 @@ class BenchmarkLog:
         for k in ("Inference (avg)", "no stats", "with stats"):
             if k in self.averages_us:
                 return self.averages_us[k] / 1000.0
-        if self.timed is not None:
-            return self.timed.avg_ms
-        raise HwnasError("benchmark_model output has no timing lines; check that the benchmark ran (see its full output)")
+        st = self.timed_run()
+        if "avg" not in st.values_us:
+            raise HwnasError("benchmark_model timed no runs (count=0); run it with --num_runs of 1 or more")
+        return st.avg_ms
+
+    def ops_problem(self) -> str | None:
+        """What makes the Run Order table incomplete (None: every executed node has its row)."""
+        if not self.run_order_rows:
+            return None
+        expected = self.nodes_executed if self.nodes_executed is not None else self.nodes_observed
+        if expected is None:
+            return (f"the log is cut off after {len(self.ops)} rows of the Run Order table (no 'Number of nodes executed' "
+                    "line follows); give the complete log")
+        if expected != len(self.ops):
+            return f"the Run Order table has {len(self.ops)} rows but the log reports {expected} nodes executed; give the complete log"
+        return None
+
+    def checked_ops(self) -> list[OpRecord]:
+        """The Run Order rows, refused when the table is incomplete (see ``ops_problem``)."""
+        problem = self.ops_problem()
+        if problem:
+            raise HwnasError(f"benchmark_model per-op profile incomplete: {problem}")
+        return self.ops
 
     @property
     def op_sum_ms(self) -> float:
-        return sum(op.avg_ms * max(op.times_called, 1) for op in self.ops)
+        return sum(op.avg_ms * max(op.times_called, 1) for op in self.checked_ops())
 
     def group_ops(self, block_of: Callable[[str], str] | None = None) -> "OrderedDict[str, float]":
-        return group_ops(self.ops, block_of)
+        return group_ops(self.checked_ops(), block_of)
 
 
 def default_block_of(name: str) -> str:
@@ -129,7 +174,8 @@ def group_ops(ops: list[OpRecord], block_of: Callable[[str], str] | None = None)
 
 
 def _op_row(line: str) -> OpRecord | None:
-    m = re.match(r"^\s*(\S+)\s+(-?[0-9.]+)\s+(-?[0-9.]+)\s+(-?[0-9.]+)\s+(-?[0-9.]+)%\s+(-?[0-9.]+)%\s+(-?[0-9.]+)\s+(\d+)\s+\[(.*)\]\s*$", line)
+    # TF 2.x prints the node index after the name: "[name]:12"
+    m = re.match(r"^\s*(\S+)\s+(-?[0-9.]+)\s+(-?[0-9.]+)\s+(-?[0-9.]+)\s+(-?[0-9.]+)%\s+(-?[0-9.]+)%\s+(-?[0-9.]+)\s+(\d+)\s+\[(.*)\](?::\d+)?\s*$", line)
     if not m:
         return None
     g = m.groups()
@@ -172,14 +218,18 @@ def parse_benchmark_log(text: str) -> BenchmarkLog:
         if s.startswith("count=") or s.startswith("Timings (microseconds):"):
             kv = {k: float(v) for k, v in _KV.findall(s)}
             if "avg" not in kv and "curr" in kv and "(all same)" in s:  # every run took the same whole microseconds
-                kv.update(avg=kv["curr"], std=0.0)
-            if "count" in kv and "avg" in kv:
-                stats = RunStats(int(kv.pop("count")), kv)
-                if s.startswith("Timings"):
+                kv.update(avg=kv["curr"], std=0.0, min=kv["curr"], max=kv["curr"])
+            if "count" not in kv:
+                continue
+            count = int(kv.pop("count"))
+            complete = count == 0 or ("avg" in kv and "std" in kv)
+            stats = RunStats(count, kv, complete)
+            if s.startswith("Timings"):
+                if complete and count > 0:
                     log.timings = stats
-                else:
-                    log.runs.append((pending_iterations or stats.count, stats))
-                    pending_iterations = None
+            else:
+                log.runs.append((pending_iterations if pending_iterations is not None else count, stats))
+                pending_iterations = None
             continue
         m = re.match(r"^(?:Average )?[Ii]nference timings in us:\s*(.*)$", s)
         if m:
@@ -200,6 +250,7 @@ def parse_benchmark_log(text: str) -> BenchmarkLog:
             log.nodes_observed = int(m.group(1))
             continue
         if section == "Run Order":
+            log.run_order_rows = True
             row = _op_row(line)
             if row:
                 log.ops.append(row)
@@ -216,9 +267,25 @@ def parse_benchmark_log(text: str) -> BenchmarkLog:
     return log
 
 
+def decode_log(data: bytes) -> str:
+    """A saved log's text: UTF-16 (with a BOM, or mostly NUL high bytes, as PowerShell's ``>``
+    writes it) or UTF-8; undecodable bytes become U+FFFD rather than an error."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16", errors="replace")
+    if len(data) >= 4 and data[1::2].count(0) > 0.4 * (len(data) // 2):
+        return data.decode("utf-16-le", errors="replace")
+    if len(data) >= 4 and data[0::2].count(0) > 0.4 * (len(data) // 2):
+        return data.decode("utf-16-be", errors="replace")
+    return data.decode("utf-8-sig", errors="replace")
+
+
 def load_benchmark_log(path: str | Path) -> BenchmarkLog:
     p = Path(path)
     try:
-        return parse_benchmark_log(p.read_text(errors="replace"))
+        data = p.read_bytes()
     except OSError as e:
         raise HwnasError(f"cannot read benchmark log {str(p)!r}: {e.strerror}") from None
+    try:
+        return parse_benchmark_log(decode_log(data))
+    except HwnasError as e:
+        raise HwnasError(f"benchmark log {str(p)!r}: {e}") from None

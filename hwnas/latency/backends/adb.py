@@ -35,6 +35,7 @@ from ...device.checks import pin_governor, run_checks
 from ...device.phone import Phone, stderr_log
 from ...device.transport import DeviceError, sha256_file
 from ...errors import HwnasError
+from ..benchmark_log import parse_benchmark_log
 from .base import Backend, MeasurementError, Protocol, RunTimes, register_backend
 
 Z90 = 1.2816  # the normal 90th percentile in standard deviations
@@ -56,42 +57,23 @@ def benchmark_command(binary: str, remote_model: str, protocol: Protocol, kind: 
             "--warmup_min_secs=0", f"--num_runs={protocol.runs}", f"--min_secs={min_secs:g}", "--enable_op_profiling=false"]
 
 
-_STAT_KV = re.compile(r"([a-z][a-z0-9]*)=(-?[0-9.eE+-]+|nan|inf)")
-
-
-_LOG_LEVEL = re.compile(r"^(?:INFO|WARN|WARNING|ERROR|VERBOSE): ")
-
-
 def timed_stats(output: str) -> dict[str, float]:
     """The timed runs' statistics from benchmark_model's output (microseconds, as printed).
 
-    benchmark_model prints one ``tensorflow::Stat`` line after each "Running benchmark for ..."
-    (warm-up first, timed runs last): ``count=N first=.. curr=.. min=.. max=.. avg=.. std=..``, or
-    ``count=N curr=X(all same)`` when every run took the same whole number of microseconds (common
-    for a block of a few microseconds: then avg = X and std = 0), or ``count=0``. Current builds
-    prefix every line with ``INFO: `` and add ``p5=.. median=.. p95=..`` (whole microseconds).
+    Read by the one benchmark_model parser (``latency.benchmark_log``): the stat line of the
+    second "Running benchmark for ..." block (the first is the warm-up): ``count=N first=..
+    curr=.. min=.. max=.. avg=.. std=..``, or ``count=N curr=X(all same)`` when every run took
+    the same whole number of microseconds (then avg = X and std = 0), or ``count=0``. Current
+    builds prefix every line with ``INFO: `` and add ``p5=.. median=.. p95=..``. Output that
+    stops after the warm-up or inside the stat line is a MeasurementError saying so.
     """
-    blocks: list[str] = []
-    expect = False
-    for raw in output.splitlines():
-        s = _LOG_LEVEL.sub("", raw.strip())
-        if s.startswith("Running benchmark for"):
-            expect = True
-        elif expect and s.startswith("count="):
-            blocks.append(s)
-            expect = False
-    if not blocks:
-        raise MeasurementError("benchmark_model printed no timed runs")
-    kv = {k: float(v) for k, v in _STAT_KV.findall(blocks[-1])}
-    n = int(kv.get("count", 0))
-    if n <= 0:
+    try:
+        st = parse_benchmark_log(output).timed_run()
+    except HwnasError as e:
+        raise MeasurementError(str(e)) from None
+    if st.count <= 0 or "avg" not in st.values_us:
         raise MeasurementError("benchmark_model timed no runs (count=0)")
-    if "avg" not in kv:  # all runs the same: only count and curr are printed
-        if "curr" not in kv:
-            raise MeasurementError(f"benchmark_model stat line not understood: {blocks[-1]!r}")
-        kv.update(avg=kv["curr"], std=0.0, min=kv["curr"], max=kv["curr"])
-    kv["count"] = n
-    return kv
+    return {**st.values_us, "count": st.count}
 
 
 def tflite_summary(output: str) -> dict[str, float]:
