@@ -10,15 +10,17 @@ REPO = Path(__file__).resolve().parent.parent
 BENCHMARK_LOG = REPO / "tests" / "data" / "benchmark_model_proxyless_mobile.txt"
 
 
-def run_hwnas(*args: str, cwd: str | os.PathLike | None = None, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the real CLI in a subprocess (exit code, stdout and stderr as a user sees them)."""
+def run_hwnas(*args: str, cwd: str | os.PathLike | None = None, timeout: float = 600, env: dict | None = None,
+              module: str = "hwnas") -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess (exit code, stdout and stderr as a user sees them);
+    ``module`` runs a wrapper of it instead (``tests.kill_after``)."""
     e = dict(os.environ)
     e.setdefault("PYTHONPATH", str(REPO))
     e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
     e["COLUMNS"] = "200"
     if env:
         e.update(env)
-    return subprocess.run([sys.executable, "-m", "hwnas", *args], cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout, env=e)
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout, env=e)
 
 
 @pytest.fixture

@@ -92,7 +92,7 @@ def test_kill_then_resume_reproduces_the_uninterrupted_run_bit_for_bit(hwnas_cli
         train_supernet(_config(10, ckpt_every=3), tmp_path / "ref")
 
     run = tmp_path / "killed"
-    killed = hwnas_cli("train", *args, "--out", str(run), env={"HWNAS_TRAIN_KILL_AFTER": "7"})
+    killed = hwnas_cli("7", "train", *args, "--out", str(run), module="tests.kill_after")
     assert killed.returncode == -9  # SIGKILL: no chance to clean up
     assert not (run / "supernet.json").exists()
     assert [p.name for p in list_checkpoints(run)] == ["iter-0000006.json", "iter-0000003.json"]

@@ -23,6 +23,7 @@ from .. import __version__
 from ..errors import HwnasError
 from ..io import atomic_write_json
 from ..space.arch import Arch, resolve_arch
+from ..train.images import IMAGENET_MEAN, IMAGENET_STD
 from .calibration import builtin_statistics, folder_images, representative_images
 from ..formats import check_format, export_module, get_format
 from .latency_check import LatencyReport, verify_latency
@@ -182,7 +183,7 @@ def sidecar_dict(arch: Arch, fmt: str, precision: str, loaded, flops: int, param
     """The JSON next to the file: everything needed to know what it is and how it was checked."""
     in_spec: dict[str, Any] = {"name": "input" if fmt == "onnx" else "args_0", "shape": [1, 3, resolution, resolution],
                                "layout": "NCHW", "dtype": "float32",
-                               "normalization": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "scale": "RGB in [0, 1]",
+                               "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": "RGB in [0, 1]",
                                                  "note": "as the weights were trained: ImageNet statistics for image folders; "
                                                          "the built-in set and CIFAR use their own per-channel statistics"}}
     if fmt == "tflite" and precision == "int8":
@@ -210,10 +211,8 @@ def sidecar_dict(arch: Arch, fmt: str, precision: str, loaded, flops: int, param
 def calibration_dict(calibration_data: str | Path | None, n_images: int) -> dict[str, Any]:
     """Where the int8 activation ranges came from, and how those images were normalized."""
     if calibration_data:
-        from .calibration import MEAN, STD  # noqa: PLC0415
-
         return {"source": str(calibration_data), "images": n_images, "ranges": "global min/max",
-                "normalization": {"mean": MEAN.tolist(), "std": STD.tolist()}}
+                "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}}
     d: dict[str, Any] = {"source": "built-in", "images": n_images, "ranges": "global min/max"}
     try:
         mean, std = builtin_statistics()

@@ -9,8 +9,9 @@ Contract (used by ``hwnas train`` and ``hwnas search``)::
                   #           GreedyNAS sampler ranks candidate paths; never in ``train``
     ds.test       # ImageSet or None: the official test split when the source has one
 
-An ``ImageSet`` is thin, like a torch ``Dataset``: ``len``, ``set[i] -> (image, label)`` and
-``set.batch(indices) -> (images NCHW float, labels)``. Images come out normalized (per-channel
+An ``ImageSet`` is a ``torch.utils.data.Dataset``: ``len``, ``set[i] -> (image, label)`` and
+``set.batch(indices) -> (images NCHW float, labels)`` (also its ``__getitems__``, so a
+``DataLoader`` with a batch sampler loads each batch in one call; see ``loader.py``). Images come out normalized (per-channel
 mean/std of the source) at the space's resolution; augmentation is *not* done here but on
 whole batches by ``augment_batch`` with an explicit generator, so a run's randomness is a
 function of (seed, iteration) and resumes bit-for-bit.
@@ -27,14 +28,20 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 
 from ..errors import HwnasError
+from .images import IMAGENET_MEAN, IMAGENET_STD, is_image_file, load_image, normalize, statistics
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
+BUILTIN_SIZE = 32  # the built-in images are 32x32, like CIFAR
+# Seed salts: each names one random stream, so changing one stream leaves the others as they were.
+BUILTIN_STREAM = 7919  # make_builtin's generator is SeedSequence([seed, n, BUILTIN_STREAM])
+BUILTIN_VAL_SEED_OFFSET = 1_000_003  # the built-in val images: make_builtin(seed + offset), disjoint from train
+TRAIN_SUBSET_SEED_OFFSET = 17  # the seeded subset that --n-train keeps
 
 
 # ---- image sets ---------------------------------------------------------------------------
-class ImageSet:
+class ImageSet(Dataset):
     """``len``, item access and batch access; subclasses supply ``_load(indices)``."""
 
     name: str = "images"
@@ -51,6 +58,10 @@ class ImageSet:
     def batch(self, indices: Sequence[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.as_tensor(indices, dtype=torch.long)
         return self._load(idx), self.labels[idx]
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A whole batch at once (what ``DataLoader`` calls when the data set has it)."""
+        return self.batch(indices)
 
     def _load(self, idx: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -77,7 +88,7 @@ class TensorImageSet(ImageSet):
         self.std = torch.tensor(std if std is not None else x.std((0, 2, 3)).clamp_min(1e-3).tolist()).view(1, 3, 1, 1)
 
     def _load(self, idx: torch.Tensor) -> torch.Tensor:
-        return (self.images[idx].float() / 255 - self.mean) / self.std
+        return normalize(self.images[idx].float() / 255, self.mean, self.std)
 
 
 class Subset(ImageSet):
@@ -91,7 +102,8 @@ class Subset(ImageSet):
 
 
 class FolderImageSet(ImageSet):
-    """A class-per-subfolder image tree decoded with PIL on access (resized to ``resolution``).
+    """A class-per-subfolder image tree decoded on access by ``images.load_image`` (the
+preprocessing int8 calibration uses too) and normalized with the ImageNet statistics.
 
     Files that PIL cannot open are skipped when the folder is scanned and counted in
     ``skipped`` (a bad file is a warning, not a crash).
@@ -111,7 +123,7 @@ class FolderImageSet(ImageSet):
         self.skipped: list[str] = []
         for ci, c in enumerate(classes):
             for p in sorted((root / c).rglob("*")):
-                if not p.is_file() or p.suffix.lower() not in IMAGE_SUFFIXES:
+                if not is_image_file(p):
                     continue
                 if verify:
                     try:
@@ -130,37 +142,17 @@ class FolderImageSet(ImageSet):
         self.num_classes = len(classes)
         self.resolution = resolution
         self.name = name or root.name
-        self.mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-        self.std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        self.mean, self.std = statistics(IMAGENET_MEAN, IMAGENET_STD)
 
     def _decode(self, i: int) -> torch.Tensor:
-        from PIL import Image
-
         try:
-            with Image.open(self.files[i]) as im:
-                arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+            return load_image(self.files[i], self.resolution)
         except Exception:  # decoded fine when scanned but not now (truncated data): a black image
             self.skipped.append(str(self.files[i]))
             return torch.zeros(3, self.resolution, self.resolution)
-        x = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().unsqueeze(0) / 255
-        x = resize_center_crop(x, self.resolution)
-        return x[0]
 
     def _load(self, idx: torch.Tensor) -> torch.Tensor:
-        x = torch.stack([self._decode(int(i)) for i in idx])
-        return (x - self.mean) / self.std
-
-
-def resize_center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize the short side to ``size`` (bilinear, antialiased) and center-crop a square."""
-    h, w = x.shape[-2:]
-    if (h, w) != (size, size):
-        s = size / min(h, w)
-        nh, nw = max(size, round(h * s)), max(size, round(w * s))
-        x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
-        top, left = (nh - size) // 2, (nw - size) // 2
-        x = x[..., top:top + size, left:left + size]
-    return x
+        return normalize(torch.stack([self._decode(int(i)) for i in idx]), self.mean, self.std)
 
 
 # ---- augmentation (torch ops only) -----------------------------------------------------------
@@ -193,7 +185,7 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4, fli
 BUILTIN_CLASSES = ("disc", "square", "triangle", "cross", "ring")  # x 2 fill textures = 10 classes
 
 
-def _render_builtin(rng: np.random.Generator, label: int, size: int = 32) -> np.ndarray:
+def _render_builtin(rng: np.random.Generator, label: int, size: int = BUILTIN_SIZE) -> np.ndarray:
     """One 32x32 RGB image of class ``label``: a shape (5 kinds, 7-12 px radius, any rotation)
     filled with stripes whose orientation (horizontal or vertical, 2 kinds) is part of the
     class, on a cluttered, noisy, colored background.
@@ -246,9 +238,9 @@ def _render_builtin(rng: np.random.Generator, label: int, size: int = 32) -> np.
     return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
 
 
-def make_builtin(n: int, seed: int, size: int = 32, name: str = "builtin") -> TensorImageSet:
+def make_builtin(n: int, seed: int, size: int = BUILTIN_SIZE, name: str = "builtin") -> TensorImageSet:
     """``n`` images with balanced labels, a pure function of (n, seed)."""
-    rng = np.random.default_rng(np.random.SeedSequence([seed, n, 7919]))
+    rng = np.random.default_rng(np.random.SeedSequence([seed, n, BUILTIN_STREAM]))
     labels = np.arange(n) % 10
     rng.shuffle(labels)
     images = np.stack([_render_builtin(rng, int(c), size) for c in labels])
@@ -376,7 +368,7 @@ def build_datasets(spec: str = "builtin", *, resolution: int = 32, n_path_eval: 
     test: ImageSet | None = None
     skipped = 0
     if kind == "builtin":
-        if resolution != 32:
+        if resolution != BUILTIN_SIZE:
             raise HwnasError(f"the built-in data is 32x32 but the space wants {resolution}x{resolution}; use a 32x32 space (tiny, nas-bench-macro) or real data")
         try:
             total_train = int(arg) if arg else (n_train or 5000)
@@ -384,11 +376,11 @@ def build_datasets(spec: str = "builtin", *, resolution: int = 32, n_path_eval: 
             raise HwnasError(f"builtin:N needs an integer N, got {arg!r}") from None
         nv = 2000 if n_val is None else n_val
         train = make_builtin(total_train, seed, name="builtin-train")
-        val = make_builtin(nv, seed + 1_000_003, name="builtin-val")
+        val = make_builtin(nv, seed + BUILTIN_VAL_SEED_OFFSET, name="builtin-val")
         val.mean, val.std = train.mean, train.std
         n_train = None
     elif kind in ("cifar10", "cifar100"):
-        if resolution != 32:
+        if resolution != BUILTIN_SIZE:
             raise HwnasError(f"CIFAR is 32x32 but the space wants {resolution}x{resolution}; use a 32x32 space (tiny, nas-bench-macro)")
         full, test = load_cifar(arg, kind)  # type: ignore[arg-type]
         nv = 5000 if n_val is None else n_val
@@ -411,7 +403,7 @@ def build_datasets(spec: str = "builtin", *, resolution: int = 32, n_path_eval: 
         tr_idx, va_idx = _split(len(full_f), nv, seed)
         train, val = full_f.subset(tr_idx, "train"), full_f.subset(va_idx, "val")
     if n_train is not None and n_train < len(train):
-        g = torch.Generator().manual_seed(seed + 17)
+        g = torch.Generator().manual_seed(seed + TRAIN_SUBSET_SEED_OFFSET)
         train = train.subset(torch.randperm(len(train), generator=g)[:n_train].sort().values, train.name)
     npe = min(n_path_eval, len(val))
     if npe <= 0:

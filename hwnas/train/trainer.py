@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -32,7 +30,9 @@ from ..errors import HwnasError
 from ..nn import SuperNet
 from ..space import create_space
 from .checkpoint import CKPT_DIR, FINAL_NAME, latest_good, list_checkpoints, save_checkpoint
-from .data import Datasets, augment_batch, build_datasets, dataset_fingerprint
+from . import seeds
+from .data import Datasets, FolderImageSet, ImageSet, Subset, augment_batch, build_datasets, dataset_fingerprint
+from .loader import EpochBatchSampler, batch_loader
 from .distributed import DistContext, convert_sync_bn
 from .samplers import PathBudget, PathSampler, create_sampler
 
@@ -75,6 +75,7 @@ class TrainConfig:
     seed: int = 0
     ckpt_every: int = 100
     keep_ckpts: int = 3
+    data_workers: int | None = None  # DataLoader worker processes; None: 2 for image folders, 0 for in-memory data (never changes a batch)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,8 +104,13 @@ class Counters:
         return self.n_opt_images + self.n_eval_images / EVAL_COST_RATIO
 
 
-def _mix(*xs: int) -> int:
-    return int(np.random.SeedSequence([int(x) & 0xFFFFFFFF for x in xs]).generate_state(1)[0])
+FOLDER_WORKERS = 2  # default DataLoader workers for data decoded from files
+
+
+def default_workers(data: ImageSet) -> int:
+    """Worker processes pay off where images are decoded from files; in-memory sets index a tensor."""
+    base = data.base if isinstance(data, Subset) else data
+    return FOLDER_WORKERS if isinstance(base, FolderImageSet) else 0
 
 
 class SupernetTrainer:
@@ -135,7 +141,7 @@ class SupernetTrainer:
         self.total_iters = int(c.max_iters) if c.max_iters else max(1, math.ceil(c.epochs * self.iters_per_epoch))
         self.sampler.setup(self.total_iters)
 
-        torch.manual_seed(_mix(c.seed, 1))
+        torch.manual_seed(seeds.mix_seed(c.seed, seeds.INIT))
         self.supernet = SuperNet(self.space)
         self.device = self.ctx.device
         if self.ctx.enabled:
@@ -149,31 +155,41 @@ class SupernetTrainer:
         self.optimizer = torch.optim.SGD(self.supernet.parameters(), lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
                                          weight_decay=c.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=self.total_iters)
-        self.rng = np.random.default_rng(_mix(c.seed, 2))
+        self.rng = np.random.default_rng(seeds.mix_seed(c.seed, seeds.PATHS))
         self.pending: list[tuple[int, ...]] = []
         self.counters = Counters()
         self.history: list[list[float]] = []  # [iteration, loss, acc, eps, pool, pi]
         self.stop_reason: str | None = None
-        self._perm_epoch = -1
-        self._perm = torch.empty(0, dtype=torch.long)
+        self.workers = c.data_workers if c.data_workers is not None else default_workers(self.datasets.train)
+        self._batches: Any = None  # iterator over the DataLoader, from iteration self._next_batch
+        self._next_batch = -1
         n_eval = min(c.eval_batch, len(self.datasets.path_eval))
         self.eval_x, self.eval_y = (t.to(self.device) for t in self.datasets.path_eval.batch(torch.arange(n_eval)))
         self.fingerprint = dataset_fingerprint(self.datasets)
 
     # ---- data ------------------------------------------------------------------------------
+    def _rows(self) -> slice:
+        b = self.config.batch_size // self.ctx.world
+        return slice(self.ctx.rank * b, (self.ctx.rank + 1) * b)
+
+    def batch_sampler(self, start: int) -> EpochBatchSampler:
+        """This process's batches from iteration ``start`` to the planned end."""
+        seed = self.config.seed
+        return EpochBatchSampler(len(self.datasets.train), self.config.batch_size,
+                                 lambda epoch: seeds.mix_seed(seed, seeds.SHUFFLE, epoch),
+                                 start=start, stop=self.total_iters, rows=self._rows())
+
     def _batch(self, it: int) -> tuple[torch.Tensor, torch.Tensor]:
-        c, B = self.config, self.config.batch_size
-        epoch, pos = divmod(it, self.iters_per_epoch)
-        if epoch != self._perm_epoch:
-            g = torch.Generator().manual_seed(_mix(c.seed, 3, epoch))
-            self._perm = torch.randperm(len(self.datasets.train), generator=g)
-            self._perm_epoch = epoch
-        idx = self._perm[pos * B:(pos + 1) * B]
-        b = B // self.ctx.world
-        rows = slice(self.ctx.rank * b, (self.ctx.rank + 1) * b)
-        x, y = self.datasets.train.batch(idx[rows])
-        g = torch.Generator().manual_seed(_mix(c.seed, 4, it))
-        return augment_batch(x, g, rows=rows, total=B).to(self.device), y.to(self.device)
+        if self._batches is None or self._next_batch != it:
+            self._batches = iter(batch_loader(self.datasets.train, self.batch_sampler(it), self.workers))
+        x, y = next(self._batches)
+        self._next_batch = it + 1
+        g = torch.Generator().manual_seed(seeds.mix_seed(self.config.seed, seeds.AUGMENT, it))
+        return augment_batch(x, g, rows=self._rows(), total=self.config.batch_size).to(self.device), y.to(self.device)
+
+    def close_loader(self) -> None:
+        """Stop the DataLoader's worker processes (a new one starts if training continues)."""
+        self._batches, self._next_batch = None, -1
 
     # ---- path evaluation (GreedyNAS ranking) -------------------------------------------------
     def evaluate_paths(self, paths: list[tuple[int, ...]]) -> list[float]:
@@ -228,7 +244,6 @@ class SupernetTrainer:
     def run(self, callback: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Train until the planned iterations are done or the sampler's stop rule fires."""
         c = self.config
-        crash_after = int(os.environ.get("HWNAS_TRAIN_KILL_AFTER", "0"))  # test hook: a real SIGKILL mid-run
         while self.counters.iteration < self.total_iters and self.stop_reason is None:
             rec = self.step()
             if callback:
@@ -236,10 +251,9 @@ class SupernetTrainer:
             it = self.counters.iteration
             if self.out_dir is not None and c.ckpt_every and it % c.ckpt_every == 0 and it < self.total_iters:
                 self.save_periodic()
-            if crash_after and it >= crash_after:
-                os.kill(os.getpid(), signal.SIGKILL)
             if not self.pending:
                 self.stop_reason = self.sampler.should_stop(it)
+        self.close_loader()
         if self.stop_reason is None:
             self.stop_reason = f"planned iterations done ({self.total_iters})"
         if self.out_dir is not None:
