@@ -197,18 +197,18 @@ def train_tiny(ops: list[str], iterations: int, batch: int, n_train: int = 2000,
     import torch
 
     from hwnas.nn import build_network
-    from hwnas.search.fnas.train_evaluator import Split, accuracy, train
+    from hwnas.search.fnas.train_evaluator import train
+    from hwnas.train.standalone import accuracy
     from hwnas.space import create_space
     from hwnas.train.data import build_datasets
 
     ds = build_datasets("builtin", n_train=n_train, n_val=n_val, n_path_eval=1, seed=seed)
-    xtr, ytr = ds.train.batch(torch.arange(len(ds.train)))
     xva, yva = ds.val.batch(torch.arange(len(ds.val)))
     arch = create_space("tiny").arch(ops)
     torch.manual_seed(seed)
     net = build_network(arch)
-    train(net, Split(xtr, ytr), iterations, batch=batch, lr=0.1, seed=seed)
-    acc = accuracy(net, Split(xva, yva))
+    train(net, ds.train, iterations, batch=batch, lr=0.1, seed=seed)
+    acc = accuracy(net, ds.val, 512)
     return arch, net.eval(), xva.numpy(), yva.numpy(), acc
 
 

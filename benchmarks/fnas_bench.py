@@ -398,7 +398,8 @@ def search_part(seeds: list[int], cap: int, source_evals: int, summarize_only: b
 def akp_part(n_archs: int, iterations: int, seed: int = 0) -> dict:
     from hwnas.nn.network import Network
     from hwnas.search.fnas.knowledge_pool import KnowledgePool
-    from hwnas.search.fnas.train_evaluator import accuracy, builtin_data, train
+    from hwnas.search.fnas.train_evaluator import ACCURACY_BATCH, builtin_data, train
+    from hwnas.train.standalone import accuracy
 
     torch.set_num_threads(1)
     space = create_space("tiny")
@@ -418,7 +419,7 @@ def akp_part(n_archs: int, iterations: int, seed: int = 0) -> dict:
         torch.manual_seed(seed + i)
         warm = Network(space, arch)
         info = pool.initialize(warm, space, arch)
-        acc0_warm = accuracy(warm, val)
+        acc0_warm = accuracy(warm, val, ACCURACY_BATCH)
         t0 = time.perf_counter()
         cs = train(scratch, train_data, iterations, seed=seed + i, val=val, checkpoints=checkpoints)
         t1 = time.perf_counter()

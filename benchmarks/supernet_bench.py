@@ -63,6 +63,11 @@ def _datasets(a):
 
 # ---- ground truth: standalone training --------------------------------------------------------------
 GT_KEYS = ("n_train", "n_val", "n_path_eval", "data_seed", "batch", "lr", "gt_epochs")
+# The standalone nets' random streams: init seed + offset, epoch e's shuffle seed * stride + e,
+# iteration i's augmentation seed * stride + i (kept as they were, so cached results stay valid).
+GT_INIT_SEED_OFFSET = 11
+GT_SHUFFLE_SEED_STRIDE = 1000
+GT_AUGMENT_SEED_STRIDE = 100_000
 
 
 def _gt_path(a, idx, seed) -> Path:
@@ -83,42 +88,26 @@ def train_standalone(job):
         return json.loads(cached.read_text())
     _threads()
     import torch
-    import torch.nn.functional as F
 
     from hwnas.io import atomic_write_json
     from hwnas.nn import Network
     from hwnas.space import create_space
-    from hwnas.train.data import augment_batch
+    from hwnas.train.loader import EpochBatchSampler
+    from hwnas.train.standalone import SGDRecipe, accuracy, train_from_scratch
 
     ds = _datasets(a)
     space = create_space("tiny")
     arch = space.from_indices(idx)
-    torch.manual_seed(seed + 11)
+    torch.manual_seed(seed + GT_INIT_SEED_OFFSET)
     net = Network(space, arch)
     B = a["batch"]
-    ipe = len(ds.train) // B
-    total = max(1, int(round(ipe * a["gt_epochs"])))
-    opt = torch.optim.SGD(net.parameters(), lr=a["lr"], momentum=0.9, nesterov=True, weight_decay=4e-5)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    total = max(1, int(round(len(ds.train) // B * a["gt_epochs"])))
+    batches = EpochBatchSampler(len(ds.train), B, lambda epoch: seed * GT_SHUFFLE_SEED_STRIDE + epoch, stop=total)
     t0 = time.perf_counter()
-    for it in range(total):
-        ep, pos = divmod(it, ipe)
-        perm = torch.randperm(len(ds.train), generator=torch.Generator().manual_seed(seed * 1000 + ep))
-        x, y = ds.train.batch(perm[pos * B:(pos + 1) * B])
-        x = augment_batch(x, torch.Generator().manual_seed(seed * 100000 + it))
-        net.train()
-        loss = F.cross_entropy(net(x), y, label_smoothing=0.1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+    train_from_scratch(net, ds.train, batches, SGDRecipe(lr=a["lr"], label_smoothing=0.1),
+                       augment_seed=lambda it: seed * GT_AUGMENT_SEED_STRIDE + it)
     train_s = time.perf_counter() - t0
-    net.eval()
-    correct = 0
-    with torch.no_grad():
-        for x, y in ds.val.iter_batches(250):
-            correct += int((net(x).argmax(1) == y).sum())
-    out = {"arch": arch.compact(), "indices": list(idx), "seed": seed, "val_acc": 100.0 * correct / len(ds.val),
+    out = {"arch": arch.compact(), "indices": list(idx), "seed": seed, "val_acc": accuracy(net, ds.val, 250),
            "flops": space.flops(arch), "train_seconds": train_s, "iterations": total, "images": total * B}
     atomic_write_json(cached, out)
     return out

@@ -368,11 +368,11 @@ def test_knowledge_pool_exact_and_fuzzy_hits():
 
 
 def test_train_evaluator_warm_starts_from_the_pool():
-    from hwnas.search.fnas.train_evaluator import TrainEvaluator, synthetic_images
+    from hwnas.search.fnas.train_evaluator import TrainEvaluator, builtin_data
 
     space = create_space("tiny")
     pool = KnowledgePool(iterations=2)
-    ev = TrainEvaluator(iterations=2, pool=pool, data=synthetic_images(64, 32, seed=0), batch=8)
+    ev = TrainEvaluator(iterations=2, pool=pool, data=builtin_data(0, n_train=64, n_val=32), batch=8)
     a = space.arch(["k3e3", "k3e3", "k5e6", "k3e1", "k5e3", "k3e6"])
     b = space.arch(["k5e3", "id", "k5e6", "k3e1", "k5e3", "id"])
     accs = ev.evaluate([a, b, a])

@@ -149,32 +149,17 @@ class ScratchEvaluator(Evaluator):
         import math
 
         import torch
-        import torch.nn.functional as F
 
         from ..nn.network import build_network
+        from ..train import seeds
+        from ..train.loader import EpochBatchSampler
+        from ..train.standalone import SGDRecipe, accuracy, train_from_scratch
 
         torch.manual_seed(self.seed)
         net = build_network(arch)
-        g = torch.Generator().manual_seed(self.seed)
         steps = max(1, math.ceil(self.epochs * self.n_train / self.batch_size))
-        opt = torch.optim.SGD(net.parameters(), lr=self.lr, momentum=0.9, nesterov=True, weight_decay=self.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-        net.train()
-        perm = torch.randperm(self.n_train, generator=g)
-        pos = 0
-        for _ in range(steps):
-            if pos + self.batch_size > self.n_train:
-                perm, pos = torch.randperm(self.n_train, generator=g), 0
-            x, y = self.ds.train.batch(perm[pos:pos + self.batch_size])
-            pos += self.batch_size
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(net(x), y).backward()
-            opt.step()
-            sched.step()
-        net.eval()
-        correct = 0
-        with torch.no_grad():
-            val = self.ds.val.subset(torch.arange(self.n_eval))
-            for x, y in val.iter_batches(500):
-                correct += int((net(x).argmax(1) == y).sum())
-        return 100.0 * correct / self.n_eval
+        batches = EpochBatchSampler(self.n_train, self.batch_size, lambda epoch: seeds.mix_seed(self.seed, seeds.SHUFFLE, epoch),
+                                    stop=steps)
+        train_from_scratch(net, self.ds.train.subset(torch.arange(self.n_train)), batches,
+                           SGDRecipe(lr=self.lr, weight_decay=self.weight_decay))
+        return accuracy(net, self.ds.val.subset(torch.arange(self.n_eval)))
