@@ -146,7 +146,8 @@ def closed_loop(winners: list, rounds: int) -> dict:
     proto.rounds = rounds
     with tempfile.TemporaryDirectory() as tmp, create_backend(table.backend, device=dev) as be:
         t0 = time.perf_counter()
-        meas_rounds, export_stats = measure_networks(archs, be, proto, cache_dir=Path(tmp) / "blocks")
+        round_records, export_stats = measure_networks(archs, be, proto, cache_dir=Path(tmp) / "blocks")
+    meas_rounds = [[float(r["median_ms"]) for r in rr] for rr in round_records]
         wall = time.perf_counter() - t0
     measured = {a: float(np.median(r)) for a, r in zip(archs, meas_rounds)}
     rows, recs = [], []
