@@ -33,49 +33,13 @@ from ..errors import HwnasError
 from ..registry import Registry
 from ..space.arch import Arch
 from ..space.space import SearchSpace
+from .budgets import Budgets, Constraints, LatencyFn
 from .encoding import IntegerEncoding
 from .evaluator import Evaluator
 from .reward import Objective
 
-# A latency predictor: arch -> (predicted ms used for the constraint, uncertainty in ms).
-LatencyFn = Callable[[Arch], tuple[float, float]]
-
-
 class ProgressFn(Protocol):
     def __call__(self, done: int, total: int, best: "Record | None") -> None: ...
-
-
-@dataclass(frozen=True)
-class Budgets:
-    """Hard limits of the search; ``None`` means no limit on that quantity."""
-
-    latency_ms: float | None = None
-    flops: int | None = None
-    params: int | None = None
-
-    def violations(self, latency_ms: float | None, flops: int, params: int) -> dict[str, float]:
-        """Relative excess per violated budget (0 < v; absent = satisfied); pymoo's G <= 0 form."""
-        out: dict[str, float] = {}
-        if self.latency_ms is not None and latency_ms is not None and latency_ms > self.latency_ms:
-            out["latency"] = latency_ms / self.latency_ms - 1.0
-        if self.flops is not None and flops > self.flops:
-            out["flops"] = flops / self.flops - 1.0
-        if self.params is not None and params > self.params:
-            out["params"] = params / self.params - 1.0
-        return out
-
-    def describe(self) -> str:
-        parts = []
-        if self.latency_ms is not None:
-            parts.append(f"latency <= {self.latency_ms:g} ms")
-        if self.flops is not None:
-            parts.append(f"FLOPs <= {self.flops / 1e6:g}M")
-        if self.params is not None:
-            parts.append(f"params <= {self.params / 1e6:g}M")
-        return ", ".join(parts) or "no budget"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"latency_ms": self.latency_ms, "flops": self.flops, "params": self.params}
 
 
 @dataclass(frozen=True)
@@ -157,68 +121,57 @@ class SearchProblem:
     ) -> None:
         self.space = space
         self.evaluator = evaluator
-        self.latency = latency
-        self.budgets = budgets or Budgets()
-        self.objective = objective or Objective("hard", self.budgets.latency_ms)
-        # Under the hard objective the latency budget is a constraint; under the MnasNet reward it
-        # is the target T of a soft penalty, so an arch over it stays eligible (with a lower score).
-        self.latency_is_hard = self.objective.kind == "hard"
+        self.encoding = IntegerEncoding(space)
+        self._constraints_of(budgets or Budgets(), latency, objective)
         self.initial_pool = list(initial_pool)
         self.on_record = on_record
         self.history: list[Record] = []
         self._records: dict[Arch, Record] = {}
-        self._cost_cache: dict[Arch, tuple[float | None, float | None, int, int]] = {}
-        self.encoding = IntegerEncoding(space)
+
+    # ---- the one constraint object (budgets, latency predictor, objective) ----------------
+    def _constraints_of(self, budgets: Budgets, latency: LatencyFn | None, objective: Objective | None) -> None:
+        self.constraints = Constraints(self.space, budgets, latency, objective, self.encoding)
+
+    @property
+    def budgets(self) -> Budgets:
+        return self.constraints.budgets
+
+    @budgets.setter
+    def budgets(self, value: Budgets) -> None:
+        self._constraints_of(value, self.latency, self.objective)
+
+    @property
+    def latency(self) -> LatencyFn | None:
+        return self.constraints.latency
+
+    @property
+    def objective(self) -> Objective:
+        return self.constraints.objective
+
+    @property
+    def latency_is_hard(self) -> bool:
+        """Under the MnasNet reward the latency budget is the target of a soft penalty, not a constraint."""
+        return self.constraints.latency_is_hard
 
     # ---- cheap parts (no evaluation spent) -----------------------------------------------
     def costs(self, arch: Arch) -> tuple[float | None, float | None, int, int]:
         """(latency ms, latency uncertainty, FLOPs, params): analytic and table-predicted, cached."""
-        c = self._cost_cache.get(arch)
-        if c is None:
-            flops, params = self.space.flops_params(arch)
-            lat, std = self.latency(arch) if self.latency is not None else (None, None)
-            c = (None if lat is None else float(lat), None if std is None else float(std), int(flops), int(params))
-            self._cost_cache[arch] = c
-        return c
+        return self.constraints.costs(arch)
 
     def violations(self, arch: Arch) -> dict[str, float]:
         """Every budget the arch exceeds (relative excess), soft latency included."""
-        lat, _, flops, params = self.costs(arch)
-        return self.budgets.violations(lat, flops, params)
-
-    def _hard(self, viol: dict[str, float]) -> dict[str, float]:
-        return viol if self.latency_is_hard else {k: v for k, v in viol.items() if k != "latency"}
-
-    def is_feasible(self, arch: Arch) -> bool:
-        """Meets every hard budget (the latency budget is soft under the MnasNet reward)."""
-        return not self._hard(self.violations(arch))
+        return self.constraints.violations(arch)
 
     def latency_of_indices(self, X: np.ndarray) -> np.ndarray | None:
         """Vectorized predicted latency of an (n, layers) index matrix (None without a predictor)."""
-        if self.latency is None:
-            return None
-        X = np.atleast_2d(np.asarray(X, dtype=np.int64))
-        fast = getattr(self.latency, "predict_indices", None)
-        if fast is not None:
-            return np.asarray(fast(X)[0], dtype=float)
-        return np.array([self.costs(a)[0] for a in self.encoding.decode_many(X)], dtype=float)
+        return self.constraints.latency_of_indices(X)
 
     def constraint_matrix(self, X: np.ndarray) -> np.ndarray:
-        """(n, budgets) relative excess, pymoo's G (<= 0 is satisfied); zero columns without budgets."""
-        X = np.atleast_2d(np.asarray(X, dtype=np.int64))
-        flops, params = self.encoding.flops_params(X)
-        cols = []
-        if self.budgets.latency_ms is not None and self.latency is not None and self.latency_is_hard:
-            cols.append(self.latency_of_indices(X) / self.budgets.latency_ms - 1.0)
-        if self.budgets.flops is not None:
-            cols.append(flops / self.budgets.flops - 1.0)
-        if self.budgets.params is not None:
-            cols.append(params / self.budgets.params - 1.0)
-        return np.stack(cols, axis=1) if cols else np.zeros((X.shape[0], 0))
+        """(n, hard budgets) relative excess, pymoo's G (<= 0 is satisfied)."""
+        return self.constraints.matrix(X)
 
     def feasible_mask(self, X: np.ndarray) -> np.ndarray:
-        G = self.constraint_matrix(X)
-        return np.all(G <= 0, axis=1) if G.shape[1] else np.ones(G.shape[0], dtype=bool)
+        return self.constraints.feasible_mask(X)
 
     def sample_feasible(self, rng: np.random.Generator, n: int, max_draws: int = 200_000) -> np.ndarray:
         """n random encodings meeting every hard budget.
@@ -285,15 +238,8 @@ class SearchProblem:
 
     def _make_record(self, arch: Arch, acc: float, index: int) -> Record:
         lat, std, flops, params = self.costs(arch)
-        viol = self.budgets.violations(lat, flops, params)
-        other = {k: v for k, v in viol.items() if k != "latency"}
-        if other:  # FLOPs/params budgets are always hard
-            score = -math.inf
-        elif self.latency is not None:
-            score = float(self.objective.score(acc, lat))
-        else:
-            score = acc
-        return Record(arch, acc, lat, std, flops, params, score, not self._hard(viol), index, viol)
+        score, feasible, viol = self.constraints.judge(arch, acc)
+        return Record(arch, acc, lat, std, flops, params, score, feasible, index, viol)
 
     def _add(self, rec: Record) -> None:
         self._records[rec.arch] = rec

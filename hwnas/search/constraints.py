@@ -23,7 +23,7 @@ from ..latency.lookup import find_table, load_table
 from ..latency.table import LatencyTable
 from ..space.arch import Arch
 from ..space.space import SearchSpace
-from .base import Budgets
+from .budgets import Budgets
 
 __all__ = ["LatencyModel", "check_budgets", "find_table", "load_table", "parse_flops", "parse_latency", "parse_params"]
 

@@ -1,7 +1,8 @@
 """The one place that turns (accuracy, latency, budget) into a score.
 
-NSGA-II's hard constraint and FNAS's MnasNet reward both come from here, so there is exactly
-one implementation of the MnasNet formula R = ACC x (LAT / T)^w (Tan et al., CVPR 2019):
+The hard objective scores an arch by its accuracy; its budget is a constraint, judged by
+``budgets.Constraints`` (an arch over it scores -inf there). FNAS's MnasNet reward comes
+from here, so there is exactly one implementation of the MnasNet formula R = ACC x (LAT / T)^w (Tan et al., CVPR 2019):
 w = alpha when LAT <= T, beta otherwise. The soft variant is alpha = beta = -0.07; the hard
 variant is alpha = 0, beta = -1.
 """
@@ -26,7 +27,7 @@ def mnas_reward(acc, lat, target: float, alpha: float = MNAS_W, beta: float = MN
 
 @dataclass(frozen=True)
 class Objective:
-    """How a search scores an arch: ``hard`` (infeasible = -inf) or ``mnas`` (soft reward)."""
+    """How a search scores a feasible arch: ``hard`` (its accuracy) or ``mnas``/``mnas-hard`` (MnasNet reward)."""
 
     kind: str = "hard"
     target: float | None = None  # latency budget T in ms (None: no latency term)
@@ -40,10 +41,8 @@ class Objective:
     def score(self, acc, lat=None):
         if self.target is None or lat is None:
             return acc
-        if self.kind == "hard":
-            acc_a = np.asarray(acc, dtype=float)
-            out = np.where(np.asarray(lat, dtype=float) <= self.target, acc_a, -np.inf)
-            return float(out) if out.ndim == 0 else out
+        if self.kind == "hard":  # the budget is a constraint (budgets.Constraints), not part of the score
+            return acc
         if self.kind == "mnas-hard":
             return mnas_reward(acc, lat, self.target, 0.0, -1.0)
         return mnas_reward(acc, lat, self.target, self.alpha, self.beta)

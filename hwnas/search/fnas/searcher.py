@@ -3,7 +3,10 @@
 Assembled from one-purpose parts (controller, PPO, critic, experience buffer); each can be
 switched off, so plain PPO (MnasNet), PPO+UAC, PPO+UAC+AEB and full FNAS are the same loop.
 Evaluations go through ``SearchProblem.evaluate`` (the only thing that costs); the reward is
-``reward.Objective``'s MnasNet score of (accuracy, table latency), never recomputed here.
+``reward.Objective``'s MnasNet score of (accuracy, table latency), never recomputed here. An arch
+the policy draws over a hard budget (FLOPs, params; the latency budget is the MnasNet reward's
+target, so soft) is judged by the problem's constraint object under that reward: never
+evaluated nor trusted, rewarded ``INFEASIBLE_REWARD``.
 
 Counting is the same for every variant: an arch evaluated before is a cache hit (its real reward
 is reused, no evaluation is spent), a trusted arch costs nothing and is never counted as found,
@@ -33,6 +36,7 @@ import torch
 
 from ...space.arch import Arch
 from ..base import ProgressFn, Record, SearchProblem, Searcher, register_searcher
+from ..budgets import INFEASIBLE_REWARD
 from ..reward import Objective
 from .controller import Controller
 from .critic import CriticConfig, UncertaintyAwareCritic, cap_trusted
@@ -154,6 +158,7 @@ class FNASSearcher(Searcher):
             self.controller = controller = Controller(encoder.n_choices, cfg.hidden)
         ppo = PPO(controller, cfg.ppo)
         objective = reward_objective(problem, cfg.reward)
+        judge = problem.constraints.for_objective(objective)  # FLOPs/params hard; latency soft under the MnasNet reward
         critic = UncertaintyAwareCritic(encoder.dim, cfg.critic, seed=seed + 1) if cfg.use_uac else None
         if critic is not None and self.critic_state is not None:
             critic.load_state_dict(self.critic_state, cfg.transfer_data)  # architecture knowledge transferred from an earlier search
@@ -195,7 +200,7 @@ class FNASSearcher(Searcher):
 
             acts: list[np.ndarray] = []
             logps: list[float] = []
-            kinds: list[str] = []   # "trusted" | "known" | "new"
+            kinds: list[str] = []   # "trusted" | "known" | "new" | "infeasible"
             values: list[float] = []
             n_trusted = draws = 0
             room = max_evaluations - problem.n_evaluations
@@ -209,7 +214,9 @@ class FNASSearcher(Searcher):
                 a_np, lp_np = a.numpy(), lp.numpy()
                 draws += need
                 archs = [space.from_indices(row) for row in a_np]
-                unknown = np.array([x not in known for x in archs])
+                # an arch over a hard budget is never evaluated nor trusted: it gets the infeasible reward
+                feasible = judge.feasible_mask(a_np)
+                unknown = np.array([x not in known for x in archs]) & feasible
                 trusted = np.zeros(need, dtype=bool)
                 v = np.full(need, np.nan)
                 if critic is not None and unknown.any():
@@ -225,6 +232,12 @@ class FNASSearcher(Searcher):
                 else:
                     keep, dropped = trusted, trusted
                 for i in range(need):
+                    if not feasible[i]:
+                        acts.append(a_np[i])
+                        logps.append(float(lp_np[i]))
+                        kinds.append("infeasible")
+                        values.append(INFEASIBLE_REWARD)
+                        continue
                     if dropped[i]:
                         spare.append((a_np[i], float(lp_np[i])))
                         continue  # thrown away; the batch is refilled by resampling
@@ -282,7 +295,7 @@ class FNASSearcher(Searcher):
                 if r.arch not in known:
                     known[r.arch] = reward_of(r)
                     fresh.append(r)
-            rewards = np.array([values[i] if k == "trusted" else known[space.from_indices(acts[i])]
+            rewards = np.array([values[i] if k in ("trusted", "infeasible") else known[space.from_indices(acts[i])]
                                 for i, k in enumerate(kinds)])
             learn(fresh)
             weights = np.ones(len(acts))
@@ -311,7 +324,7 @@ class FNASSearcher(Searcher):
             totals["evaluated"] += len(fresh)
             idle = 0 if fresh else idle + 1
             line = {"update": updates, "evaluations": problem.n_evaluations, "batch": len(all_acts),
-                    "new": len(fresh), "trusted": n_tr, "known": kinds.count("known"),
+                    "new": len(fresh), "trusted": n_tr, "known": kinds.count("known"), "infeasible": kinds.count("infeasible"),
                     "replayed": len(all_acts) - len(acts), "mean_reward": float(np.mean(rewards)),
                     "best_reward": max(known.values()) if known else None, "buffer": len(buffer) if buffer else 0,
                     **stats}
