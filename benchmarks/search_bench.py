@@ -147,8 +147,8 @@ def closed_loop(winners: list, rounds: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp, create_backend(table.backend, device=dev) as be:
         t0 = time.perf_counter()
         round_records, export_stats = measure_networks(archs, be, proto, cache_dir=Path(tmp) / "blocks")
-    meas_rounds = [[float(r["median_ms"]) for r in rr] for rr in round_records]
         wall = time.perf_counter() - t0
+    meas_rounds = [[float(r["median_ms"]) for r in rr] for rr in round_records]
     measured = {a: float(np.median(r)) for a, r in zip(archs, meas_rounds)}
     rows, recs = [], []
     for (arch, T, mode), (q, pred) in distinct.items():
