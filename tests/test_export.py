@@ -1,6 +1,7 @@
 """hwnas export: parity of exported files, quantized variants, sidecar, bad input (no partial output)."""
 
 import json
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -204,13 +205,15 @@ def test_cli_export_search_result_file(tmp_path, hwnas_cli):
     out = tmp_path / "exports"
     r = hwnas_cli("export", "--arch", str(best), "--format", "onnx", "--out", str(out))
     assert r.returncode == 0, r.stderr
-    assert listing(out) == ["best-fp32.onnx", "best-fp32.onnx.json"]
-    side = json.loads((out / "best-fp32.onnx.json").read_text())
+    # named after the search's folder and a hash of arch, weights and precision (every search writes a best.json)
+    (model, side_file) = listing(out)
+    assert re.fullmatch(re.escape(tmp_path.name) + r"-[0-9a-f]{8}-fp32\.onnx", model) and side_file == model + ".json"
+    side = json.loads((out / side_file).read_text())
     space = arch.get_space()
     assert side["arch"] == arch.to_dict() and side["space"] == "tiny"
     assert (side["flops"], side["params"]) == space.flops_params(arch)
     assert side["input"]["shape"] == [1, 3, 32, 32] and side["hwnas_version"]
-    assert side["parity"][0]["top1_agreement"] == 1.0 and side["verified"] is True
+    assert side["parity"][0]["top1_agreement"] == 1.0 and side["parity_verified"] is True and side["latency_checked"] is False
     assert "parity fp32" in r.stdout and "warning" in r.stderr and "freshly initialized" in r.stderr
 
 
@@ -297,8 +300,9 @@ def test_parity_failure_is_an_error_and_leaves_nothing(tmp_path, monkeypatch, ca
     assert listing(out) == ["keep.txt"]
     # with --no-verify the same export is written, marked unverified
     assert run(["export", "--arch", "tiny:111111", "--format", "onnx", "--out", str(out), "--no-verify"]) == 0
-    side = json.loads((out / "tiny-111111-fp32.onnx.json").read_text())
-    assert side["verified"] is False and side["parity"] == []
+    (side_file,) = out.glob("tiny-111111-*-fp32.onnx.json")
+    side = json.loads(side_file.read_text())
+    assert side["parity_verified"] is False and side["parity"] == [] and side["latency_checked"] is False
 
 
 def test_failed_conversion_leaves_no_partial_file(tmp_path, monkeypatch):

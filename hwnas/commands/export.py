@@ -20,9 +20,11 @@ def register(app: typer.Typer) -> None:
                precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 (tflite only) or int8 (full-integer post-training quantization)."),
                calibration_data: Optional[Path] = typer.Option(None, "--calibration-data", help="Folder of images for int8 calibration (default: the built-in data)."),
                out: Path = typer.Option(Path("exports"), "--out", help="Output folder."),
-               name: Optional[str] = typer.Option(None, "--name", help="File name stem (default: the arch's name)."),
-               table: Optional[Path] = typer.Option(None, "--table", help="Latency table: predicted latency, and the file timed on the table's device."),
-               force: bool = typer.Option(False, "--force", help="Use a table made for another space anyway."),
+               name: Optional[str] = typer.Option(None, "--name", help="File name stem (default: the search folder's or arch's name and a short hash of arch, weights and precision)."),
+               table: Optional[Path] = typer.Option(None, "--table", help="Latency table: predicted latency, and the file timed on the table's device (default: the table a search's best.json names)."),
+               latency: Optional[str] = typer.Option(None, "--latency", help="Latency budget to judge the measured file against, e.g. 0.25ms (default: best.json's)."),
+               force: bool = typer.Option(False, "--force", help="Replace an existing export of another arch, weights or precision."),
+               force_table: bool = typer.Option(False, "--force-table", help="Use a table made for another space anyway."),
                no_verify: bool = typer.Option(False, "--no-verify", help="Skip the parity check and the latency measurement."),
                runs: Optional[int] = typer.Option(None, "--runs", help="Timed runs for the latency check (default: the table's protocol)."),
                serial: Optional[str] = typer.Option(None, "--serial", help="Phone for a phone table's latency check (see `hwnas devices`); default the table's phone."),
@@ -34,17 +36,22 @@ def register(app: typer.Typer) -> None:
 
         with warnings.catch_warnings(), banners_filtered():
             from ..export import export_arch
+            from ..search.constraints import parse_latency
 
             warnings.simplefilter("ignore")
+            budget = parse_latency(latency) if latency is not None else None
             with console.status(f"exporting {arch} as {fmt} {precision}...") if not as_json else _null():
                 r = export_arch(arch, weights=weights, fmt=fmt, precision=precision, calibration_data=calibration_data, out=out,
-                                name=name, table=table, verify=not no_verify, latency_runs=runs, force_table=force,
-                                serial=host or serial, transport=transport)
+                                name=name, table=table, verify=not no_verify, latency_runs=runs, force_table=force_table,
+                                serial=host or serial, transport=transport, force=force, budget_ms=budget)
         for w in r.warnings:
-            err_console.print(f"[yellow]warning:[/] {w}")
+            if w != r.latency_verdict:  # the verdict gets its own line below
+                err_console.print(f"[yellow]warning:[/] {w}", markup=True, highlight=False)
         if as_json:
             print_json(r.sidecar_data)
             return
+        if r.reused:
+            console.print(f"reused {r.path}: it already holds this arch with these weights at {r.precision} (checked again; --force re-exports it)")
         console.print(f"[bold]{r.path}[/] ({r.size_bytes / 1e6:.2f} MB, {r.fmt} {r.precision}, weights: {r.weights}) in {r.export_s:.1f}s; sidecar {r.sidecar}")
         console.print(f"{r.arch.compact()}  FLOPs={r.flops / 1e6:.2f}M  params={r.params / 1e6:.3f}M")
         for p in r.parity:
@@ -62,7 +69,9 @@ def register(app: typer.Typer) -> None:
                 console.print(f"the anchor network took {lat.device_speed_factor:.3f}x its time when the table was profiled:"
                               f" {lat.measured_reference_ms:.3f} ms in the table's state, error {lat.error_reference_pct:+.1f}%")
             if lat.note:
-                console.print(f"note: {lat.note}")
+                console.print(f"note: {lat.note}", markup=False, highlight=False)
+        colour = {True: "green", False: "red"}.get(r.sidecar_data.get("budget_met"), "yellow")
+        console.print(f"[{colour}]latency:[/] {r.latency_verdict}", highlight=False)
 
 
 class _null:

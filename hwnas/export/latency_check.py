@@ -34,6 +34,11 @@ class LatencyReport:
     device_speed_factor: float | None = None  # anchor now / anchor when the table was profiled (>1: slower now)
     measured_reference_ms: float | None = None  # measured_ms / device_speed_factor
     error_reference_pct: float | None = None  # prediction error against measured_reference_ms
+    table_cpu: str | None = None  # host tables: the CPU the table was profiled on ...
+    this_cpu: str | None = None  # ... and the one the file was timed on
+    budget_ms: float | None = None
+    budget_met: bool | None = None  # None: no budget, or not measured
+    verdict: str = ""  # latency_verdict's sentence
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -52,8 +57,39 @@ class LatencyReport:
         return s
 
 
-def predict(table: LatencyTable, arch: Arch) -> tuple[float, float]:
-    return table.predict(arch)
+# A device this much slower than when the table was profiled (anchor ratio) is named as a cause.
+SLOWER_FACTOR = 1.02
+
+
+def latency_verdict(rep: LatencyReport, budget_ms: float | None) -> tuple[bool | None, str]:
+    """(met, sentence): whether the measured file meets ``budget_ms`` on this machine, and if
+    not, why, in words: another CPU than the table's, a device running slower than when the
+    table was profiled (with the file's latency in the table's state), or a prediction that was
+    off or already over the budget. ``met`` is None when there is no budget or no measurement."""
+    if rep.measured_ms is None:
+        return None, "latency not checked: " + (rep.note or "not measured")
+    measured = f"measured {rep.measured_ms:.3f} ms (predicted {rep.predicted_ms:.3f} ms)"
+    if budget_ms is None:
+        return None, f"no latency budget to check: {measured}"
+    slower = rep.device_speed_factor is not None and rep.device_speed_factor >= SLOWER_FACTOR and rep.measured_reference_ms is not None
+    state = (f"it ran {rep.device_speed_factor:.2f}x slower than when the table was profiled: in the table's state the file takes "
+             f"{rep.measured_reference_ms:.3f} ms (prediction error {rep.error_reference_pct:+.1f}%)") if slower else ""
+    if rep.measured_ms <= budget_ms:
+        return True, f"meets the {budget_ms:g} ms budget on this machine: {measured}" + (f"; {state}" if state else "")
+    why = []
+    if rep.table_cpu and rep.this_cpu and rep.table_cpu != rep.this_cpu:
+        why.append(f"this CPU ({rep.this_cpu!r}) is not the one the table was profiled on ({rep.table_cpu!r})")
+    if state:
+        why.append(state)
+    if rep.predicted_ms > budget_ms:
+        why.append(f"the prediction ({rep.predicted_ms:.3f} ms) was already over the budget")
+    else:
+        err = rep.error_reference_pct if slower else rep.error_pct
+        if err is not None and err < 0:
+            why.append(f"the table predicted {rep.predicted_ms:.3f} ms, {-err:.1f}% under the measurement"
+                       + (" in the table's state" if slower else ""))
+    return False, (f"does not meet the {budget_ms:g} ms budget on this machine: {measured}, "
+                   f"{100 * (rep.measured_ms / budget_ms - 1):+.1f}% over; why: " + "; ".join(why or ["measurement noise"]))
 
 
 def verify_latency(table: LatencyTable, arch: Arch, model_path: str | Path, fmt: str, precision: str,
@@ -87,6 +123,10 @@ def verify_latency(table: LatencyTable, arch: Arch, model_path: str | Path, fmt:
         rep.note = "; ".join(notes + [f"not measured: {e}"])
         return rep
     options: dict[str, Any] = {}
+    if getattr(device, "kind", "host") != "adb" and table.device.get("cpu"):
+        from ..latency.backends.host import cpu_model  # noqa: PLC0415
+
+        rep.table_cpu, rep.this_cpu = str(table.device["cpu"]), cpu_model()
     if getattr(device, "kind", "host") == "adb":
         rep.serial = serial or str(table.device.get("serial") or "") or None
         options = {"serial": rep.serial, "transport": transport or table.device.get("transport") or None}

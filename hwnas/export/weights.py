@@ -29,6 +29,7 @@ class LoadedNet:
     net: Network
     source: str  # "fresh", "state_dict" or "supernet"
     path: str | None = None
+    normalization: dict[str, Any] | None = None  # the input statistics the weights were trained with, when recorded
 
 
 def load_network(arch: Arch, weights: str | Path | None = None, seed: int = 0, bn_images: np.ndarray | None = None) -> LoadedNet:
@@ -51,7 +52,7 @@ def load_network(arch: Arch, weights: str | Path | None = None, seed: int = 0, b
     if not p.exists():
         raise HwnasError(f"checkpoint {str(p)!r} not found; give a state dict or a supernet checkpoint from `hwnas train`, or leave out --weights")
     if p.is_dir() or p.suffix == ".json" or _is_supernet_pt(p):
-        return LoadedNet(_from_supernet(arch, p), "supernet", str(p))
+        return LoadedNet(*_from_supernet(arch, p))
     raw = _torch_load(p)
     if _is_state_dict(raw):
         return LoadedNet(_load_state_dict(arch, raw, p), "state_dict", str(p))
@@ -60,8 +61,8 @@ def load_network(arch: Arch, weights: str | Path | None = None, seed: int = 0, b
             saved = Arch.from_dict(raw["arch"], source=str(p))
             if saved != arch:
                 raise HwnasError(f"weights {str(p)!r} belong to arch {saved.compact()}, not {arch.compact()}; export that arch or give its weights")
-        return LoadedNet(_load_state_dict(arch, raw["state_dict"], p), "state_dict", str(p))
-    return LoadedNet(_from_supernet(arch, p), "supernet", str(p))
+        return LoadedNet(_load_state_dict(arch, raw["state_dict"], p), "state_dict", str(p), _normalization(raw.get("normalization")))
+    return LoadedNet(*_from_supernet(arch, p))
 
 
 def recalibrate_bn(net: nn.Module, images: np.ndarray, batch: int = 32) -> None:
@@ -123,7 +124,18 @@ def _load_state_dict(arch: Arch, state: dict[str, torch.Tensor], p: Path) -> Net
     return net.eval()
 
 
-def _from_supernet(arch: Arch, p: Path) -> Network:
+def _normalization(rec: Any) -> dict[str, Any] | None:
+    """A ``{"mean": [3 floats], "std": [3 floats]}`` record saved with the weights, else None."""
+    if not isinstance(rec, dict):
+        return None
+    try:
+        mean, std = [float(v) for v in rec["mean"]], [float(v) for v in rec["std"]]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return {**rec, "mean": mean, "std": std} if len(mean) == len(std) == 3 else None
+
+
+def _from_supernet(arch: Arch, p: Path) -> tuple[Network, str, str, dict[str, Any] | None]:
     try:
         from ..train.checkpoint import load_checkpoint  # noqa: PLC0415
     except ImportError:
@@ -144,7 +156,8 @@ def _from_supernet(arch: Arch, p: Path) -> Network:
         raise HwnasError(f"checkpoint {str(p)!r} is a supernet of space {got}, but the arch is from space {want.name}{_args(want)}; "
                          "export an arch of the checkpoint's space or give that space's checkpoint")
     net = supernet.extract(arch)
-    return net.eval()
+    norm = ckpt.normalization() if hasattr(ckpt, "normalization") else None
+    return net.eval(), "supernet", str(p), norm
 
 
 def _get(obj: Any, name: str) -> Any:

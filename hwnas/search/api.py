@@ -184,6 +184,8 @@ def run_search(
     }
     if supernet is not None:  # `hwnas export --arch best.json --weights <this>` inherits the trained weights
         extra["supernet"] = str(supernet)
+        if getattr(ev, "trained", None) is not None:  # the input statistics the exported net must be fed
+            extra["normalization"] = ev.trained.normalization()
     if lat_model is not None and result.best is not None and result.best.latency_ms is not None:
         extra["latency_prediction"] = f"{result.best.latency_ms:.3f} ± {result.best.latency_std_ms or 0.0:.3f} ms"
     paths = write_results(result, out_dir, extra=extra, history=False, plot=plot)

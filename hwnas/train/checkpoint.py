@@ -139,6 +139,12 @@ class TrainedSupernet:
         kw.update(overrides)
         return build_datasets(self.data_spec, **kw)
 
+    def normalization(self) -> dict[str, Any] | None:
+        """The mean/std the training images were normalized with (None: a checkpoint written before
+        hwnas recorded it)."""
+        rec = self.meta.get("normalization")
+        return dict(rec) if isinstance(rec, dict) and "mean" in rec and "std" in rec else None
+
     @property
     def counters(self) -> dict[str, Any]:
         return dict(self.meta.get("counters", {}))

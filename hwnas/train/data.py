@@ -73,6 +73,14 @@ class ImageSet(Dataset):
         for s in range(0, len(self), batch_size):
             yield self.batch(torch.arange(s, min(s + batch_size, len(self))))
 
+    def normalization(self) -> dict[str, list[float]]:
+        """The per-channel mean/std this set subtracts and divides by (RGB scaled to [0, 1]).
+
+        Recorded in checkpoints so that an exported net is fed what it was trained on.
+        """
+        mean, std = getattr(self, "mean"), getattr(self, "std")
+        return {"mean": [round(float(v), 6) for v in mean.flatten()], "std": [round(float(v), 6) for v in std.flatten()]}
+
 
 class TensorImageSet(ImageSet):
     """Images held in memory as uint8 NCHW (built-in, CIFAR), normalized on access."""
@@ -99,6 +107,9 @@ class Subset(ImageSet):
 
     def _load(self, idx: torch.Tensor) -> torch.Tensor:
         return self.base._load(self.indices[idx])
+
+    def normalization(self) -> dict[str, list[float]]:
+        return self.base.normalization()
 
 
 class FolderImageSet(ImageSet):
@@ -321,6 +332,10 @@ class Datasets:
     @property
     def num_classes(self) -> int:
         return self.train.num_classes
+
+    def normalization(self) -> dict[str, object]:
+        """What the training images were normalized with: the input contract of a net trained on them."""
+        return {"data": self.spec, **self.train.normalization(), "scale": "RGB in [0, 1]"}
 
     def describe(self) -> str:
         s = f"{self.spec}: {len(self.train)} train, {len(self.val)} val (of which {len(self.path_eval)} path-eval), {self.num_classes} classes"

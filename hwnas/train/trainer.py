@@ -282,7 +282,7 @@ class SupernetTrainer:
         k = self.counters
         return {
             "space": self.space.name, "space_args": self.config.space_args, "data": self.config.data,
-            "data_fingerprint": self.fingerprint, "config": self.config.to_dict(), "iteration": k.iteration,
+            "data_fingerprint": self.fingerprint, "normalization": self.datasets.normalization(), "config": self.config.to_dict(), "iteration": k.iteration,
             "total_iters": self.total_iters, "finished": finished, "stop_reason": self.stop_reason if finished else None,
             "counters": {**asdict(k), "corrected_opt_images": k.corrected_opt_images, "eval_cost_ratio": EVAL_COST_RATIO},
             "epsilon": self.sampler.status(k.iteration).epsilon,
