@@ -2,6 +2,7 @@
 the normalization the weights were trained with, and a model never paired with an old sidecar."""
 
 import json
+import math
 import subprocess
 import sys
 import warnings
@@ -108,7 +109,9 @@ def test_the_table_and_budget_named_in_best_json_are_used(tmp_path):
     arch = create_space("tiny").sample(5)
     folder = tmp_path / "search-x"
     folder.mkdir()
-    (folder / "t.json").write_bytes(ORT_TABLE.read_bytes())
+    tab = json.loads(ORT_TABLE.read_text())
+    tab["calibration"].update(residual_log_mean=0.0, residual_log_std=0.02, residual_n=50, drift_log_std=0.03, drift_n=20)
+    (folder / "t.json").write_text(json.dumps(tab))
     # stored relative to best.json's folder, as a search run elsewhere leaves it
     best = write_best(folder, arch, table="t.json", budgets={"latency_ms": 100.0, "flops": None, "params": None})
     r = quiet_export(str(best), fmt="onnx", out=tmp_path / "o", latency_runs=10)
@@ -117,6 +120,11 @@ def test_the_table_and_budget_named_in_best_json_are_used(tmp_path):
     assert Path(side["latency"]["table"]).name == "t.json"
     assert side["latency"]["budget_ms"] == 100.0 and side["budget_met"] is True
     assert side["latency"]["verdict"].startswith("meets the 100 ms budget on this machine")
+    # the prediction's 90% interval and the probability of meeting the budget, from the table's error model
+    lp, m, s = side["latency"]["prediction"], side["latency"]["predicted_ms"], side["latency"]["uncertainty_ms"]
+    sigma = math.sqrt(0.02 ** 2 + 0.03 ** 2 + (s / m) ** 2)
+    assert lp["interval_ms"] == pytest.approx([m * math.exp(-1.6448536 * sigma), m * math.exp(1.6448536 * sigma)], rel=1e-5)
+    assert lp["p_within_budget"] == 1.0 and lp["interval_confidence"] == 0.9
     # a budget no file can meet: "does not meet", on the console and in the sidecar's warnings
     best = write_best(folder, arch, table="t.json", budgets={"latency_ms": 0.0001})
     r = quiet_export(str(best), fmt="onnx", out=tmp_path / "o2", latency_runs=10)

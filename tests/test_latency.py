@@ -307,6 +307,11 @@ def test_validate_tiny_reports_and_calibrates(hwnas_cli, tmp_path, cache_env, ti
     cal_pred = cal["scale"] * raw + cal["overhead_ms"] + cal["per_block_ms"] * blocks
     expect(rep["results"]["uncalibrated_heldout"], raw[held], meas[held])
     expect(rep["results"]["calibrated_heldout"], cal_pred[held], meas[held])
+    # the statistics a search's confidence is built from: the held-out residuals, and the anchor's drift
+    resid = np.log(meas[held] / cal_pred[held])
+    assert cal["residual_n"] == 3 and cal["residual_log_mean"] == pytest.approx(resid.mean(), abs=2e-4)
+    assert cal["residual_log_std"] == pytest.approx(resid.std(ddof=1), rel=2e-3, abs=2e-4)
+    assert cal["drift_n"] == (rep["drift"].get("readings", 0) if rep["drift"]["corrected"] else 0)
     spread = 100 * np.abs(rounds[:, 0] - rounds[:, 1]) / rounds.mean(axis=1)
     assert rep["noise"]["median_abs_pct"] == pytest.approx(np.median(spread), rel=1e-3, abs=1e-3)
     # the measured whole nets are real: sum of blocks and measured time are the same order of magnitude

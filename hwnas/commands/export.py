@@ -68,6 +68,12 @@ def register(app: typer.Typer) -> None:
             if lat.device_speed_factor is not None and lat.measured_reference_ms is not None:
                 console.print(f"the anchor network took {lat.device_speed_factor:.3f}x its time when the table was profiled:"
                               f" {lat.measured_reference_ms:.3f} ms in the table's state, error {lat.error_reference_pct:+.1f}%")
+            if lat.prediction:
+                lp = lat.prediction
+                lo, hi = lp["interval_ms"]
+                p = f", P(meets the budget) = {lp['p_within_budget']:.2f}" if "p_within_budget" in lp else ""
+                console.print(f"predicted {lp['median_ms']:.3f} ms (median), {lp['interval_confidence']:.0%} interval {lo:.3f}-{hi:.3f} ms{p}",
+                              highlight=False)
             if lat.note:
                 console.print(f"note: {lat.note}", markup=False, highlight=False)
         colour = {True: "green", False: "red"}.get(r.sidecar_data.get("budget_met"), "yellow")

@@ -26,7 +26,8 @@ def register(app: typer.Typer) -> None:
         table: Optional[Path] = typer.Option(None, "--table", help="latency table file (default: newest latency_tables/<device>-<space>-*.json)"),
         tables_dir: Path = typer.Option(Path("latency_tables"), "--tables-dir", help="where to look for latency tables"),
         backend: Optional[str] = typer.Option(None, "--backend", help="pick the table of this backend (e.g. onnxruntime)"),
-        latency_quantile: float = typer.Option(0.5, "--latency-quantile", help="0.5: block medians; 0.9: block p90 (conservative)"),
+        confidence: float = typer.Option(0.9, "--confidence", help="probability that the winner meets the budget on the device: the search constrains this quantile of the predicted latency (blocks' spread, the table's validated error, the device's drift); 0.5: the median"),
+        latency_quantile: float = typer.Option(0.5, "--latency-quantile", help="instead of --confidence: 0.9 bounds by the sum of the blocks' p90"),
         max_evaluations: Optional[int] = typer.Option(None, "--max-evaluations", help="archs to evaluate at most (default: population x generations)"),
         population: Optional[int] = typer.Option(None, "--population", help="NSGA-II/evolution population (default 50)"),
         generations: Optional[int] = typer.Option(None, "--generations", help="NSGA-II generations (default 20)"),
@@ -64,7 +65,7 @@ def register(app: typer.Typer) -> None:
 
             outcome = run_search(latency=latency, flops=flops, params=params, device=device, supernet=supernet,
                                  benchmark=benchmark, space=space, algorithm=algorithm, objective=objective, table=table,
-                                 tables_dir=tables_dir, backend=backend, latency_quantile=latency_quantile,
+                                 tables_dir=tables_dir, backend=backend, latency_quantile=latency_quantile, confidence=confidence,
                                  max_evaluations=max_evaluations, population=population, generations=generations,
                                  multi_objective=multi_objective, evaluator=evaluator, data=data,
                                  scratch_epochs=scratch_epochs, n_eval=n_eval, bn_batches=bn_batches, seed=seed,
@@ -84,6 +85,12 @@ def register(app: typer.Typer) -> None:
             t.add_row(str(i), r.arch.get_space().to_compact(r.arch), f"{r.accuracy:.2f}", lat, f"{r.flops / 1e6:.1f}", f"{r.params / 1e6:.3f}",
                       score, str(r.evaluation))
         console.print(t)
+        if outcome.latency:
+            lp = outcome.latency
+            lo, hi = lp["interval_ms"]
+            p = f", P(meets the budget) = {lp['p_within_budget']:.2f}" if "p_within_budget" in lp else ""
+            console.print(f"winner's latency: predicted median {lp['median_ms']:.3f} ms, {lp['interval_confidence']:.0%} interval "
+                          f"{lo:.3f}-{hi:.3f} ms{p} (constrained: {lp['constrained']}; error model: {lp['error_model']})", highlight=False)
         console.print(f"evaluator: {outcome.evaluator}" + (f"; latency table: {outcome.table_path}" if outcome.table_path else ""))
         if outcome.resumed:
             console.print(f"resumed: {outcome.resumed} evaluations taken from {outcome.out_dir / 'history.jsonl'}")

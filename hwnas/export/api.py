@@ -23,6 +23,7 @@ import torch
 from .. import __version__
 from ..errors import HwnasError
 from ..io import atomic_write_json
+from ..latency.confidence import DEFAULT_CONFIDENCE, LatencyUncertainty, prediction_summary
 from ..space.arch import Arch, resolve_arch
 from ..train.images import IMAGENET_MEAN, IMAGENET_STD
 from .calibration import builtin_statistics, folder_images, representative_images
@@ -177,6 +178,8 @@ def export_arch(arch: str | Arch, *, weights: str | Path | None = None, fmt: str
         met, verdict = latency_verdict(lat, budget_ms) if lat is not None else (None, f"latency not checked: {_no_table_reason(caught)}")
         if lat is not None:
             lat.budget_ms, lat.budget_met, lat.verdict = budget_ms, met, verdict
+            lat.prediction = prediction_summary(LatencyUncertainty.from_calibration(lat_table.calibration), lat.predicted_ms,
+                                                lat.uncertainty_ms, budget_ms, result.get("confidence") or DEFAULT_CONFIDENCE)
         if met is False or (lat is not None and lat.measured_ms is None):
             caught.append(verdict)  # not met, or a table whose device could not time the file: a warning
 
@@ -251,6 +254,9 @@ def search_result(arch_text: str) -> dict[str, Any]:
     budget = (d.get("budgets") or {}).get("latency_ms") if isinstance(d.get("budgets"), dict) else None
     if isinstance(budget, (int, float)) and budget > 0:
         out["budget_ms"] = float(budget)
+    conf = d.get("latency_confidence")
+    if isinstance(conf, (int, float)) and 0 < conf < 1:
+        out["confidence"] = float(conf)
     if isinstance(d.get("normalization"), dict):
         out["normalization"] = d["normalization"]
     return out

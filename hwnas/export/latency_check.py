@@ -39,6 +39,7 @@ class LatencyReport:
     budget_ms: float | None = None
     budget_met: bool | None = None  # None: no budget, or not measured
     verdict: str = ""  # latency_verdict's sentence
+    prediction: dict[str, Any] | None = None  # median, interval, P(within budget): latency.confidence.prediction_summary
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from ..space.space import SearchSpace
 from .backends.base import Backend, Protocol, create_backend
 from ..formats import exporter_tag, get_format
 from .blocks import default_cache_dir, export_network
+from .confidence import uncertainty_record
 from .drift import DEFAULT_WINDOW, AnchoredTimer, AnchorLog, anchor_file, journal_anchor, table_anchor_reference
 from .journal import Journal
 from .keys import arch_keys
@@ -232,7 +233,11 @@ def validate_table(device: DeviceProfile | str, table: LatencyTable | str | Path
         results["calibrated_heldout"] = errors_report(cal_pred[held], meas[held])
         results["calibrated_fit_half"] = errors_report(cal_pred[fit], meas[fit])
         series = {"uncalibrated (held-out)": (raw[held], meas[held]), "calibrated (held-out)": (cal_pred[held], meas[held])}
-        tab.calibration = {**{k: round(v, 6) for k, v in cal.items()}, "fitted_on": int(len(fit)), "seed": seed}
+        # what the prediction's confidence is built from (latency.confidence): the held-out residuals
+        # and the device's speed drift seen by the anchor while validating
+        drift = [ms / reference for _, ms in log.readings] if anchor is not None else []
+        tab.calibration = {**{k: round(v, 6) for k, v in cal.items()}, "fitted_on": int(len(fit)), "seed": seed,
+                           **uncertainty_record(meas[held], cal_pred[held], drift)}
         tab.save()
         report["calibration"] = tab.calibration
     elif any(tab.calibration.get(k, d) != d for k, d in (("scale", 1.0), ("overhead_ms", 0.0), ("per_block_ms", 0.0))):

@@ -17,6 +17,7 @@ from ..errors import HwnasError
 from ..space.arch import Arch
 from ..space.registry import create_space
 from .base import Budgets, ProgressFn, SearchProblem, SearchResult, append_history, create_searcher, read_history
+from ..latency.confidence import DEFAULT_CONFIDENCE
 from .constraints import LatencyModel, check_budgets, load_table, parse_flops, parse_latency, parse_params
 from .evaluator import Evaluator
 from .reward import Objective
@@ -35,6 +36,7 @@ class SearchOutcome:
     resumed: int = 0
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # settings that defeat their purpose, e.g. a budget no arch exceeds
+    latency: dict[str, Any] | None = None  # the winner's predicted median, interval and P(within budget) (LatencyModel.describe)
 
 
 def build_evaluator(supernet: str | Path | None = None, benchmark: str | None = None, space: str | None = None,
@@ -93,6 +95,7 @@ def run_search(
     tables_dir: str | Path = "latency_tables",
     backend: str | None = None,
     latency_quantile: float = 0.5,
+    confidence: float | None = DEFAULT_CONFIDENCE,
     max_evaluations: int | None = None,
     population: int | None = None,
     generations: int | None = None,
@@ -145,7 +148,9 @@ def run_search(
     table_path = None
     try:
         t = load_table(sp, device=device, table=table, tables_dir=tables_dir, backend=backend)
-        lat_model = LatencyModel(t, sp, quantile=latency_quantile)
+        # the default constrains the latency met with probability `confidence`; --latency-quantile 0.9
+        # instead bounds by the blocks' p90 sums (the two are alternatives)
+        lat_model = LatencyModel(t, sp, quantile=latency_quantile, confidence=confidence if latency_quantile == 0.5 else None)
         if device == "host" and t.device.get("cpu"):
             from ..latency.backends.host import cpu_model
 
@@ -180,6 +185,7 @@ def run_search(
     result = searcher.run(problem, max_evaluations=max_evaluations, seed=seed, progress=progress)
     extra = {
         "device": device, "table": str(table_path) if table_path else None, "latency_quantile": latency_quantile,
+        "latency_confidence": lat_model.confidence if lat_model is not None else None,
         "evaluator": ev_desc, "resumed_evaluations": resumed, "candidate_pool": len(pool),
     }
     if supernet is not None:  # `hwnas export --arch best.json --weights <this>` inherits the trained weights
@@ -187,6 +193,7 @@ def run_search(
         if getattr(ev, "trained", None) is not None:  # the input statistics the exported net must be fed
             extra["normalization"] = ev.trained.normalization()
     if lat_model is not None and result.best is not None and result.best.latency_ms is not None:
-        extra["latency_prediction"] = f"{result.best.latency_ms:.3f} ± {result.best.latency_std_ms or 0.0:.3f} ms"
+        # the bound the budget constrained is the record's latency_ms; here what it is made of
+        extra["latency_prediction"] = lat_model.describe(result.best.arch, budgets.latency_ms)
     paths = write_results(result, out_dir, extra=extra, history=False, plot=plot)
-    return SearchOutcome(result, out_dir, paths, table_path, ev_desc, resumed, notes, budget_warnings)
+    return SearchOutcome(result, out_dir, paths, table_path, ev_desc, resumed, notes, budget_warnings, extra.get("latency_prediction"))

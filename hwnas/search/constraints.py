@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import HwnasError
-from ..latency.predictor import LatencyPredictor, entry_field
+from ..latency.confidence import DEFAULT_CONFIDENCE, LatencyUncertainty, check_confidence, prediction_summary
+from ..latency.predictor import MEDIAN, LatencyPredictor, entry_field
 from ..latency.lookup import find_table, load_table
 from ..latency.table import LatencyTable
 from ..space.arch import Arch
@@ -79,28 +80,50 @@ def parse_params(text: str | float) -> int:
 
 
 class LatencyModel:
-    """The search's view of the one predictor (``latency.predictor``) at one quantile.
+    """The search's view of the one predictor (``latency.predictor``): what the budget constrains.
 
     ``model(arch) -> (ms, uncertainty)`` and ``predict_indices(X) -> (ms, uncertainty)`` over
-    an (n, layers) index matrix; ``quantile`` 0.5 predicts with the blocks' medians, 0.9 with
-    their p90. The table must hold every block of the space.
+    an (n, layers) index matrix. ``ms`` is, with ``confidence`` c, the latency the file stays
+    under with probability c (``latency.confidence``: the blocks' spread, the table's validated
+    error and the device's drift, combined); without it, ``quantile`` 0.5 predicts with the
+    blocks' medians and 0.9 with their p90. The table must hold every block of the space.
     """
 
-    def __init__(self, table: LatencyTable, space: SearchSpace, quantile: float = 0.5) -> None:
+    def __init__(self, table: LatencyTable, space: SearchSpace, quantile: float = 0.5, confidence: float | None = None) -> None:
         entry_field(quantile)  # an unstored quantile is an error before any work
-        self.table, self.space, self.quantile = table, space, quantile
+        if confidence is not None:
+            check_confidence(confidence)
+            if quantile != MEDIAN:
+                raise HwnasError(f"--confidence and --latency-quantile {quantile} both set the latency bound; give one of them")
+        self.table, self.space, self.quantile, self.confidence = table, space, quantile, confidence
         self.predictor = LatencyPredictor(table, space).require_complete()
+        self.uncertainty = LatencyUncertainty.from_calibration(table.calibration)
 
     def predict_indices(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.predictor.predict_indices(X, self.quantile), self.predictor.spread_indices(X)
+        spread = self.predictor.spread_indices(X)
+        if self.confidence is None:
+            return self.predictor.predict_indices(X, self.quantile), spread
+        return self.uncertainty.quantile(self.predictor.predict_indices(X), spread, self.confidence), spread
 
     def __call__(self, arch: Arch) -> tuple[float, float]:
         ms, std = self.predict_indices(np.array([self.space.choice_indices(arch)]))
         return float(ms[0]), float(std[0])
 
     def range(self) -> tuple[float, float]:
-        """Fastest and slowest predicted latency of the space."""
-        return self.predictor.range(self.quantile)
+        """Fastest and slowest bound of the space (with a confidence: without the blocks' spread,
+        which only widens it, so the fastest is a true lower bound for c >= 0.5)."""
+        lo, hi = self.predictor.range(self.quantile)
+        if self.confidence is None:
+            return lo, hi
+        return tuple(float(self.uncertainty.quantile(v, 0.0, self.confidence)) for v in (lo, hi))  # type: ignore[return-value]
+
+    def describe(self, arch: Arch, budget_ms: float | None, confidence: float | None = None) -> dict[str, Any]:
+        """What best.json and the summary state of an arch: median, interval, P(within budget)."""
+        median, spread = self.predictor.predict_with_spread(arch)
+        d = prediction_summary(self.uncertainty, median, spread, budget_ms, confidence or self.confidence or DEFAULT_CONFIDENCE)
+        d["constrained"] = (f"{self.confidence:g} quantile" if self.confidence is not None
+                            else ("block medians" if self.quantile == MEDIAN else "block p90 sums"))
+        return d
 
 
 def check_budgets(space: SearchSpace, budgets: Budgets, latency: LatencyModel | None = None) -> list[str]:
