@@ -17,14 +17,14 @@ import typer
 from .common import console, err_console, print_json
 
 
-def _space_args(items: list[str]) -> dict[str, Any]:
+def _space_args(items: list[str], option: str = "--space-arg") -> dict[str, Any]:
     from ..errors import HwnasError
 
     out: dict[str, Any] = {}
     for it in items:
         key, sep, value = it.partition("=")
         if not sep or not key:
-            raise HwnasError(f"--space-arg {it!r} must look like name=value, e.g. num_classes=100")
+            raise HwnasError(f"{option} {it!r} must look like name=value, e.g. {'iterations=300' if option == '--filter-arg' else 'num_classes=100'}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
         space: str = typer.Option("tiny", "--space", help="Search space (see `hwnas spaces`)."),
-        sampler: str = typer.Option("greedy", "--sampler", help="Path sampler: greedy (GreedyNAS) or uniform (SPOS)."),
+        sampler: str = typer.Option("greedy", "--sampler", help="Path sampler: greedy (GreedyNAS), greedy-v2 (GreedyNASv2 path filter) or uniform (SPOS)."),
         data: str = typer.Option("builtin", "--data", help="builtin | cifar10:DIR | cifar100:DIR | folder:DIR"),
         out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/SPACE-SAMPLER)."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest good checkpoint."),
@@ -56,6 +56,10 @@ def register(app: typer.Typer) -> None:
         alpha: float = typer.Option(0.08, "--alpha", help="GreedyNAS: stop when the pool's update frequency π <= α."),
         pi_window: Optional[int] = typer.Option(None, "--pi-window", help="Iterations over which π is measured (default: the pool size)."),
         no_early_stop: bool = typer.Option(False, "--no-early-stop", help="Train all planned iterations."),
+        filter_arg: list[str] = typer.Option([], "--filter-arg", help="greedy-v2 path-filter option name=value (repeatable): "
+                                             "iterations (3000), batch (1024), dim (128), lr, weight_decay, m (1000 paths per refresh), "
+                                             "every (5/120 of training), q_start/q_end/q_anneal (0.5/0.99/0.75), beta (0.9), "
+                                             "merge_threshold (0.8), merge (true), mix_alpha, mix_weight, agreement_paths, unlabelled_factor."),
         max_flops: Optional[str] = typer.Option(None, "--max-flops", help="Sample only paths under this many multiply-adds, e.g. 20M."),
         latency: Optional[str] = typer.Option(None, "--latency", help="Sample only paths under this predicted latency, e.g. 80ms (needs --table)."),
         table: Optional[Path] = typer.Option(None, "--table", help="Latency table (JSON) for --latency."),
@@ -79,15 +83,19 @@ def register(app: typer.Typer) -> None:
         cfg = TrainConfig(
             space=space, space_args=_space_args(space_arg), data=data, n_train=n_train, n_val=n_val, n_path_eval=n_path_eval,
             sampler=sampler, m=m, k=k, pool_size=pool_size, eps_max=eps, warmup=warmup, anneal=anneal, alpha=alpha,
-            pi_window=pi_window, early_stop=not no_early_stop, epochs=epochs, max_iters=max_iters, batch_size=batch,
+            pi_window=pi_window, early_stop=not no_early_stop, filter_args=_space_args(filter_arg, "--filter-arg"), epochs=epochs, max_iters=max_iters, batch_size=batch,
             eval_batch=eval_batch, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
             max_flops=parse_flops(max_flops) if max_flops else None,
             max_latency_ms=parse_latency(latency) if latency else None,
             table=str(table) if table else None, seed=seed, ckpt_every=ckpt_every)
-        if cfg.sampler not in ("greedy", "uniform"):
+        if cfg.sampler not in ("greedy", "greedy-v2", "uniform"):
             from ..errors import HwnasError
 
-            raise HwnasError(f"unknown sampler {sampler!r}; use greedy or uniform")
+            raise HwnasError(f"unknown sampler {sampler!r}; use greedy, greedy-v2 or uniform")
+        if cfg.filter_args:
+            from ..train.path_filter import FilterConfig
+
+            FilterConfig.from_dict(cfg.filter_args)  # a bad option fails before any data is built
         if cfg.max_latency_ms is not None and not cfg.table:
             from ..errors import HwnasError
 
@@ -117,7 +125,10 @@ def register(app: typer.Typer) -> None:
                     if task["id"] is None:
                         task["id"] = progress.add_task("train", total=trainer_total["n"], completed=rec["iteration"] - 1, info="")
                     pi = "-" if rec["pi"] is None else f"{rec['pi']:.2f}"
-                    info = f"loss {rec['loss']:.3f} acc {rec['acc']:5.1f}% ε {rec['epsilon']:.2f} pool {rec['pool']} π {pi}"
+                    if cfg.sampler == "greedy-v2":  # the status carries the weak share q and the filter agreement u
+                        info = f"loss {rec['loss']:.3f} acc {rec['acc']:5.1f}% q {rec['epsilon']:.2f} u {pi}"
+                    else:
+                        info = f"loss {rec['loss']:.3f} acc {rec['acc']:5.1f}% ε {rec['epsilon']:.2f} pool {rec['pool']} π {pi}"
                     progress.update(task["id"], completed=rec["iteration"], info=info)
 
                 def on_start(tr: Any) -> None:  # the bar starts once the data and the supernet are ready
@@ -149,6 +160,11 @@ def register(app: typer.Typer) -> None:
         if summary["best_paths"]:
             best = ", ".join(f"{a} ({loss:.3f})" for a, loss in summary["best_paths"][:3])
             console.print(f"candidate pool: {summary['pool_size']} paths; best by eval loss: {best}")
+        pf = summary.get("path_filter")
+        if pf:
+            merged = ", ".join(f"layer {j} {d}->{k}" for j, d, k, _ in pf["merged_ops"]) or "none"
+            u = "-" if pf["u"] is None else f"{pf['u']:.3f}"
+            console.print(f"path filter: {pf['refreshes']} refreshes, last agreement u = {u}, merged ops: {merged}", highlight=False)
         from ..train.hints import suggested_budget
 
         tc = trainer.config

@@ -138,6 +138,17 @@ class PathSampler(ABC):
     def pool_items(self) -> list[tuple[Path, float]]:
         return []
 
+    def report(self) -> dict[str, Any]:
+        """What the run summary shows of this sampler beyond the pool (empty for most)."""
+        return {}
+
+    def tensor_state(self) -> dict[str, Any]:
+        """Tensors the checkpoint keeps beside the JSON state (a learned path filter's weights)."""
+        return {}
+
+    def load_tensor_state(self, d: dict[str, Any]) -> None:
+        pass
+
     def pool_state(self) -> dict[str, Any]:
         return {"size": 0, "n_updates": 0, "entries": []}
 
@@ -252,7 +263,10 @@ class GreedySampler(PathSampler):
 
 
 def create_sampler(name: str, budget: PathBudget, **kwargs: Any) -> PathSampler:
-    """``uniform`` or ``greedy`` (kwargs: m, k, pool_size, eps_max, warmup, anneal, alpha, pi_window)."""
+    """``uniform``, ``greedy`` (kwargs: m, k, pool_size, eps_max, warmup, anneal, alpha, pi_window)
+    or ``greedy-v2`` (kwargs: warmup, early_stop, filter_args, seed)."""
+    from . import greedy_v2  # noqa: F401  (registers greedy-v2)
+
     if name == "uniform":
         return SAMPLERS.create(name, budget=budget)
     return SAMPLERS.create(name, budget=budget, **kwargs)

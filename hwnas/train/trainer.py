@@ -60,6 +60,7 @@ class TrainConfig:
     alpha: float = 0.08
     pi_window: int | None = None
     early_stop: bool = True
+    filter_args: dict[str, Any] = field(default_factory=dict)  # greedy-v2: path_filter.FilterConfig fields
     epochs: float = 2.0
     max_iters: int | None = None
     batch_size: int = 64
@@ -86,6 +87,8 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def sampler_kwargs(self) -> dict[str, Any]:
+        if self.sampler == "greedy-v2":
+            return dict(warmup=self.warmup, early_stop=self.early_stop, filter_args=dict(self.filter_args), seed=self.seed)
         return dict(m=self.m, k=self.k, pool_size=self.pool_size, eps_max=self.eps_max, warmup=self.warmup,
                     anneal=self.anneal, alpha=self.alpha, pi_window=self.pi_window, early_stop=self.early_stop)
 
@@ -275,6 +278,7 @@ class SupernetTrainer:
             "pool_size": len(self.sampler.pool_items()),
             "best_paths": [[self.space.from_indices(p).compact(), loss] for p, loss in self.sampler.pool_items()[:5]],
             "budget": self.budget.describe(), "world_size": self.ctx.world,
+            "path_filter": self.sampler.report() or None,
         }
 
     # ---- checkpoints ---------------------------------------------------------------------------
@@ -293,7 +297,8 @@ class SupernetTrainer:
 
     def _tensors(self) -> dict[str, Any]:
         return {"model": {k: v.cpu() for k, v in self.supernet.state_dict().items()}, "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "torch_rng": torch.get_rng_state()}
+                "scheduler": self.scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+                "sampler": self.sampler.tensor_state()}
 
     def save_periodic(self) -> Path | None:
         if not self.ctx.is_main or self.out_dir is None:
@@ -325,6 +330,7 @@ class SupernetTrainer:
         torch.set_rng_state(tensors["torch_rng"])
         self.rng.bit_generator.state = meta["np_rng"]
         self.sampler.load_state_dict(meta.get("sampler", {}))
+        self.sampler.load_tensor_state(tensors.get("sampler") or {})
         if hasattr(self.sampler, "load_pool"):
             self.sampler.load_pool(meta["pool"])  # type: ignore[attr-defined]
         self.pending = [tuple(int(i) for i in p) for p in meta.get("pending", [])]
