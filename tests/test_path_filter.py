@@ -158,6 +158,8 @@ def test_merge_cost_is_the_latency_tables_prediction_when_a_budget_has_one():
     X = np.zeros((1, space.num_layers), dtype=np.int64)
     X[0, 2] = 4
     assert costs[2][4] == pytest.approx(float(budget.latency_of(X)[0]))
+    costs_no_budget, kind = op_costs(PathBudget(space, table=table))  # a table without a latency budget still decides
+    assert kind == "latency" and np.allclose(costs_no_budget[2], costs[2])
 
 
 def test_sampler_state_round_trips():
@@ -200,7 +202,7 @@ def test_train_greedy_v2_end_to_end_then_kill_and_resume_bit_for_bit(hwnas_cli, 
                       filter_args={k: v for k, v in (a.split("=") for a in V2_FILTER)})
     train_supernet(cfg, tmp_path / "ref")
     run = tmp_path / "killed"
-    killed = hwnas_cli("train", *args, "--out", str(run), env={"HWNAS_TRAIN_KILL_AFTER": "7"})
+    killed = hwnas_cli("7", "train", *args, "--out", str(run), module="tests.kill_after")
     assert killed.returncode == -9
     resumed = hwnas_cli("train", *args, "--out", str(run), "--resume")
     assert resumed.returncode == 0, resumed.stderr
