@@ -24,13 +24,17 @@ def test_quantile_interval_and_probability_against_hand_computed_values():
     assert float(UNC.quantile(2.0, 0.0, 0.9)) == pytest.approx(2.1537807, rel=1e-6)
     # P(L <= 2.1) = Phi((ln 2.1 - ln 2 - 0.01) / 0.05) = Phi(0.77580) = 0.78107
     assert float(UNC.p_within(2.0, 0.0, 2.1)) == pytest.approx(0.7810674, rel=1e-6)
-    # the blocks' spread 0.1 ms on 2 ms adds 5%: sigma = sqrt(0.03^2 + 0.04^2 + 0.05^2) = 0.0707107
-    assert float(UNC.quantile(2.0, 0.1, 0.9)) == pytest.approx(2.2117113, rel=1e-6)
-    lo, hi = UNC.interval(2.0, 0.1, 0.9)  # central 90%: z = -+1.64485
-    assert (float(lo), float(hi)) == (pytest.approx(1.7982940, rel=1e-6), pytest.approx(2.2692648, rel=1e-6))
+    # validated: the held-out residuals already hold the blocks' noise, their spread adds nothing
+    assert float(UNC.quantile(2.0, 0.1, 0.9)) == pytest.approx(2.1537807, rel=1e-6)
+    # not validated: the blocks' spread 0.1 ms on 2 ms adds 5%: sigma = sqrt(0.04^2 + 0.05^2) = 0.0640312
+    drift_only = LatencyUncertainty(drift_log_std=0.04, drift_n=30)
+    assert float(drift_only.quantile(2.0, 0.1, 0.9)) == pytest.approx(2.0 * math.exp(1.2815516 * 0.0640312), rel=1e-6)
+    lo, hi = UNC.interval(2.0, 0.1, 0.9)  # central 90%: z = -+1.64485, sigma 0.05
+    assert (float(lo), float(hi)) == (pytest.approx(2 * math.exp(0.01 - 1.6448536 * 0.05), rel=1e-6),
+                                      pytest.approx(2 * math.exp(0.01 + 1.6448536 * 0.05), rel=1e-6))
     # vectorized: elementwise the same
-    q = UNC.quantile(np.array([2.0, 2.0]), np.array([0.0, 0.1]), 0.9)
-    assert q.tolist() == pytest.approx([2.1537807, 2.2117113], rel=1e-6)
+    q = drift_only.quantile(np.array([2.0, 2.0]), np.array([0.0, 0.1]), 0.9)
+    assert q.tolist() == pytest.approx([2.0 * math.exp(1.2815516 * 0.04), 2.0 * math.exp(1.2815516 * 0.0640312)], rel=1e-6)
     with pytest.raises(HwnasError, match="between 0 and 1"):
         UNC.quantile(2.0, 0.0, 1.0)
 
@@ -81,7 +85,10 @@ def test_confidence_bound_is_the_quantile_and_costs_a_margin():
     arch = space.sample(3)
     m, s = median(arch)
     unc = LatencyUncertainty(residual_log_std=0.03, residual_n=40, drift_log_std=0.04, drift_n=30)
-    assert conf(arch)[0] == pytest.approx(m * math.exp(1.2815516 * math.sqrt(0.03 ** 2 + 0.04 ** 2 + (s / m) ** 2)), rel=1e-6)
+    assert conf(arch)[0] == pytest.approx(m * math.exp(1.2815516 * math.sqrt(0.03 ** 2 + 0.04 ** 2)), rel=1e-6)
+    # a table without validation statistics: the blocks' spread is the only information
+    raw = LatencyModel(synthetic_table(), space, confidence=0.9)
+    assert raw(arch)[0] == pytest.approx(m * math.exp(1.2815516 * s / m), rel=1e-6)
     assert conf(arch)[0] == pytest.approx(float(unc.quantile(m, s, 0.9)), rel=1e-12)
     with pytest.raises(HwnasError, match="give one of them"):
         LatencyModel(t, space, quantile=0.9, confidence=0.9)

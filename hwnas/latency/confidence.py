@@ -10,11 +10,16 @@ three independent sources of error combined in log space (latency errors are rel
                                 held-out residuals log(measured / calibrated prediction)
     e_drift  ~ N(mu_d, s_d^2)   the device's speed drift: log(anchor / reference) of the anchor
                                 network's readings while validating (``latency.drift``)
-    e_blocks ~ N(0, (spread / median)^2)  the blocks' run-to-run spread (``predictor``)
+    e_blocks ~ N(0, (spread / median)^2)  the blocks' run-to-run spread (``predictor``), only
+                                when the table has no validated residuals: those are errors of
+                                whole networks, which already contain the blocks' noise, and a
+                                run-to-run spread (8% of the median on the NAS-Bench-Macro host
+                                table) is far wider than the spread of a median of thousands of runs
 
     quantile(q) = median * exp(mu_t + mu_d + z_q * sqrt(s_t^2 + s_d^2 + (spread / median)^2))
 
 A table without validation statistics and with zero spread gives the median at every quantile.
+A validated table's quantile does not depend on the blocks' spread.
 The statistics are stored as flat numbers in the table's ``calibration``
 (``residual_log_mean``/``_std``/``_n``, ``drift_log_mean``/``_std``/``_n``).
 """
@@ -95,6 +100,8 @@ class LatencyUncertainty:
     def log_std(self, median_ms: Any, spread_ms: Any) -> np.ndarray:
         m = np.asarray(median_ms, float)
         rel = np.divide(np.asarray(spread_ms, float), m, out=np.zeros(np.broadcast(m, spread_ms).shape), where=m > 0)
+        if self.validated:  # the held-out residuals already hold the blocks' noise (module docstring)
+            rel = np.zeros_like(rel)
         return np.sqrt(self.residual_log_std ** 2 + self.drift_log_std ** 2 + rel ** 2)
 
     def quantile(self, median_ms: Any, spread_ms: Any, q: float) -> np.ndarray:
@@ -134,4 +141,4 @@ def describe(unc: LatencyUncertainty) -> str:
     if not unc.validated and unc.drift_n == 0:
         return "blocks' spread only (the table has no `hwnas validate --calibrate` statistics)"
     return (f"table error {100 * unc.residual_log_std:.1f}% (sd of {unc.residual_n} held-out residuals, bias {100 * unc.residual_log_mean:+.1f}%), "
-            f"device drift {100 * unc.drift_log_std:.1f}% (sd of {unc.drift_n} anchor readings), and the blocks' spread")
+            f"device drift {100 * unc.drift_log_std:.1f}% (sd of {unc.drift_n} anchor readings)")
