@@ -73,7 +73,10 @@ def test_profile_sd855_over_adb_end_to_end_agrees_with_host_and_second_profile_p
     host = host_litert_table["entries"]
     ratio = {k: t["entries"][k]["median_ms"] / host[k]["median_ms"] for k in TINY_KEYS}
     worst = sorted(ratio.items(), key=lambda kv: abs(math.log(kv[1])))[-3:]
-    assert 0.85 <= statistics.median(ratio.values()) <= 1.15, f"phone/host scale: median ratio {statistics.median(ratio.values()):.2f}"
+    # The scale bound is wide on purpose: a mix-up is off by 2x to 1000x, while two tables timed
+    # minutes apart on a loaded shared machine were seen 1.24x apart in their median (a timing
+    # figure, which belongs to the benchmark).
+    assert 2 / 3 <= statistics.median(ratio.values()) <= 1.5, f"phone/host scale: median ratio {statistics.median(ratio.values()):.2f}"
     assert all(0.5 <= x <= 2.0 for x in ratio.values()), f"phone/host ratio beyond 2x: worst {worst}"
     rho = spearmanr([t["entries"][k]["median_ms"] for k in TINY_KEYS], [host[k]["median_ms"] for k in TINY_KEYS]).statistic
     assert rho >= 0.9, f"phone and host rank the blocks differently: Spearman {rho:.2f}"
