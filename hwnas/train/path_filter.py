@@ -177,7 +177,7 @@ class PathFilter:
         return self.log_phi(X) - float(self.net.log_max_phi) > LOG_HALF
 
     # ---- training ------------------------------------------------------------------------
-    def fit(self, positives: np.ndarray, unlabelled: np.ndarray, seed: int = 0, iterations: int | None = None,
+    def fit(self, positives: np.ndarray, unlabelled: np.ndarray | None, seed: int = 0, iterations: int | None = None,
             negatives: np.ndarray | None = None, on_step: Callable[[int, float], None] | None = None) -> float:
         """Train on weak paths P and unlabelled paths U with VPU (the paper's PU learning).
 
