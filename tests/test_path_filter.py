@@ -225,3 +225,48 @@ def test_train_rejects_bad_filter_options(hwnas_cli, tmp_path):
     assert r.returncode != 0 and r.stderr.startswith("error: unknown path-filter option(s) bogus")
     r = hwnas_cli("train", "--space", "tiny", "--sampler", "greedy-v2", "--filter-arg", "iterations", "--out", str(tmp_path / "r"))
     assert r.returncode != 0 and "--filter-arg 'iterations' must look like name=value" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def v2_run(tmp_path_factory):
+    from hwnas.train.trainer import TrainConfig, train_supernet
+
+    out = tmp_path_factory.mktemp("v2") / "run"
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train_supernet(TrainConfig(space="tiny", n_train=96, n_val=48, n_path_eval=32, batch_size=16, eval_batch=16,
+                                   sampler="greedy-v2", max_iters=8, warmup=0.25, ckpt_every=0,
+                                   filter_args={k: v for k, v in (a.split("=") for a in V2_FILTER)}), out)
+    finally:
+        torch.set_num_threads(n)
+    return out
+
+
+def test_search_drops_weak_offspring_and_never_proposes_a_merged_op(v2_run, tmp_path, monkeypatch):
+    import json
+
+    from hwnas.search.api import run_search
+    from hwnas.train.checkpoint import TrainedSupernet, load_checkpoint
+
+    meta = json.loads((v2_run / "supernet.json").read_text())
+    meta["sampler"]["active"][0] = [i != 2 for i in range(6)]  # as if layer 0's op 2 had been merged away
+    (v2_run / "supernet.json").write_text(json.dumps(meta))
+    adm = load_checkpoint(v2_run).path_admission()
+    assert adm is not None and adm.filter is not None and not adm.active[0][2]
+    X = create_space("tiny").sample_indices(np.random.default_rng(0), 4000)
+    # a filter this briefly trained separates little; set its cut at the median score so it rejects half
+    adm.filter.net.log_max_phi.fill_(float(np.median(adm.filter.log_phi(X))) - math.log(0.5))
+    rejected = adm.rejected_mask(X)
+    assert rejected[X[:, 0] == 2].all() and 0.4 < rejected.mean() < 0.7
+    monkeypatch.setattr(TrainedSupernet, "path_admission", lambda self: adm)
+
+    out = run_search(flops="1000M", supernet=v2_run, algorithm="nsga2", population=8, generations=3, tables_dir=tmp_path,
+                     n_eval=16, bn_batches=1, threads=1, out=tmp_path / "on", plot=False)
+    rows = np.array([create_space("tiny").choice_indices(r.arch) for r in out.result.history])
+    assert len(rows) >= 8 and not adm.rejected_mask(rows).any()
+    assert any("path filter" in n for n in out.notes)
+    off = run_search(flops="1000M", supernet=v2_run, algorithm="nsga2", population=8, generations=3, tables_dir=tmp_path,
+                     n_eval=16, bn_batches=1, threads=1, out=tmp_path / "off", plot=False, path_filter=False)
+    rows = np.array([create_space("tiny").choice_indices(r.arch) for r in off.result.history])
+    assert adm.rejected_mask(rows).any()  # without the filter, weak or merged archs are evaluated

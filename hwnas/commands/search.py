@@ -40,6 +40,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         threads: Optional[int] = typer.Option(1, "--threads", help="torch threads for accuracy evaluation (1 is fastest on a busy CPU)"),
         out: Optional[Path] = typer.Option(None, "--out", help="output folder (default exports/search-<time>); an existing one is resumed"),
+        path_filter: Optional[bool] = typer.Option(None, "--path-filter/--no-path-filter", help="drop offspring the supernet's GreedyNASv2 path filter calls weak or that use merged ops (default: on for a greedy-v2 supernet)"),
     ) -> None:
         """Search the best arch under a latency (and/or FLOPs/params) budget: NSGA-II, random, evolution or FNAS."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -69,7 +70,7 @@ def register(app: typer.Typer) -> None:
                                  max_evaluations=max_evaluations, population=population, generations=generations,
                                  multi_objective=multi_objective, evaluator=evaluator, data=data,
                                  scratch_epochs=scratch_epochs, n_eval=n_eval, bn_batches=bn_batches, seed=seed,
-                                 threads=threads, out=out, progress=progress, status=status)
+                                 threads=threads, out=out, progress=progress, status=status, path_filter=path_filter)
         res = outcome.result
         for note in outcome.notes:
             err_console.print(f"note: {note}", highlight=False)

@@ -81,6 +81,15 @@ def build_evaluator(supernet: str | Path | None = None, benchmark: str | None = 
                      "or --evaluator scratch --space NAME")
 
 
+def _path_admission(ev: Any, path_filter: bool | None) -> Any:
+    """The supernet's learned path filter and merges (greedy-v2), used unless ``path_filter`` is False."""
+    trained = getattr(ev, "trained", None)
+    admission = trained.path_admission() if trained is not None and path_filter is not False else None
+    if path_filter and admission is None:
+        raise HwnasError("--path-filter needs a supernet trained with --sampler greedy-v2; drop it or retrain")
+    return admission
+
+
 def run_search(
     latency: str | float | None = None,
     flops: str | float | None = None,
@@ -111,6 +120,7 @@ def run_search(
     progress: ProgressFn | None = None,
     plot: bool = True,
     status: Callable[[dict[str, Any]], None] | None = None,
+    path_filter: bool | None = None,
 ) -> SearchOutcome:
     """Search the best arch under the budgets; returns the result and where its files are."""
     budgets = Budgets(
@@ -180,6 +190,10 @@ def run_search(
         atomic_write_text(history_path, "".join(json.dumps(r.to_dict()) + "\n" for r in old))
     problem = SearchProblem(sp, ev, latency=lat_model, budgets=budgets, objective=Objective(objective, budgets.latency_ms),
                             initial_pool=pool)
+    admission = _path_admission(ev, path_filter)
+    if admission is not None:  # GreedyNASv2: weak offspring and merged ops are infeasible, repaired before evaluation
+        problem.constraints.admission = admission
+        notes.append(f"offspring filtered by the supernet's {admission.describe()}")
     resumed = problem.preload(old)
     problem.on_record = lambda rec: append_history(history_path, rec)
     result = searcher.run(problem, max_evaluations=max_evaluations, seed=seed, progress=progress)
@@ -187,6 +201,7 @@ def run_search(
         "device": device, "table": str(table_path) if table_path else None, "latency_quantile": latency_quantile,
         "latency_confidence": lat_model.confidence if lat_model is not None else None,
         "evaluator": ev_desc, "resumed_evaluations": resumed, "candidate_pool": len(pool),
+        "path_filter": admission.describe() if admission is not None else None,
     }
     if supernet is not None:  # `hwnas export --arch best.json --weights <this>` inherits the trained weights
         extra["supernet"] = str(supernet)

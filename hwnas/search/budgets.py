@@ -61,8 +61,11 @@ class Constraints:
     """Feasibility and score of archs under a problem's budgets, latency predictor and objective."""
 
     def __init__(self, space: SearchSpace, budgets: Budgets | None = None, latency: LatencyFn | None = None,
-                 objective: Objective | None = None, encoding: IntegerEncoding | None = None) -> None:
+                 objective: Objective | None = None, encoding: IntegerEncoding | None = None, admission: Any = None) -> None:
         self.space, self.latency = space, latency
+        # Paths the supernet rules out (a GreedyNASv2 filter's weak paths and merged ops):
+        # an object with ``rejected_mask(X) -> bool array``; a rejected arch is infeasible.
+        self.admission = admission
         self.budgets = budgets or Budgets()
         self.objective = objective or Objective("hard", self.budgets.latency_ms)
         self.latency_is_hard = self.objective.kind == "hard"
@@ -72,7 +75,7 @@ class Constraints:
     def for_objective(self, objective: Objective) -> "Constraints":
         """The same budgets and predictor judged under another objective (an RL searcher's reward:
         under a MnasNet reward the latency budget is soft). Shares the cost cache."""
-        other = Constraints(self.space, self.budgets, self.latency, objective, self.encoding)
+        other = Constraints(self.space, self.budgets, self.latency, objective, self.encoding, self.admission)
         other._cost_cache = self._cost_cache
         return other
 
@@ -105,8 +108,10 @@ class Constraints:
         X = np.atleast_2d(np.asarray(X, dtype=np.int64))
         flops, params = self.encoding.flops_params(X)
         lat = self.latency_of_indices(X) if self.latency_is_hard and self.budgets.latency_ms is not None else None
-        cols = self._excess(lat, flops, params, soft=False)
-        return np.stack([c for _, c in cols], axis=1) if cols else np.zeros((X.shape[0], 0))
+        cols = [c for _, c in self._excess(lat, flops, params, soft=False)]
+        if self.admission is not None:
+            cols.append(np.where(self.admission.rejected_mask(X), 1.0, -1.0))
+        return np.stack(cols, axis=1) if cols else np.zeros((X.shape[0], 0))
 
     def feasible_mask(self, X: np.ndarray) -> np.ndarray:
         """Rows meeting every hard budget: the only archs a searcher may spend an evaluation on."""
@@ -132,6 +137,8 @@ class Constraints:
     def judge(self, arch: Arch, accuracy: float) -> tuple[float, bool, dict[str, float]]:
         """(score, feasible, violations) of an evaluated arch: -inf over a hard budget, else the objective's score."""
         viol = self.violations(arch)
+        if self.admission is not None and self.admission.rejected_mask(self.encoding.encode(arch)[None])[0]:
+            viol["path filter"] = 1.0
         hard = {k: v for k, v in viol.items() if k != "latency" or self.latency_is_hard}
         lat = self.costs(arch)[0]
         if hard:

@@ -129,6 +129,13 @@ class TrainedSupernet:
     config: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    sampler_tensors: dict[str, Any] = field(default_factory=dict)  # a learned path filter's weights (greedy-v2)
+
+    def path_admission(self):
+        """The greedy-v2 run's learned filter and op merges (``path_filter.PathAdmission``), or None."""
+        from .path_filter import PathAdmission
+
+        return PathAdmission.from_checkpoint(self.meta.get("sampler") or {}, self.sampler_tensors)
 
     def datasets(self, **overrides: Any):
         """The train/val/path-eval split the supernet was trained with (same seed and sizes)."""
@@ -185,4 +192,6 @@ def load_checkpoint(path: str | Path, space: str | None = None) -> TrainedSupern
         raise HwnasError(f"checkpoint {str(jp)!r} does not fit the {sp.name!r} supernet (different space or options); retrain for this space") from None
     net.eval()
     pool = [(sp.from_indices(path), float(loss)) for path, loss, _ in sorted(meta.get("pool", {}).get("entries", []), key=lambda e: (e[1], e[0]))]
-    return TrainedSupernet(net, sp, pool, str(meta.get("data", "builtin")), dict(meta.get("config", {})), meta, jp)
+    sampler_tensors = tensors.get("sampler") if isinstance(tensors, dict) else None
+    return TrainedSupernet(net, sp, pool, str(meta.get("data", "builtin")), dict(meta.get("config", {})), meta, jp,
+                           dict(sampler_tensors or {}))

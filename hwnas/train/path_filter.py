@@ -267,3 +267,41 @@ def merge_ops(similarity: Sequence[np.ndarray], cost: Sequence[np.ndarray], acti
 def agreement(previous: PathFilter, current: PathFilter, X: np.ndarray) -> float:
     """u of Eq. 7: the share of paths on which two filters give the same weak/good label."""
     return float(np.mean(previous.is_weak(X) == current.is_weak(X)))
+
+
+class PathAdmission:
+    """Which paths a GreedyNASv2 supernet admits: no merged op and not called weak by its filter.
+
+    Search uses it as one more hard constraint (``search.budgets.Constraints``): a rejected
+    offspring is infeasible, so NSGA-II repairs or replaces it before spending an evaluation.
+    """
+
+    def __init__(self, active: Sequence[np.ndarray], path_filter: PathFilter | None = None) -> None:
+        self.active = [np.asarray(a, dtype=bool) for a in active]
+        self.filter = path_filter if path_filter is not None and path_filter.n_fits else None
+
+    @classmethod
+    def from_checkpoint(cls, sampler_state: dict[str, Any], tensors: dict[str, Any]) -> "PathAdmission | None":
+        if sampler_state.get("kind") != "greedy-v2" or "active" not in sampler_state:
+            return None
+        active = [np.asarray(a, dtype=bool) for a in sampler_state["active"]]
+        filt = None
+        if tensors and int(sampler_state.get("filter_fits", 0)) > 0:
+            cfg = FilterConfig.from_dict(sampler_state.get("filter_config") or {})
+            filt = PathFilter([len(a) for a in active], cfg)
+            filt.load_state_tensors(tensors)
+            filt.n_fits = int(sampler_state["filter_fits"])
+        return cls(active, filt)
+
+    def rejected_mask(self, X: np.ndarray) -> np.ndarray:
+        X = np.atleast_2d(np.asarray(X, dtype=np.int64))
+        bad = np.zeros(len(X), dtype=bool)
+        for j, act in enumerate(self.active):
+            bad |= ~act[X[:, j]]
+        if self.filter is not None and len(X):
+            bad |= self.filter.is_weak(X)
+        return bad
+
+    def describe(self) -> str:
+        merged = sum(int((~a).sum()) for a in self.active)
+        return f"path filter ({'learned' if self.filter is not None else 'untrained'}), {merged} merged op(s) excluded"
