@@ -39,6 +39,14 @@ def test_quantile_interval_and_probability_against_hand_computed_values():
         UNC.quantile(2.0, 0.0, 1.0)
 
 
+def test_the_drift_mean_is_not_a_shift():
+    """The anchor's mean while validating is the device's state then (a busy host ran 4x slower):
+    only its spread widens the interval."""
+    busy = LatencyUncertainty(drift_log_mean=1.4, drift_log_std=0.04, drift_n=7)
+    assert float(busy.quantile(2.0, 0.0, 0.9)) == pytest.approx(2.0 * math.exp(1.2815516 * 0.04), rel=1e-6)
+    assert float(busy.quantile(2.0, 0.0, 0.5)) == 2.0
+
+
 def test_zero_spread_reduces_to_the_median():
     zero = LatencyUncertainty()
     for c in (0.5, 0.9, 0.99):

@@ -8,15 +8,15 @@ three independent sources of error combined in log space (latency errors are rel
     log L = log median + e_table + e_drift + e_blocks
     e_table  ~ N(mu_t, s_t^2)   the table's validated error: ``hwnas validate --calibrate``'s
                                 held-out residuals log(measured / calibrated prediction)
-    e_drift  ~ N(mu_d, s_d^2)   the device's speed drift: log(anchor / reference) of the anchor
-                                network's readings while validating (``latency.drift``)
+    e_drift  ~ N(0, s_d^2)      the device's speed drift: the spread of log(anchor / reference)
+                                of the anchor network's readings while validating (``latency.drift``)
     e_blocks ~ N(0, (spread / median)^2)  the blocks' run-to-run spread (``predictor``), only
                                 when the table has no validated residuals: those are errors of
                                 whole networks, which already contain the blocks' noise, and a
                                 run-to-run spread (8% of the median on the NAS-Bench-Macro host
                                 table) is far wider than the spread of a median of thousands of runs
 
-    quantile(q) = median * exp(mu_t + mu_d + z_q * sqrt(s_t^2 + s_d^2 + (spread / median)^2))
+    quantile(q) = median * exp(mu_t + z_q * sqrt(s_t^2 + s_d^2 + (spread / median)^2))
 
 A table without validation statistics and with zero spread gives the median at every quantile.
 A validated table's quantile does not depend on the blocks' spread.
@@ -95,7 +95,10 @@ class LatencyUncertainty:
         return asdict(self)
 
     def log_mean(self) -> float:
-        return self.residual_log_mean + self.drift_log_mean
+        """The shift of the quantiles: the table's held-out bias. The drift's mean is not one: it is
+        the device's state while validating (a busy host ran 4x slower than at profiling time),
+        which says how much the speed varies (its spread), not where it will be."""
+        return self.residual_log_mean
 
     def log_std(self, median_ms: Any, spread_ms: Any) -> np.ndarray:
         m = np.asarray(median_ms, float)
