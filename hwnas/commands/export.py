@@ -14,7 +14,7 @@ from .common import console, err_console, print_json
 
 def register(app: typer.Typer) -> None:
     @app.command("export")
-    def export(arch: str = typer.Option(..., "--arch", help="A JSON file (e.g. a search's best.json), a named arch (proxyless-mobile) or space:compact."),
+    def export(arch: Optional[str] = typer.Option(None, "--arch", help="A JSON file (e.g. a search's best.json), a named arch (proxyless-mobile) or space:compact (default: the newest search's best.json under exports/)."),
                weights: Optional[Path] = typer.Option(None, "--weights", help="A state dict of the arch's net, or a supernet checkpoint from `hwnas train` (default: the supernet a search's best.json names; else fresh init, warned)."),
                fmt: str = typer.Option("tflite", "--format", help="tflite or onnx."),
                precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 (tflite only) or int8 (full-integer post-training quantization)."),
@@ -32,6 +32,11 @@ def register(app: typer.Typer) -> None:
                transport: Optional[str] = typer.Option(None, "--transport", help="adb-shell (in process) or adb-cli (the adb client); default the table's."),
                as_json: bool = typer.Option(False, "--json", help="Print the sidecar as JSON.")) -> None:
         """Export an arch to TFLite/ONNX, checked for parity and real latency."""
+        if arch is None:
+            from ..search.results import newest_search
+
+            arch = str(newest_search())
+            err_console.print(f"exporting the newest search's best arch {arch} (--arch to choose another)", highlight=False)
         from ..export.quiet import banners_filtered
 
         with warnings.catch_warnings(), banners_filtered():

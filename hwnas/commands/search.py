@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         flops: Optional[str] = typer.Option(None, "--flops", help="FLOPs (multiply-adds) budget, e.g. 330M or 330MFLOPs"),
         params: Optional[str] = typer.Option(None, "--params", help="parameter budget, e.g. 5M or 5Mparams"),
         device: str = typer.Option("host", "--device", help="device whose latency table predicts latency"),
-        supernet: Optional[Path] = typer.Option(None, "--supernet", help="trained supernet (run folder or checkpoint of `hwnas train`)"),
+        supernet: Optional[Path] = typer.Option(None, "--supernet", help="trained supernet (run folder or checkpoint of `hwnas train`; default the newest finished run under runs/)"),
         benchmark: Optional[str] = typer.Option(None, "--benchmark", help="tabular benchmark instead of a supernet: nas-bench-macro"),
         space: Optional[str] = typer.Option(None, "--space", help="search space (checked against the checkpoint; needed for --evaluator scratch)"),
         algorithm: str = typer.Option("nsga2", "--algorithm", help="nsga2, random, evolution or fnas"),
@@ -52,6 +52,11 @@ def register(app: typer.Typer) -> None:
             from ..errors import HwnasError
 
             raise HwnasError(f"unknown evaluator {evaluator!r}; use supernet or scratch")
+        if supernet is None and benchmark is None and evaluator != "scratch":
+            from ..train.runs import newest_run
+
+            supernet = newest_run()
+            err_console.print(f"using the newest training run {supernet} (--supernet to choose another)", highlight=False)
         with Progress(TextColumn("[bold]search[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                       TimeElapsedColumn(), console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
             task = bar.add_task("", total=None)

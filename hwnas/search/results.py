@@ -27,6 +27,15 @@ def default_out_dir(root: str | Path = "exports") -> Path:
     return p
 
 
+def newest_search(root: str | Path = "exports") -> Path:
+    """The ``best.json`` under ``root`` (one folder deep) written last: what ``hwnas export`` exports by default."""
+    root = Path(root)
+    found = [(p.stat().st_mtime, p) for p in root.glob("*/best.json") if p.is_file()] if root.is_dir() else []
+    if not found:
+        raise HwnasError(f"no search result in {str(root)!r}; run `hwnas search` first (or pass --arch FILE)")
+    return max(found)[1]
+
+
 def best_payload(result: SearchResult, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     if result.best is None:
         raise HwnasError(f"no evaluated arch met the budget ({result.budgets.describe()}); raise the budget or evaluate more archs")
