@@ -115,6 +115,41 @@ def test_kill_then_resume_reproduces_the_uninterrupted_run_bit_for_bit(hwnas_cli
         assert torch.equal(v, t_res["model"][k]), k
 
 
+def test_the_same_train_command_again_reuses_the_finished_run(hwnas_cli, tmp_path):
+    """The README's job run twice: a finished run with the same settings is reused, not refused or retrained."""
+    out = tmp_path / "run"
+    args = ["train", *_greedy(6, ckpt_every=3), "--out", str(out)]
+    first = hwnas_cli(*args)
+    assert first.returncode == 0, first.stderr
+    final = {p.name: p.read_bytes() for p in out.glob("supernet.*")}
+    again = hwnas_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert f"{out} already holds this training run, finished after 6 iterations: reusing it" in " ".join(again.stderr.split())
+    assert {p.name: p.read_bytes() for p in out.glob("supernet.*")} == final  # nothing retrained or rewritten
+    assert again.stdout.strip().splitlines()[-1] == first.stdout.strip().splitlines()[-1]  # the same `next:` line
+    # other settings into the same folder: one line naming what differs, nothing touched
+    other = hwnas_cli("train", *_greedy(8, ckpt_every=3), "--out", str(out))
+    assert other.returncode == 2 and other.stderr.count("\n") == 1, other.stderr
+    assert "other settings (max_iters 6 -> 8)" in other.stderr and "--resume" in other.stderr
+    assert {p.name: p.read_bytes() for p in out.glob("supernet.*")} == final
+
+
+def test_the_same_train_command_again_continues_an_interrupted_run(tmp_path):
+    """Without --resume, the same settings on a folder whose run was cut off continue it from its newest checkpoint."""
+    with one_thread():
+        train_supernet(_config(6, ckpt_every=3), tmp_path / "ref")
+        out = tmp_path / "cut"
+        train_supernet(_config(6, ckpt_every=3), out)
+        for p in out.glob("supernet.*"):  # as if killed after the checkpoint of iteration 3
+            p.unlink()
+        resumed = []
+        trainer, summary = train_supernet(_config(6, ckpt_every=3), out, on_resume=lambda meta, problems: resumed.append(meta["iteration"]))
+    assert resumed == [3] and summary["iterations"] == 6 and not summary.get("reused")
+    m_ref, _ = read_checkpoint(tmp_path / "ref" / "supernet.json")
+    m_res, _ = read_checkpoint(out / "supernet.json")
+    assert m_res["history"] == m_ref["history"]
+
+
 def test_checkpoint_of_another_space_or_damaged_is_a_clear_error(small_run, tmp_path):
     import shutil
 

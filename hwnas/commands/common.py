@@ -9,8 +9,10 @@ from typing import Any
 import typer
 from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: a line longer than the terminal (or than 80 columns off a terminal) stays one line,
+# so a printed command can be copied and a log grepped; tables still fit the width.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def new_app(**kwargs: Any) -> typer.Typer:

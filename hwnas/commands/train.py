@@ -73,100 +73,116 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:
-        """Train a single-path supernet (GreedyNAS sampler) into a resumable run folder."""
+        """Train a single-path supernet (GreedyNAS sampler) into a resumable run folder.
+
+        The same command again reuses a finished run and continues an interrupted one."""
         import torch
 
-        from ..search.constraints import parse_flops, parse_latency
         from ..train.distributed import init_distributed, shutdown_distributed
-        from ..train.trainer import TrainConfig, format_bookkeeping, train_supernet
 
-        cfg = TrainConfig(
-            space=space, space_args=_space_args(space_arg), data=data, n_train=n_train, n_val=n_val, n_path_eval=n_path_eval,
-            sampler=sampler, m=m, k=k, pool_size=pool_size, eps_max=eps, warmup=warmup, anneal=anneal, alpha=alpha,
-            pi_window=pi_window, early_stop=not no_early_stop, filter_args=_space_args(filter_arg, "--filter-arg"), epochs=epochs, max_iters=max_iters, batch_size=batch,
-            eval_batch=eval_batch, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
-            max_flops=parse_flops(max_flops) if max_flops else None,
-            max_latency_ms=parse_latency(latency) if latency else None,
-            table=str(table) if table else None, seed=seed, ckpt_every=ckpt_every)
-        if cfg.sampler not in ("greedy", "greedy-v2", "uniform"):
-            from ..errors import HwnasError
-
-            raise HwnasError(f"unknown sampler {sampler!r}; use greedy, greedy-v2 or uniform")
-        if cfg.filter_args:
-            from ..train.path_filter import FilterConfig
-
-            FilterConfig.from_dict(cfg.filter_args)  # a bad option fails before any data is built
-        if cfg.max_latency_ms is not None and not cfg.table:
-            from ..errors import HwnasError
-
-            raise HwnasError("--latency needs a latency table: pass --table FILE (build one with `hwnas profile`)")
+        cfg = _config(space=space, space_args=_space_args(space_arg), data=data, n_train=n_train, n_val=n_val,
+                      n_path_eval=n_path_eval, sampler=sampler, m=m, k=k, pool_size=pool_size, eps_max=eps, warmup=warmup,
+                      anneal=anneal, alpha=alpha, pi_window=pi_window, early_stop=not no_early_stop,
+                      filter_args=_space_args(filter_arg, "--filter-arg"), epochs=epochs,
+                      max_iters=max_iters, batch_size=batch, eval_batch=eval_batch, lr=lr, weight_decay=weight_decay,
+                      label_smoothing=label_smoothing, max_flops=max_flops, latency=latency, table=table, seed=seed,
+                      ckpt_every=ckpt_every)
         out_dir = out or Path("runs") / f"{space}-{sampler}"
         ctx = init_distributed()
         torch.set_num_threads(max(1, threads))
-        show = ctx.is_main and not quiet and not as_json
-
-        def on_resume(meta: dict[str, Any], problems: list[str]) -> None:
-            if not ctx.is_main:
-                return
-            for p in problems:
-                err_console.print(f"warning: {p}; resuming from the previous good checkpoint", highlight=False, soft_wrap=True)
-            err_console.print(f"resuming {out_dir} at iteration {meta.get('iteration')}", highlight=False, soft_wrap=True)
-
         try:
-            if show:
-                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-                progress = Progress(TextColumn("[bold]train[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                                    TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False)
-                task: dict[str, Any] = {"id": None}
-                trainer_total = {"n": 0}
-
-                def callback(rec: dict[str, Any]) -> None:
-                    if task["id"] is None:
-                        task["id"] = progress.add_task("train", total=trainer_total["n"], completed=rec["iteration"] - 1, info="")
-                    pi = "-" if rec["pi"] is None else f"{rec['pi']:.2f}"
-                    if cfg.sampler == "greedy-v2":  # the status carries the weak share q and the filter agreement u
-                        info = f"loss {rec['loss']:.3f} acc {rec['acc']:5.1f}% q {rec['epsilon']:.2f} u {pi}"
-                    else:
-                        info = f"loss {rec['loss']:.3f} acc {rec['acc']:5.1f}% ε {rec['epsilon']:.2f} pool {rec['pool']} π {pi}"
-                    progress.update(task["id"], completed=rec["iteration"], info=info)
-
-                def on_start(tr: Any) -> None:  # the bar starts once the data and the supernet are ready
-                    trainer_total["n"] = tr.total_iters
-                    err_console.print(f"{tr.datasets.describe()}; {tr.total_iters} iterations of batch {tr.config.batch_size}, "
-                                      f"sampler {tr.config.sampler}, {tr.budget.describe()}, {ctx.world} process(es)")
-                    progress.start()
-
-                try:
-                    trainer, summary = train_supernet(cfg, out_dir, resume=resume, callback=callback, ctx=ctx,
-                                                      on_resume=on_resume, on_start=on_start)
-                finally:
-                    if trainer_total["n"]:  # stopping a bar that never started prints a stray line
-                        progress.stop()
-            else:
-                trainer, summary = train_supernet(cfg, out_dir, resume=resume, ctx=ctx, on_resume=on_resume)
+            trainer, summary = _train(cfg, out_dir, resume, ctx, show_progress=ctx.is_main and not quiet and not as_json)
         finally:
             shutdown_distributed(ctx)
+        if ctx.is_main:
+            _report(trainer, summary, out_dir, as_json)
+
+
+def _config(*, max_flops: Optional[str], latency: Optional[str], table: Optional[Path], **fields: Any):
+    """The run's ``TrainConfig`` from the options, with the budgets parsed and checked."""
+    from ..errors import HwnasError
+    from ..search.constraints import parse_flops, parse_latency
+    from ..train.trainer import TrainConfig
+
+    if fields["sampler"] not in ("greedy", "greedy-v2", "uniform"):
+        raise HwnasError(f"unknown sampler {fields['sampler']!r}; use greedy, greedy-v2 or uniform")
+    if fields["filter_args"]:
+        from ..train.path_filter import FilterConfig
+
+        FilterConfig.from_dict(fields["filter_args"])  # a bad option fails before any data is built
+    cfg = TrainConfig(**fields, max_flops=parse_flops(max_flops) if max_flops else None,
+                      max_latency_ms=parse_latency(latency) if latency else None, table=str(table) if table else None)
+    if cfg.max_latency_ms is not None and not cfg.table:
+        raise HwnasError("--latency needs a latency table: pass --table FILE (build one with `hwnas profile`)")
+    return cfg
+
+
+def _train(cfg: Any, out_dir: Path, resume: bool, ctx: Any, show_progress: bool) -> tuple[Any, dict[str, Any]]:
+    """Run ``train_supernet``, drawing the progress bar (loss, accuracy, ε, pool size, π) when asked."""
+    from ..train.trainer import train_supernet
+
+    def on_resume(meta: dict[str, Any], problems: list[str]) -> None:
         if not ctx.is_main:
             return
-        summary["out"] = str(out_dir)
-        if as_json:
-            print_json(summary)
-            return
-        console.print(f"data: {summary['data']}", highlight=False)
-        console.print(f"stopped: {summary['stop_reason']} after {summary['iterations']} iterations "
-                      f"(train {summary['train_seconds']:.0f}s, path evaluation {summary['eval_seconds']:.0f}s)")
-        console.print(format_bookkeeping(summary))
-        if summary["best_paths"]:
-            best = ", ".join(f"{a} ({loss:.3f})" for a, loss in summary["best_paths"][:3])
-            console.print(f"candidate pool: {summary['pool_size']} paths; best by eval loss: {best}")
-        pf = summary.get("path_filter")
-        if pf:
-            merged = ", ".join(f"layer {j} {d}->{k}" for j, d, k, _ in pf["merged_ops"]) or "none"
-            u = "-" if pf["u"] is None else f"{pf['u']:.3f}"
-            console.print(f"path filter: {pf['refreshes']} refreshes, last agreement u = {u}, merged ops: {merged}", highlight=False)
-        from ..train.hints import suggested_budget
+        for p in problems:
+            err_console.print(f"warning: {p}; resuming from the previous good checkpoint", highlight=False, soft_wrap=True)
+        err_console.print(f"resuming {out_dir} at iteration {meta.get('iteration')}", highlight=False, soft_wrap=True)
 
-        tc = trainer.config
-        hint = suggested_budget(tc.space, tc.space_args, max_latency_ms=tc.max_latency_ms)
-        console.print(f"supernet: {out_dir / 'supernet.json'}  (next: hwnas search --supernet {out_dir} {hint})", highlight=False)
+    if not show_progress:
+        return train_supernet(cfg, out_dir, resume=resume, ctx=ctx, on_resume=on_resume)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("[bold]train[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False)
+    task: dict[str, Any] = {"id": None, "total": 0}
+
+    def callback(rec: dict[str, Any]) -> None:
+        if task["id"] is None:
+            task["id"] = progress.add_task("train", total=task["total"], completed=rec["iteration"] - 1, info="")
+        pi = "-" if rec["pi"] is None else f"{rec['pi']:.2f}"
+        if cfg.sampler == "greedy-v2":  # the status carries the weak share q and the filter agreement u
+            info = f"loss {rec['loss']:.3f} acc {rec['acc']:5.1f}% q {rec['epsilon']:.2f} u {pi}"
+        else:
+            info = f"loss {rec['loss']:.3f} acc {rec['acc']:5.1f}% ε {rec['epsilon']:.2f} pool {rec['pool']} π {pi}"
+        progress.update(task["id"], completed=rec["iteration"], info=info)
+
+    def on_start(tr: Any) -> None:  # the bar starts once the data and the supernet are ready
+        task["total"] = tr.total_iters
+        err_console.print(f"{tr.datasets.describe()}; {tr.total_iters} iterations of batch {tr.config.batch_size}, "
+                          f"sampler {tr.config.sampler}, {tr.budget.describe()}, {ctx.world} process(es)")
+        progress.start()
+
+    try:
+        return train_supernet(cfg, out_dir, resume=resume, callback=callback, ctx=ctx, on_resume=on_resume, on_start=on_start)
+    finally:
+        if task["total"]:  # stopping a bar that never started prints a stray line
+            progress.stop()
+
+
+def _report(trainer: Any, summary: dict[str, Any], out_dir: Path, as_json: bool) -> None:
+    """The run's bookkeeping, its best paths and the search command to run next."""
+    from ..train.hints import suggested_budget
+    from ..train.trainer import format_bookkeeping
+
+    summary["out"] = str(out_dir)
+    if as_json:
+        print_json(summary)
+        return
+    if summary.get("reused"):
+        err_console.print(f"{out_dir} already holds this training run, finished after {summary['iterations']} iterations: "
+                          f"reusing it (another --out trains anew)", highlight=False, soft_wrap=True)
+    console.print(f"data: {summary['data']}", highlight=False)
+    console.print(f"stopped: {summary['stop_reason']} after {summary['iterations']} iterations "
+                  f"(train {summary['train_seconds']:.0f}s, path evaluation {summary['eval_seconds']:.0f}s)")
+    console.print(format_bookkeeping(summary))
+    if summary["best_paths"]:
+        best = ", ".join(f"{a} ({loss:.3f})" for a, loss in summary["best_paths"][:3])
+        console.print(f"candidate pool: {summary['pool_size']} paths; best by eval loss: {best}")
+    pf = summary.get("path_filter")
+    if pf:
+        merged = ", ".join(f"layer {j} {d}->{k}" for j, d, k, _ in pf["merged_ops"]) or "none"
+        u = "-" if pf["u"] is None else f"{pf['u']:.3f}"
+        console.print(f"path filter: {pf['refreshes']} refreshes, last agreement u = {u}, merged ops: {merged}", highlight=False)
+    tc = trainer.config
+    hint = suggested_budget(tc.space, tc.space_args, max_latency_ms=tc.max_latency_ms)
+    console.print(f"supernet: {out_dir / 'supernet.json'}  (next: hwnas search --supernet {out_dir} {hint})", highlight=False)

@@ -349,6 +349,16 @@ def resume_point(out_dir: str | Path) -> tuple[TrainConfig, dict[str, Any], dict
     return TrainConfig.from_dict(meta["config"]), meta, tensors, problems
 
 
+def settings_differences(config: TrainConfig, out_dir: str | Path) -> list[str] | None:
+    """What ``config`` changes from the run in ``out_dir`` ("epochs 2.0 -> 3.0"); None if the run's settings are unreadable."""
+    try:
+        saved = TrainConfig.from_dict(json.loads((Path(out_dir) / "config.json").read_text())).to_dict()
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    saved, mine = json.loads(json.dumps(saved)), json.loads(json.dumps(config.to_dict()))  # tuples and lists alike
+    return [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in mine.items() if saved.get(k) != v]
+
+
 def train_supernet(config: TrainConfig, out_dir: str | Path | None = None, resume: bool = False,
                    callback: Callable[[dict[str, Any]], None] | None = None, ctx: DistContext | None = None,
                    datasets: Datasets | None = None, on_resume: Callable[[dict[str, Any], list[str]], None] | None = None,
@@ -358,7 +368,20 @@ def train_supernet(config: TrainConfig, out_dir: str | Path | None = None, resum
     With ``resume``, the run continues with the settings saved in its checkpoint (the other
     fields of ``config`` are not used, except that its space must match). A run folder whose newest checkpoint
     is corrupt resumes from the previous good one (``on_resume`` receives the problems).
+
+    Without ``resume``, a folder that already holds a run with the same settings is the same
+    command run again: a finished run is reused as it is (the summary says ``"reused": True``)
+    and an interrupted one continues. A run with other settings is refused, naming them.
     """
+    same_run_again = False
+    if not resume and out_dir is not None and ((Path(out_dir) / f"{FINAL_NAME}.json").exists() or list_checkpoints(out_dir)):
+        diffs = settings_differences(config, out_dir)
+        if diffs:
+            raise HwnasError(f"{str(out_dir)!r} already holds a training run with other settings ({', '.join(diffs)}); "
+                             f"run it with its own settings, pass --resume to continue it, or choose another --out")
+        if diffs is None:
+            raise HwnasError(f"{str(out_dir)!r} already holds a training run; pass --resume to continue it or choose another --out")
+        resume = same_run_again = True
     if resume:
         if out_dir is None:
             raise HwnasError("--resume needs the run folder (--out DIR)")
@@ -372,15 +395,13 @@ def train_supernet(config: TrainConfig, out_dir: str | Path | None = None, resum
             raise HwnasError(f"{str(out_dir)!r} holds a supernet of space {saved.space!r}, not {config.space!r}; resume with --space {saved.space} or use another --out")
         trainer = SupernetTrainer(saved, out_dir, datasets=datasets, ctx=ctx)
         trainer.load_state(meta, tensors)
+        # A finished run is done: the same command again reuses it; --resume reuses it unless the sampler stopped it early.
+        if meta.get("finished") and (same_run_again or trainer.counters.iteration >= trainer.total_iters):
+            trainer.stop_reason = meta.get("stop_reason") or "finished"
+            return trainer, {**trainer.summary(), "reused": True}
         if on_resume:
             on_resume(meta, problems)
-        if meta.get("finished") and trainer.counters.iteration >= trainer.total_iters:
-            trainer.stop_reason = meta.get("stop_reason") or "finished"
-            return trainer, trainer.summary()
     else:
-        if out_dir is not None and (Path(out_dir) / f"{FINAL_NAME}.json").exists() or \
-                out_dir is not None and list_checkpoints(out_dir):
-            raise HwnasError(f"{str(out_dir)!r} already holds a training run; pass --resume to continue it or choose another --out")
         trainer = SupernetTrainer(config, out_dir, datasets=datasets, ctx=ctx)
         if out_dir is not None and trainer.ctx.is_main:
             from ..io import atomic_write_json
