@@ -71,6 +71,7 @@ def test_search_writes_results_and_resumes(hwnas_cli, tables, tmp_path):
     r2 = hwnas_cli(*args)
     assert r2.returncode == 0, r2.stderr
     assert f"resumed: {len(lines)} evaluations" in r2.stdout
+    assert "nothing new to evaluate: the search was complete" in r2.stdout and "per evaluated arch" not in r2.stdout
     assert (out / "history.jsonl").read_text().splitlines() == lines
     assert json.loads((out / "best.json").read_text())["ops"] == best["ops"]
 

@@ -98,10 +98,14 @@ def register(app: typer.Typer) -> None:
             console.print(f"winner's latency: predicted median {lp['median_ms']:.3f} ms, {lp['interval_confidence']:.0%} interval "
                           f"{lo:.3f}-{hi:.3f} ms{p} (constrained: {lp['constrained']}; error model: {lp['error_model']})", highlight=False)
         console.print(f"evaluator: {outcome.evaluator}" + (f"; latency table: {outcome.table_path}" if outcome.table_path else ""))
+        new = int(res.info.get("evaluations_this_run", 0) or 0)
         if outcome.resumed:
-            console.print(f"resumed: {outcome.resumed} evaluations taken from {outcome.out_dir / 'history.jsonl'}")
+            done = "nothing new to evaluate: the search was complete" if new == 0 else f"{new} evaluated now"
+            console.print(f"resumed: {outcome.resumed} evaluations taken from {outcome.out_dir / 'history.jsonl'}; {done}",
+                          highlight=False)
+        pace = f", {res.wall_time_s / new:.3f} s per evaluated arch" if new else ""
         console.print(f"wrote {outcome.paths['best']} (and front.json, history.jsonl, summary.json, pareto.png) "
-                      f"in {res.wall_time_s:.1f} s, {res.wall_time_s / max(1, res.info.get('evaluations_this_run', 0) or 1):.3f} s per evaluated arch")
+                      f"in {res.wall_time_s:.1f} s{pace}", highlight=False)
         table_arg = f" --table {outcome.table_path}" if outcome.table_path else ""
         console.print(f"next: hwnas export --arch {outcome.paths['best']} --format tflite{table_arg}",
                       highlight=False, markup=False, soft_wrap=True)
