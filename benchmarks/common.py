@@ -1,4 +1,4 @@
-"""Shared by benchmark scripts: where results go and how a table is printed."""
+"""Shared by benchmark scripts: where results go, how a table is printed, bootstrap intervals."""
 
 from __future__ import annotations
 
@@ -34,3 +34,25 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: st
     for r in rows:
         t.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r))
     Console().print(t)
+
+
+def bootstrap_distribution(samples: Sequence[Any], statistic, *, paired: bool = True, n_resamples: int = 2000,
+                           confidence: float = 0.90, seed: int = 0):
+    """``scipy.stats.bootstrap`` of ``statistic(*samples)`` (resampled together when ``paired``):
+    the result, whose ``bootstrap_distribution`` holds every resample's value (percentile method)."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    arrays = tuple(np.asarray(s, dtype=float) for s in samples)
+    return bootstrap(arrays, statistic, paired=paired, vectorized=False, n_resamples=n_resamples, confidence_level=confidence,
+                     method="percentile", random_state=np.random.default_rng(seed))
+
+
+def percentile_range(values, confidence: float = 0.90) -> list[float] | None:
+    """The central ``confidence`` range of resampled values, ignoring undefined (nan) ones; None if none is defined."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    tail = 100 * (1 - confidence) / 2
+    return [float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail))] if len(v) else None

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import RESULTS, print_table, write_results
+from common import RESULTS, bootstrap_distribution, percentile_range, print_table, write_results
 
 from hwnas.latency.table import LatencyTable
 from hwnas.search.base import Budgets, SearchProblem
@@ -262,12 +262,13 @@ def summarize(rows, cap):
     return d
 
 
-def ratio_ci(base, other, rng, n=2000):
+BOOTSTRAP_SEED = 0
+
+
+def ratio_ci(base, other, seed: int, n=2000):
     """Bootstrap (over seeds, paired) 90 % interval of mean(base)/mean(other)."""
-    base, other = np.asarray(base, float), np.asarray(other, float)
-    i = rng.integers(0, len(base), (n, len(base)))
-    r = base[i].mean(1) / other[i].mean(1)
-    return [float(np.percentile(r, 5)), float(np.percentile(r, 95))]
+    res = bootstrap_distribution((base, other), lambda b, o: np.mean(b) / np.mean(o), n_resamples=n, seed=seed)
+    return percentile_range(res.bootstrap_distribution)
 
 
 def oracle_bound(n_archs: int, k: int, first_batch: int) -> float:
@@ -343,7 +344,6 @@ def search_part(seeds: list[int], cap: int, source_evals: int, summarize_only: b
         return None
     n_seeds = len(seeds)
     summary = {v: summarize(rows, cap) for v, rows in per_variant.items()}
-    boot = np.random.default_rng(0)
     if "ppo" in summary:
         base = summary["ppo"]
         for v in variants:
@@ -352,7 +352,7 @@ def search_part(seeds: list[int], cap: int, source_evals: int, summarize_only: b
                 b, o = base[f"evals_to_{t}"], s[f"evals_to_{t}"]
                 cens = lambda rows: [cap if r[f"evals_to_{t}"] is None else r[f"evals_to_{t}"] for r in rows]
                 s[f"speedup_{t}_vs_ppo"] = {"mean": b["mean"] / o["mean"], "median": b["median"] / o["median"],
-                                            "mean_90ci": ratio_ci(cens(per_variant["ppo"]), cens(per_variant[v]), boot)}
+                                            "mean_90ci": ratio_ci(cens(per_variant["ppo"]), cens(per_variant[v]), BOOTSTRAP_SEED)}
             s["speedup_median_vs_ppo"] = s["speedup_top1pct_vs_ppo"]["median"]
             s["speedup_mean_vs_ppo"] = s["speedup_top1pct_vs_ppo"]["mean"]
             s["speedup_top0.1pct_mean_vs_ppo"] = s["speedup_top0.1pct_vs_ppo"]["mean"]

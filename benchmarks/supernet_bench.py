@@ -328,22 +328,31 @@ def noise_ceiling(truth: list[float], sigma: float, top: list[int] | None = None
     return float(np.mean(taus)) if taus else None
 
 
+BOOTSTRAP_SEED_OFFSET = 17
+
+
 def paired_tau_difference(acc_g, acc_u, truth, top: list[int], draws: int = 2000, seed: int = 0) -> dict:
     """How sure the tau difference between two supernets is, with 24 archs: archs resampled with
     replacement (the same draw for both supernets), tau recomputed; the 5-95% range of each tau
     and of greedy - uniform, and the share of draws in which greedy ranks better."""
-    rng = np.random.default_rng(seed + 17)
+    import warnings
+
+    from scipy.stats import bootstrap
+
+    def taus(g, u, t):
+        a, b = kendall(g, t), kendall(u, t)
+        return np.array([np.nan, np.nan]) if a is None or b is None else np.array([a, b])
+
     out = {}
     for name, sel in (("all", np.arange(len(truth))), ("top_half", np.asarray(top))):
         g, u, t = (np.asarray(v, dtype=float)[sel] for v in (acc_g, acc_u, truth))
-        dg, du = [], []
-        for _ in range(draws):
-            i = rng.integers(0, len(sel), len(sel))
-            a, b = kendall(g[i], t[i]), kendall(u[i], t[i])
-            if a is not None and b is not None:
-                dg.append(a)
-                du.append(b)
-        diff = np.asarray(dg) - np.asarray(du)
+        with warnings.catch_warnings():  # undefined taus (nan) make scipy warn; those draws are dropped below
+            warnings.simplefilter("ignore")
+            res = bootstrap((g, u, t), taus, paired=True, vectorized=False, n_resamples=draws, confidence_level=0.90,
+                            method="percentile", random_state=np.random.default_rng(seed + BOOTSTRAP_SEED_OFFSET))
+        defined = np.isfinite(res.bootstrap_distribution).all(axis=0)  # draws in which both taus are defined
+        dg, du = res.bootstrap_distribution[0, defined], res.bootstrap_distribution[1, defined]
+        diff = dg - du
         out[name] = {"greedy_tau_90ci": _range90(dg), "uniform_tau_90ci": _range90(du), "difference_90ci": _range90(diff),
                      "share_greedy_better": float(np.mean(diff > 0)) if len(diff) else None}
     return out

@@ -10,7 +10,3 @@ class HwnasError(Exception):
     """An error caused by the user's input or environment, with a one-line message."""
 
     exit_code = 2
-
-
-class NotAvailableError(HwnasError):
-    """A capability that this build does not provide yet."""

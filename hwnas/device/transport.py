@@ -166,12 +166,6 @@ def create_transport(name: str, serial: str, **kw: object) -> Transport:
     return TRANSPORTS.create(name, serial=serial, **kw)
 
 
-def list_transports() -> list[str]:
-    from . import adb_cli, adb_shell_transport  # noqa: F401
-
-    return TRANSPORTS.names()
-
-
 def is_tcp_serial(serial: str) -> bool:
     host, sep, port = serial.rpartition(":")
     return bool(sep and host and port.isdigit())

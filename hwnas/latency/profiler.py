@@ -93,22 +93,82 @@ def profile_space(device: DeviceProfile | str, space: SearchSpace | str, backend
     """Profile every distinct block of ``space`` on ``device`` with ``backend``; return the saved table.
 
     Resumable: finished measurements are read back from the journal next to ``out`` (and
-    entries already in an existing table at ``out`` are kept, not re-measured).
+    entries already in an existing table at ``out`` are kept, not re-measured). The phases:
+    open the table, replay the journal, export the blocks, measure them in interleaved
+    rounds (timing the anchor in between), then write the entries.
     """
     dev = resolve_device(device)
     sp = resolve_space(space, space_args)
     be = create_backend(backend, device=dev, **(backend_options or {})) if isinstance(backend, str) else backend
     own_backend = isinstance(backend, str)
+    proto = _resolve_protocol(dev, protocol, rounds)
+    out_path = Path(out) if out is not None else default_table_path(dev.name, sp.name, be.name)
+    fingerprint = be.fingerprint()
+    table, table_protocol, space_args_d = _open_table(out_path, dev, sp, be, proto, fingerprint, force)
+
+    slots = space_slots(sp)
+    wanted = list(slots) if keys is None else [k for k in keys if k in slots]
+    header = {"backend": be.name, "space": sp.name, "space_args": space_args_d, "protocol": proto.to_dict(),
+              "fingerprint": {k: v for k, v in fingerprint.items()}, "device": dev.name, "started": now_iso()}
+    journal = Journal(journal_path(out_path), header).open(force=force)
+    done, times, failed = _replay_journal(journal)
+    # drift correction: a table's entries share one reference speed, so a table that was
+    # measured without an anchor is extended without one
+    anchor_info = dict(table.protocol.get("anchor") or {})
+    use_anchor = proto.anchor_every > 0 and (bool(anchor_info) or not table.entries)
+    anchor_note = ""
+    todo = [k for k in wanted if k not in table.entries and k not in failed]
+    cache = cache_dir or default_cache_dir()
+
+    try:
+        need = [k for k in todo if len(done.get(k, [])) < proto.rounds]
+        files = _export_blocks(need, slots, be.model_format, cache, failed, journal, progress)
+        anchor_log = AnchorLog.from_journal(journal)
+        anchor_path = None
+        if use_anchor and any(len(done.get(k, [])) < proto.rounds for k in files):
+            try:
+                anchor_path = anchor_file(sp, be.model_format, cache)
+            except Exception as e:  # noqa: BLE001  (the table is still valid without drift correction)
+                anchor_note = f"anchor export failed ({type(e).__name__}); no drift correction"
+        timer = AnchoredTimer(be, proto, anchor_path, proto.anchor_every if use_anchor else 0, anchor_log, on_anchor=journal_anchor(journal))
+        _measure_rounds(interleaved_plan([k for k in need if k in files], proto.rounds), files, timer, proto,
+                        done, times, failed, journal, progress)
+        timer.finish()
+    finally:
+        if own_backend:
+            be.close()
+
+    reference = anchor_info.get("reference_ms") or anchor_log.median_ms()
+    _write_entries(table, todo, done, times, failed, proto.rounds, anchor_log, reference, use_anchor)
+    table.protocol = {**table_protocol, **{k: v for k, v in table.protocol.items() if k not in table_protocol}}
+    if use_anchor and reference:
+        table.protocol["anchor"] = {"arch": anchor_arch(sp).compact(), "seed_note": "hwnas.latency.drift.anchor_arch",
+                                    "reference_ms": round(float(reference), 6), "every": proto.anchor_every, "window": anchor_log.window,
+                                    **{k: v for k, v in anchor_log.summary(reference).items() if k != "reference_ms"}}
+    elif anchor_note:
+        table.protocol["anchor_note"] = anchor_note
+    table.save(out_path)
+    if all(k in table.entries or k in table.failed for k in wanted):
+        journal.remove()
+    return table
+
+
+def _resolve_protocol(dev: DeviceProfile, protocol: Protocol | None, rounds: int | None) -> Protocol:
+    """The given protocol or the device's, with ``rounds`` (default ``DEFAULT_ROUNDS``), validated."""
     proto = protocol or Protocol.from_device(dev)
     if rounds is not None:
         proto.rounds = int(rounds)
     elif protocol is None:
         proto.rounds = DEFAULT_ROUNDS
     proto.validate()
-    out_path = Path(out) if out is not None else default_table_path(dev.name, sp.name, be.name)
-    fingerprint = be.fingerprint()
-    space_args_d = {k: list(v) if isinstance(v, tuple) else v for k, v in dict(sp.args).items()}
+    return proto
 
+
+def _open_table(out_path: Path, dev: DeviceProfile, sp: SearchSpace, be: Backend, proto: Protocol, fingerprint: dict[str, Any],
+                force: bool) -> tuple[LatencyTable, dict[str, Any], dict[str, Any]]:
+    """(table to extend or a new one, the protocol it records, the space args as JSON); a table
+    measured with another protocol or for other space args is refused unless ``force``."""
+    space_args_d = {k: list(v) if isinstance(v, tuple) else v for k, v in dict(sp.args).items()}
     table_protocol = {**proto.to_dict(), "process": be.describe_process(), "clock_used": be.describe_clock(proto), "cv_definition": getattr(be, "cv_definition", CV_DEFINITION),
                       "entry": f"median of {proto.rounds} round medians, rounds interleaved across keys",
                       "exporter": exporter_tag(be.model_format), "model_format": be.model_format}
@@ -124,13 +184,11 @@ def profile_space(device: DeviceProfile | str, space: SearchSpace | str, backend
                              protocol=table_protocol, space_args=space_args_d)
     if table.space_args != space_args_d and not force:
         raise HwnasError(f"table {str(out_path)!r} is for space args {table.space_args}, not {space_args_d}; use another --out")
+    return table, table_protocol, space_args_d
 
-    slots = space_slots(sp)
-    wanted = list(slots) if keys is None else [k for k in keys if k in slots]
-    header = {"backend": be.name, "space": sp.name, "space_args": space_args_d, "protocol": proto.to_dict(),
-              "fingerprint": {k: v for k, v in fingerprint.items()}, "device": dev.name, "started": now_iso()}
-    journal = Journal(journal_path(out_path), header).open(force=force)
 
+def _replay_journal(journal: Journal) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[float | None]], dict[str, str]]:
+    """(measurements per key, their times, failures) already in the journal."""
     done: dict[str, list[dict[str, Any]]] = {}
     times: dict[str, list[float | None]] = {}
     failed: dict[str, str] = {}
@@ -140,88 +198,75 @@ def profile_space(device: DeviceProfile | str, space: SearchSpace | str, backend
         elif "measurement" in rec:
             done.setdefault(rec["key"], []).append(rec["measurement"])
             times.setdefault(rec["key"], []).append(rec.get("t"))  # None: journaled without a time (no correction)
-    # drift correction: a table's entries share one reference speed, so a table that was
-    # measured without an anchor is extended without one
-    anchor_info = dict(table.protocol.get("anchor") or {})
-    use_anchor = proto.anchor_every > 0 and (bool(anchor_info) or not table.entries)
-    anchor_note = ""
-    todo = [k for k in wanted if k not in table.entries and k not in failed]
-    cache = cache_dir or default_cache_dir()
+    return done, times, failed
 
-    try:
-        # 1) export (cached by key); a block that fails to export is recorded and skipped
-        files: dict[str, Path] = {}
-        need = [k for k in todo if len(done.get(k, [])) < proto.rounds]
-        for i, key in enumerate(need):
-            try:
-                files[key] = export_block(key, slots[key], be.model_format, cache)
-            except Exception as e:  # noqa: BLE001  (any converter error: record it and go on)
-                reason = f"export failed: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:500]
-                failed[key] = reason
-                journal.append({"key": key, "failed": reason, "at": now_iso()})
-            if progress:
-                progress(ProfileEvent("export", i + 1, len(need), key))
-        # 2) measure, rounds interleaved across keys, the anchor timed in between
-        anchor_log = AnchorLog.from_journal(journal)
-        anchor_path = None
-        if use_anchor and any(len(done.get(k, [])) < proto.rounds for k in files):
-            try:
-                anchor_path = anchor_file(sp, be.model_format, cache)
-            except Exception as e:  # noqa: BLE001  (the table is still valid without drift correction)
-                anchor_note = f"anchor export failed ({type(e).__name__}); no drift correction"
-        timer = AnchoredTimer(be, proto, anchor_path, proto.anchor_every if use_anchor else 0, anchor_log, on_anchor=journal_anchor(journal))
-        plan = []
-        for r in range(proto.rounds):
-            order = [k for k in need if k in files]
-            if order:
-                shift = (r * max(1, len(order) // proto.rounds)) % len(order)
-                order = order[shift:] + order[:shift]
-                if r % 2 == 1:
-                    order.reverse()
-            plan += [(r, k) for k in order]
-        total = sum(1 for r, k in plan if r >= len(done.get(k, [])))
-        step = 0
-        for r, key in plan:
-            if key in failed or r < len(done.get(key, [])):
-                continue
-            if proto.cooldown_s > 0 and step:
-                time.sleep(proto.cooldown_s)
-            try:
-                m, t = timer.measure(files[key])
-                rec = m.to_dict()
-                done.setdefault(key, []).append(rec)
-                times.setdefault(key, []).append(t)
-                journal.append({"key": key, "round": r, "measurement": rec, "t": t})
-            except MeasurementError as e:
-                failed[key] = f"measure failed: {e}"[:500]
-                journal.append({"key": key, "failed": failed[key], "at": now_iso()})
-            step += 1
-            if progress:
-                progress(ProfileEvent("measure", step, total, key, f"round {r + 1}/{proto.rounds}"))
-        timer.finish()
-    finally:
-        if own_backend:
-            be.close()
 
-    reference = anchor_info.get("reference_ms") or anchor_log.median_ms()
+def _export_blocks(need: list[str], slots: dict[str, Any], model_format: str, cache: Path, failed: dict[str, str],
+                   journal: Journal, progress: ProgressFn | None) -> dict[str, Path]:
+    """Each block's file (cached by key); a block that fails to export is recorded and skipped."""
+    files: dict[str, Path] = {}
+    for i, key in enumerate(need):
+        try:
+            files[key] = export_block(key, slots[key], model_format, cache)
+        except Exception as e:  # noqa: BLE001  (any converter error: record it and go on)
+            reason = f"export failed: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:500]
+            failed[key] = reason
+            journal.append({"key": key, "failed": reason, "at": now_iso()})
+        if progress:
+            progress(ProfileEvent("export", i + 1, len(need), key))
+    return files
+
+
+def interleaved_plan(keys: list[str], rounds: int) -> list[tuple[int, str]]:
+    """(round, key) in measuring order: every round times every key, each round starting at a
+    shifted key and every other round reversed, so slow drift spreads over all keys."""
+    plan: list[tuple[int, str]] = []
+    for r in range(rounds):
+        order = list(keys)
+        if order:
+            shift = (r * max(1, len(order) // rounds)) % len(order)
+            order = order[shift:] + order[:shift]
+            if r % 2 == 1:
+                order.reverse()
+        plan += [(r, k) for k in order]
+    return plan
+
+
+def _measure_rounds(plan: list[tuple[int, str]], files: dict[str, Path], timer: AnchoredTimer, proto: Protocol,
+                    done: dict[str, list[dict[str, Any]]], times: dict[str, list[float | None]], failed: dict[str, str],
+                    journal: Journal, progress: ProgressFn | None) -> None:
+    """Time every (round, key) of ``plan`` not measured yet, journaling each result at once."""
+    total = sum(1 for r, k in plan if r >= len(done.get(k, [])))
+    step = 0
+    for r, key in plan:
+        if key in failed or r < len(done.get(key, [])):
+            continue
+        if proto.cooldown_s > 0 and step:
+            time.sleep(proto.cooldown_s)
+        try:
+            m, t = timer.measure(files[key])
+            rec = m.to_dict()
+            done.setdefault(key, []).append(rec)
+            times.setdefault(key, []).append(t)
+            journal.append({"key": key, "round": r, "measurement": rec, "t": t})
+        except MeasurementError as e:
+            failed[key] = f"measure failed: {e}"[:500]
+            journal.append({"key": key, "failed": failed[key], "at": now_iso()})
+        step += 1
+        if progress:
+            progress(ProfileEvent("measure", step, total, key, f"round {r + 1}/{proto.rounds}"))
+
+
+def _write_entries(table: LatencyTable, todo: list[str], done: dict[str, list[dict[str, Any]]], times: dict[str, list[float | None]],
+                   failed: dict[str, str], rounds: int, anchor_log: AnchorLog, reference: float | None, use_anchor: bool) -> None:
+    """Drift-corrected entries of the keys measured in every round; failures of the rest."""
     for key in todo:
         rs = done.get(key, [])
-        if key not in failed and len(rs) >= proto.rounds:
-            rs = [corrected(m, anchor_log.factor(t, reference)) for m, t in zip(rs[: proto.rounds], times[key])]
+        if key not in failed and len(rs) >= rounds:
+            rs = [corrected(m, anchor_log.factor(t, reference)) for m, t in zip(rs[:rounds], times[key])]
             table.entries[key] = entry_from_rounds(rs)
             if use_anchor and reference:
                 table.entries[key]["drift_factors"] = [round(float(m.get("drift_factor", 1.0)), 4) for m in rs]
     for key, reason in failed.items():
         if key not in table.entries:
             table.failed[key] = reason
-    table.protocol = {**table_protocol, **{k: v for k, v in table.protocol.items() if k not in table_protocol}}
-    if use_anchor and reference:
-        table.protocol["anchor"] = {"arch": anchor_arch(sp).compact(), "seed_note": "hwnas.latency.drift.anchor_arch",
-                                    "reference_ms": round(float(reference), 6), "every": proto.anchor_every, "window": anchor_log.window,
-                                    **{k: v for k, v in anchor_log.summary(reference).items() if k != "reference_ms"}}
-    elif anchor_note:
-        table.protocol["anchor_note"] = anchor_note
-    table.save(out_path)
-    if all(k in table.entries or k in table.failed for k in wanted):
-        journal.remove()
-    return table

@@ -36,13 +36,20 @@ from .predictor import arch_sums
 from .profiler import ProfileEvent, resolve_device
 from .table import LatencyTable
 
+# Drawing k distinct archs gives up after this many draws per arch (+ a floor), so a space with
+# fewer than k archs ends instead of looping.
+SAMPLE_DRAWS_PER_ARCH = 50
+SAMPLE_DRAWS_FLOOR = 100
+# The calibration fit/held-out split is seeded apart from the arch sample.
+SPLIT_SEED_OFFSET = 1
+
 
 def sample_archs(space: SearchSpace, k: int, seed: int = 0) -> list[Arch]:
     """``k`` distinct uniformly random archs (fewer if the space is smaller)."""
     rng = np.random.default_rng(seed)
     out: dict[Arch, None] = {}
     tries = 0
-    while len(out) < k and tries < 50 * k + 100:
+    while len(out) < k and tries < SAMPLE_DRAWS_PER_ARCH * k + SAMPLE_DRAWS_FLOOR:
         out.setdefault(space.sample(rng), None)
         tries += 1
     return list(out)
@@ -225,7 +232,7 @@ def validate_table(device: DeviceProfile | str, table: LatencyTable | str | Path
                               "protocol": {**proto.to_dict(), "process": be.describe_process(), "clock_used": be.describe_clock(proto)},
                               "export": export_stats}
     if calibrate:
-        idx = np.random.default_rng(seed + 1).permutation(len(archs))
+        idx = np.random.default_rng(seed + SPLIT_SEED_OFFSET).permutation(len(archs))
         fit, held = idx[: len(idx) // 2], idx[len(idx) // 2:]
         cal = fit_calibration(raw[fit], nblocks[fit], meas[fit])
         cal_pred = predictor.calibrate(raw, nblocks, cal)

@@ -7,7 +7,6 @@ layer computes.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Union
 
@@ -81,15 +80,3 @@ class PoolLinear:
 
 
 Op = Union[MBConv, Identity, ConvBNAct, PoolLinear]
-
-_MB_RE = re.compile(r"^k(\d+)e(\d+)(_se)?(_hs)?$")
-
-
-def parse_op(op_id: str, act: str = "relu6") -> Op:
-    """Inverse of ``op.id`` for searchable ops (``act`` is the space's default activation)."""
-    if op_id == "id":
-        return Identity()
-    m = _MB_RE.match(op_id)
-    if not m:
-        raise ValueError(f"unknown op id {op_id!r}")
-    return MBConv(int(m.group(1)), int(m.group(2)), se=bool(m.group(3)), act="hswish" if m.group(4) else act)

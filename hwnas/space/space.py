@@ -94,9 +94,6 @@ class SearchSpace:
         idx = self.choice_indices(arch)
         return [*self.stem, *(layer.slot(layer.choices[i]) for layer, i in zip(self.layers, idx)), *self.head]
 
-    def op_index(self, op_id: str) -> int:
-        return self._op_index[op_id]
-
     # ---- archs ----------------------------------------------------------------------
     def arch(self, ops: Sequence[str | Op]) -> "Arch":
         """Build and validate an arch from op ids (or ops)."""

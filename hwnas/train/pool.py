@@ -19,7 +19,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-Path = tuple[int, ...]
+ChoicePath = tuple[int, ...]  # one choice index per searchable layer (not a file path)
 
 
 class CandidatePool:
@@ -27,8 +27,8 @@ class CandidatePool:
         if size < 1:
             raise ValueError("pool size must be >= 1")
         self.size = size
-        self._heap: list[tuple[float, int, Path]] = []  # (-loss, tiebreak, path): top = highest loss
-        self._entry: dict[Path, tuple[float, int]] = {}  # path -> (loss, iteration it entered)
+        self._heap: list[tuple[float, int, ChoicePath]] = []  # (-loss, tiebreak, path): top = highest loss
+        self._entry: dict[ChoicePath, tuple[float, int]] = {}  # path -> (loss, iteration it entered)
         self._counter = 0
         self.n_updates = 0  # insertions of a path that was not in the pool
 
@@ -64,7 +64,7 @@ class CandidatePool:
         self.n_updates += 1
         return True
 
-    def _push(self, p: Path, loss: float, iteration: int) -> None:
+    def _push(self, p: ChoicePath, loss: float, iteration: int) -> None:
         self._entry[p] = (loss, iteration)
         heapq.heappush(self._heap, (-loss, self._counter, p))
         self._counter += 1
@@ -74,14 +74,14 @@ class CandidatePool:
         self._counter = len(self._heap)
         heapq.heapify(self._heap)
 
-    def sample(self, rng: np.random.Generator) -> Path:
+    def sample(self, rng: np.random.Generator) -> ChoicePath:
         """A path drawn uniformly from the pool (U(P) of Eq. 8)."""
         if not self._entry:
             raise ValueError("the candidate pool is empty")
         keys = self.paths_in_order()
         return keys[int(rng.integers(len(keys)))]
 
-    def paths_in_order(self) -> list[Path]:
+    def paths_in_order(self) -> list[ChoicePath]:
         """Insertion-independent deterministic order (sorted paths): the same on every rank."""
         return sorted(self._entry)
 
@@ -92,7 +92,7 @@ class CandidatePool:
         new = sum(1 for _, since in self._entry.values() if since > iteration - window)
         return new / len(self._entry)
 
-    def best(self, n: int | None = None) -> list[tuple[Path, float]]:
+    def best(self, n: int | None = None) -> list[tuple[ChoicePath, float]]:
         """Paths sorted from lowest to highest loss."""
         items = sorted(((p, l) for p, (l, _) in self._entry.items()), key=lambda t: (t[1], t[0]))
         return items if n is None else items[:n]

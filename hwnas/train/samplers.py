@@ -22,10 +22,9 @@ from ..errors import HwnasError
 from ..latency.predictor import LatencyPredictor
 from ..registry import Registry
 from ..space.space import SearchSpace
-from .pool import CandidatePool
+from .pool import CandidatePool, ChoicePath
 
-Path = tuple[int, ...]
-Evaluate = Callable[[list[Path]], list[float]]
+Evaluate = Callable[[list[ChoicePath]], list[float]]
 
 
 # ---- budget -----------------------------------------------------------------------------------
@@ -70,9 +69,9 @@ class PathBudget:
             mask &= self.latency_of(idx) <= self.max_latency_ms
         return mask
 
-    def sample_uniform(self, rng: np.random.Generator, n: int = 1, max_tries: int = 1_000_000) -> list[Path]:
+    def sample_uniform(self, rng: np.random.Generator, n: int = 1, max_tries: int = 1_000_000) -> list[ChoicePath]:
         """``n`` paths uniform over the paths within budget (rejection sampling)."""
-        out: list[Path] = []
+        out: list[ChoicePath] = []
         tried = 0
         while len(out) < n:
             if tried >= max_tries:
@@ -113,14 +112,14 @@ class PathSampler(ABC):
     def setup(self, total_iters: int) -> None:
         self.total_iters = max(int(total_iters), 1)
 
-    def next_paths(self, iteration: int, rng: np.random.Generator, evaluate: Evaluate) -> list[Path]:
+    def next_paths(self, iteration: int, rng: np.random.Generator, evaluate: Evaluate) -> list[ChoicePath]:
         paths = self._next_paths(iteration, rng, evaluate)
         if not paths:
             raise RuntimeError(f"sampler {self.name} returned no path")
         return paths
 
     @abstractmethod
-    def _next_paths(self, iteration: int, rng: np.random.Generator, evaluate: Evaluate) -> list[Path]: ...
+    def _next_paths(self, iteration: int, rng: np.random.Generator, evaluate: Evaluate) -> list[ChoicePath]: ...
 
     def should_stop(self, iteration: int) -> str | None:
         """A reason to stop training early, or None."""
@@ -135,7 +134,7 @@ class PathSampler(ABC):
     def load_state_dict(self, d: dict[str, Any]) -> None:
         self.n_evaluated_paths = int(d.get("n_evaluated_paths", 0))
 
-    def pool_items(self) -> list[tuple[Path, float]]:
+    def pool_items(self) -> list[tuple[ChoicePath, float]]:
         return []
 
     def report(self) -> dict[str, Any]:
@@ -162,7 +161,7 @@ class UniformSampler(PathSampler):
 
     name = "uniform"
 
-    def _next_paths(self, iteration: int, rng: np.random.Generator, evaluate: Evaluate) -> list[Path]:
+    def _next_paths(self, iteration: int, rng: np.random.Generator, evaluate: Evaluate) -> list[ChoicePath]:
         return self.budget.sample_uniform(rng, 1)
 
 
@@ -206,8 +205,8 @@ class GreedySampler(PathSampler):
         span = max(self.anneal * self.total_iters, 1.0)
         return self.eps_max * min(1.0, (iteration - self.warmup_iters) / span)
 
-    def _sample_candidates(self, rng: np.random.Generator, eps: float) -> list[Path]:
-        out: list[Path] = []
+    def _sample_candidates(self, rng: np.random.Generator, eps: float) -> list[ChoicePath]:
+        out: list[ChoicePath] = []
         for _ in range(self.m):
             if len(self.pool) and rng.random() < eps:
                 out.append(self.pool.sample(rng))
@@ -215,7 +214,7 @@ class GreedySampler(PathSampler):
                 out.extend(self.budget.sample_uniform(rng, 1))
         return out
 
-    def _next_paths(self, iteration: int, rng: np.random.Generator, evaluate: Evaluate) -> list[Path]:
+    def _next_paths(self, iteration: int, rng: np.random.Generator, evaluate: Evaluate) -> list[ChoicePath]:
         if iteration < self.warmup_iters:
             return self.budget.sample_uniform(rng, 1)
         cands = self._sample_candidates(rng, self.epsilon(iteration))
@@ -252,7 +251,7 @@ class GreedySampler(PathSampler):
         super().load_state_dict(d)
         self.n_rounds = int(d.get("n_rounds", 0))
 
-    def pool_items(self) -> list[tuple[Path, float]]:
+    def pool_items(self) -> list[tuple[ChoicePath, float]]:
         return self.pool.best()
 
     def pool_state(self) -> dict[str, Any]:
