@@ -94,9 +94,10 @@ def check_format(fmt: str, precision: str) -> None:
 
 def export_module(module, example, path: str | Path, fmt: str, precision: str = "fp32",
                   calibration: Iterable[np.ndarray] | None = None) -> Path:
-    """Write ``module`` as ``fmt`` at ``precision``; int8 needs ``calibration`` images."""
+    """Write ``module`` as ``fmt`` at ``precision`` (the folder is created); int8 needs ``calibration`` images."""
     check_format(fmt, precision)
     fn = get_format(fmt).exporters[precision]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     if precision == "int8":
         if calibration is None:
             raise HwnasError("int8 export needs calibration images (a --calibration-data folder or the built-in data)")
