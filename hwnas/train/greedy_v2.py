@@ -24,7 +24,8 @@ import torch
 
 from ..errors import HwnasError
 from .path_filter import FilterConfig, PathFilter, agreement, merge_ops, q_schedule
-from .samplers import SAMPLERS, Evaluate, Path, PathBudget, PathSampler, SamplerStatus
+from .pool import ChoicePath
+from .samplers import SAMPLERS, Evaluate, PathBudget, PathSampler, SamplerStatus
 
 _DRAW = 256  # candidate paths drawn (and scored by the filter) at a time
 
@@ -68,7 +69,7 @@ class GreedyV2Sampler(PathSampler):
         self.agreements: list[tuple[int, float]] = []  # (iteration, u) after each refresh but the first
         self.n_refreshes = 0
         self.frozen = False
-        self.queue: list[Path] = []
+        self.queue: list[ChoicePath] = []
         self.filter_seconds = 0.0  # fitting and scoring, measured
         self.n_scored = 0
         self.cost_kind = ""
@@ -114,7 +115,7 @@ class GreedyV2Sampler(PathSampler):
             got += len(out[-1])
         return np.concatenate(out).astype(np.int64)
 
-    def _draw_accepted(self, rng: np.random.Generator, max_batches: int = 8) -> list[Path]:
+    def _draw_accepted(self, rng: np.random.Generator, max_batches: int = 8) -> list[ChoicePath]:
         """Accepted paths (not weak by the filter) from one or more candidate batches."""
         best_x, best_s = None, np.inf
         for _ in range(max_batches):
@@ -133,7 +134,7 @@ class GreedyV2Sampler(PathSampler):
                 best_x, best_s = X[i], float(s[i])
         return [tuple(int(i) for i in best_x)]  # everything looked weak: the least weak seen
 
-    def _next_paths(self, iteration: int, rng: np.random.Generator, evaluate: Evaluate) -> list[Path]:
+    def _next_paths(self, iteration: int, rng: np.random.Generator, evaluate: Evaluate) -> list[ChoicePath]:
         if iteration < self.warmup_iters:
             return [tuple(int(i) for i in self.sample_allowed(rng, 1)[0])]
         if self.refresh_due(iteration):
