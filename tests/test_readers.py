@@ -175,3 +175,46 @@ def test_a_corrupt_table_says_to_move_it_away_not_to_rebuild_it(tmp_path, hwnas_
         assert r.returncode == 2 and len(lines) == 1, r.stderr
         assert "move it away" in lines[0] and f"mv '{out}'" in lines[0] and "rebuild" not in lines[0]
     assert out.read_text() == text[: len(text) // 2]  # nothing overwritten
+
+
+# ---- paths taken from files (item: names and weights_file must stay where they belong) ----------
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", "", "x y", "/abs"])
+def test_a_device_profile_name_that_is_not_a_plain_name_is_refused(tmp_path, name):
+    from hwnas.device.profiles import parse_device
+
+    p = tmp_path / "evil.toml"
+    p.write_text(f'name = {json.dumps(name)}\nkind = "host"\n')
+    with pytest.raises(HwnasError) as e:
+        parse_device(p)
+    msg = one_line(e)
+    assert str(p) in msg and "name" in msg and "letters" in msg
+
+
+def test_profiling_with_a_crafted_device_name_writes_nothing_outside_latency_tables(tmp_path, hwnas_cli):
+    """The default table path is latency_tables/<name>-...: "../../x" would write two folders up."""
+    (tmp_path / "evil.toml").write_text('name = "../../x"\nkind = "host"\n')
+    work = tmp_path / "a" / "work"
+    work.mkdir(parents=True)
+    r = hwnas_cli("profile", "--device", str(tmp_path / "evil.toml"), "--space", "tiny", "--runs", "1", "--rounds", "1",
+                  cwd=work)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert not list(tmp_path.rglob("x-*"))
+
+
+def test_a_checkpoint_whose_weights_file_points_outside_its_folder_is_refused(tmp_path):
+    import torch
+
+    from hwnas.train.checkpoint import read_checkpoint, save_checkpoint
+
+    run = tmp_path / "run"
+    jp = save_checkpoint(run, "supernet", {"model": {"w": torch.zeros(2)}}, {"space": "tiny"})
+    outside = tmp_path / "secret.pt"
+    outside.write_bytes((run / "supernet.pt").read_bytes())  # even a file whose hash matches
+    for target in ("../secret.pt", str(outside)):
+        meta = json.loads(jp.read_text())
+        meta["weights_file"] = target
+        jp.write_text(json.dumps(meta))
+        with pytest.raises(HwnasError) as e:
+            read_checkpoint(jp)
+        msg = one_line(e)
+        assert "weights_file" in msg and "outside" in msg and str(jp) in msg

@@ -8,6 +8,7 @@ one TOML file.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -33,6 +34,10 @@ def device_dirs() -> list[Path]:
         if d not in out:
             out.append(d)
     return out
+
+
+# A device name is used in file names: a plain name, no path separators, not "." or "..".
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 @dataclass
@@ -108,6 +113,11 @@ def parse_device(path: Path) -> DeviceProfile:
     if unknown:
         raise HwnasError(f"device profile {str(path)!r} has unknown field(s) {', '.join(unknown)}; see devices/TEMPLATE.toml")
     raw.setdefault("name", path.stem)
+    name = raw["name"]
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+        # the name becomes part of file names (latency_tables/<name>-<space>-<backend>.json)
+        raise HwnasError(f"device profile {str(path)!r}: name {name!r} must be letters, digits, '.', '_' or '-' "
+                         "(it names table files); fix the name")
     prof = DeviceProfile(**raw)
     prof.path = str(path)
     if prof.kind not in ("host", "adb"):

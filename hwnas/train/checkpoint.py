@@ -70,7 +70,11 @@ def read_checkpoint(json_path: str | Path) -> tuple[dict[str, Any], dict[str, An
         raise HwnasError(f"{str(jp)!r} is not an hwnas supernet checkpoint; give the output of `hwnas train`")
     if meta.get("format") != FORMAT:
         raise HwnasError(f"checkpoint {str(jp)!r} has format {meta.get('format')!r}, this hwnas reads {FORMAT}; retrain with this version")
-    wp = jp.parent / str(meta.get("weights_file", ""))
+    name = str(meta.get("weights_file", ""))
+    wp = jp.parent / name
+    if not name or Path(name).name != name or name in (".", ".."):
+        raise HwnasError(f"checkpoint {str(jp)!r} names weights_file {name!r} outside its own folder; "
+                         "use the checkpoint as `hwnas train` wrote it or retrain")
     try:
         data = wp.read_bytes()
     except OSError:
