@@ -10,3 +10,8 @@ class HwnasError(Exception):
     """An error caused by the user's input or environment, with a one-line message."""
 
     exit_code = 2
+
+
+class SkippedCheckpointWarning(UserWarning):
+    """A run folder's newest checkpoint was damaged and an earlier one is used instead
+    (search and export show it as a warning line; never a silent fallback)."""

@@ -245,3 +245,40 @@ def test_two_processes_match_one_process_with_the_same_global_batch(hwnas_cli, t
                 if t1["model"][k].is_floating_point())
     assert worst < 1e-3
     assert latest_good(tmp_path / "two") is not None and not list((tmp_path / "two").glob("*rank1*"))
+
+
+def test_a_corrupt_final_checkpoint_is_skipped_with_a_warning_naming_it(tmp_path):
+    """Search and export once used an earlier iteration without a word when supernet.pt was damaged."""
+    from hwnas.search.api import run_search
+    from hwnas.train.checkpoint import SkippedCheckpointWarning
+
+    run = tmp_path / "run"
+    with one_thread():
+        train_supernet(_config(6, ckpt_every=2), run)  # checkpoints at 2 and 4, the final one at 6
+    pt = run / "supernet.pt"
+    data = bytearray(pt.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    pt.write_bytes(bytes(data))
+    with pytest.warns(SkippedCheckpointWarning) as w:
+        ck = load_checkpoint(run)
+    assert ck.path.name == "iter-0000004.json"
+    msg = str(w[0].message)
+    assert "supernet.pt" in msg and "corrupt" in msg and "iter-0000004.json" in msg and "iteration 4" in msg
+    (run / "checkpoints" / "iter-0000004.json").unlink()
+    with pytest.warns(SkippedCheckpointWarning, match="iteration 2"):
+        outcome = run_search(flops="1000M", supernet=run, population=2, generations=1, n_eval=16, bn_batches=1,
+                             threads=1, out=tmp_path / "s", plot=False)
+    assert any("supernet.pt" in x and "iteration 2" in x for x in outcome.warnings), outcome.warnings
+
+
+def test_export_from_a_run_with_a_corrupt_final_checkpoint_says_which_iteration_it_used(tmp_path):
+    from hwnas.export import export_arch
+    from hwnas.space import create_space
+
+    run = tmp_path / "run"
+    with one_thread():
+        train_supernet(_config(4, ckpt_every=2), run)
+    (run / "supernet.json").write_text("{ torn")
+    r = export_arch(create_space("tiny").sample(1), weights=run, fmt="onnx", out=tmp_path / "out")
+    assert any("supernet.json" in w and "iteration 2" in w for w in r.warnings), r.warnings
+    assert any("iteration 2" in w for w in r.sidecar_data["warnings"]), r.sidecar_data["warnings"]

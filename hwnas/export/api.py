@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from .. import __version__
-from ..errors import HwnasError
+from ..errors import HwnasError, SkippedCheckpointWarning
 from ..io import atomic_write_json
 from ..latency.confidence import DEFAULT_CONFIDENCE, LatencyUncertainty, prediction_summary
 from ..space.arch import Arch, resolve_arch
@@ -135,7 +135,8 @@ def export_arch(arch: str | Arch, *, weights: str | Path | None = None, fmt: str
         if weights is None:  # a fresh net: BN statistics from the representative images
             bn_images = calib if calib is not None else representative_images(space.resolution, N_BN_IMAGES, seed=seed)
         loaded = load_network(arch_obj, weights, seed=seed, bn_images=bn_images)
-        caught += [str(x.message) for x in w if issubclass(x.category, UserWarning) and "no --weights" in str(x.message)]
+        caught += [str(x.message) for x in w if issubclass(x.category, SkippedCheckpointWarning)
+                   or (issubclass(x.category, UserWarning) and "no --weights" in str(x.message))]
     if loaded.normalization is None and result.get("normalization") and loaded.source == "supernet":
         loaded.normalization = result["normalization"]
     net = loaded.net.eval()

@@ -9,11 +9,12 @@ again continues from it without paying again for archs already evaluated.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import HwnasError
+from ..errors import HwnasError, SkippedCheckpointWarning
 from ..space.arch import Arch
 from ..space.registry import create_space
 from .base import Budgets, ProgressFn, SearchProblem, SearchResult, append_history, create_searcher, read_history
@@ -152,7 +153,12 @@ def run_search(
     if status is not None and hasattr(searcher, "on_update"):  # searchers with per-update state (FNAS) report it
         searcher.on_update = status
 
-    sp, ev, pool, ev_desc = build_evaluator(supernet, benchmark, space, evaluator, data, scratch_epochs, n_eval, bn_batches, seed, threads)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        sp, ev, pool, ev_desc = build_evaluator(supernet, benchmark, space, evaluator, data, scratch_epochs, n_eval, bn_batches, seed, threads)
+    checkpoint_warnings = [str(w.message) for w in caught if issubclass(w.category, SkippedCheckpointWarning)]
+    for w in caught:  # passed on to the caller as they came
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     notes: list[str] = []
     lat_model = None
     table_path = None
@@ -175,6 +181,7 @@ def run_search(
     budget_warnings = check_budgets(sp, budgets, lat_model)
     if objective == "mnas":  # the soft reward's target still ranks archs that all meet it
         budget_warnings = []
+    budget_warnings = checkpoint_warnings + budget_warnings
 
     out_dir = Path(out) if out is not None else default_out_dir()
     history_path = out_dir / "history.jsonl"

@@ -25,13 +25,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import HwnasError
+from ..errors import HwnasError, SkippedCheckpointWarning
 from ..io import atomic_write_bytes, atomic_write_json
 
 FORMAT = 1
@@ -109,8 +110,8 @@ def latest_good(run_dir: str | Path, include_final: bool = True) -> tuple[Path, 
     for p in candidates + ([final] if include_final and final.exists() else []):
         try:
             it = int(json.loads(p.read_text()).get("iteration", -1))
-        except Exception:
-            it = int(p.stem.split("-")[-1]) if p.stem.startswith("iter-") and p.stem.split("-")[-1].isdigit() else -1
+        except Exception:  # unreadable: ordered as its name says (a damaged final one first), so it is tried and reported
+            it = int(p.stem.split("-")[-1]) if p.stem.startswith("iter-") and p.stem.split("-")[-1].isdigit() else 1 << 62
         ordered.append((it, p))
     ordered.sort(key=lambda t: (t[0], t[1].name == f"{FINAL_NAME}.json"), reverse=True)
     for _, p in ordered:
@@ -133,6 +134,7 @@ class TrainedSupernet:
     config: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    skipped: list[str] = field(default_factory=list)  # newer checkpoints passed over as damaged, and why
     sampler_tensors: dict[str, Any] = field(default_factory=dict)  # a learned path filter's weights (greedy-v2)
 
     def path_admission(self):
@@ -170,11 +172,15 @@ def load_checkpoint(path: str | Path, space: str | None = None) -> TrainedSupern
     from ..space import create_space
 
     p = Path(path)
+    skipped: list[str] = []
     if p.is_dir():
         found = latest_good(p)
         if found is None:
             raise HwnasError(f"run folder {str(p)!r} holds no usable checkpoint; train with `hwnas train --out {p}` first")
-        jp, meta, tensors, _ = found
+        jp, meta, tensors, problems = found
+        for problem in problems:  # a newer checkpoint (e.g. the final one) was damaged: never fall back silently
+            skipped.append(f"skipped a damaged checkpoint: {problem}; using {jp.name} (iteration {meta.get('iteration', '?')}) instead")
+            warnings.warn(skipped[-1], SkippedCheckpointWarning, stacklevel=2)
     else:
         jp = p
         meta, tensors = read_checkpoint(p)
@@ -198,4 +204,4 @@ def load_checkpoint(path: str | Path, space: str | None = None) -> TrainedSupern
     pool = [(sp.from_indices(path), float(loss)) for path, loss, _ in sorted(meta.get("pool", {}).get("entries", []), key=lambda e: (e[1], e[0]))]
     sampler_tensors = tensors.get("sampler") if isinstance(tensors, dict) else None
     return TrainedSupernet(net, sp, pool, str(meta.get("data", "builtin")), dict(meta.get("config", {})), meta, jp,
-                           dict(sampler_tensors or {}))
+                           skipped, dict(sampler_tensors or {}))
