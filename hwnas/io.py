@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -39,7 +40,7 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[Any], Any]) -> 
     """Call ``writer(fileobj)`` on a temp file in the target's folder, fsync, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             writer(f)
@@ -60,7 +61,7 @@ def atomic_output_path(path: str | os.PathLike) -> tuple[Path, Callable[[], Path
     """For tools that insist on writing a file themselves: (temp path, commit(), abort())."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.{os.getpid()}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
 
@@ -73,6 +74,39 @@ def atomic_output_path(path: str | os.PathLike) -> tuple[Path, Callable[[], Path
         tmp_path.unlink(missing_ok=True)
 
     return tmp_path, commit, abort
+
+
+# A temp file of atomic_write_with/atomic_output_path: ".<name>.<pid>.<random><suffix>".
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]{6,}[^/]*$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> int:
+    """Delete the temp files in ``folder`` whose writing process is gone (killed mid-write).
+
+    A temp file carries its writer's pid, so one still being written by a live process (a
+    second profile sharing the block cache) is left alone. Returns how many were removed.
+    """
+    d = Path(folder)
+    removed = 0
+    for p in d.iterdir() if d.is_dir() else ():
+        m = _TEMP_NAME.match(p.name)
+        if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+            try:
+                p.unlink()
+                removed += 1
+            except OSError:
+                pass
+    return removed
 
 
 def read_text_file(path: str | os.PathLike, what: str, fix: str) -> str:

@@ -218,3 +218,32 @@ def test_a_checkpoint_whose_weights_file_points_outside_its_folder_is_refused(tm
             read_checkpoint(jp)
         msg = one_line(e)
         assert "weights_file" in msg and "outside" in msg and str(jp) in msg
+
+
+# ---- the block cache: a killed export leaves no stray temp files -----------------------------------
+def test_temp_files_of_killed_exports_are_cleaned_and_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from hwnas.io import atomic_output_path
+    from hwnas.latency.blocks import block_file, export_block
+    from hwnas.latency.keys import space_slots
+
+    sp = create_space("tiny")
+    key, slot = next(iter(space_slots(sp).items()))
+    cache = tmp_path / "cache"
+    target = block_file(key, "onnx", cache)
+    target.parent.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    tmp, _, abort = atomic_output_path(target)
+    assert f".{os.getpid()}." in tmp.name  # a temp file names the process writing it
+    stale = target.parent / tmp.name.replace(f".{os.getpid()}.", f".{dead_pid}.")
+    stale.write_bytes(b"half an onnx file")
+    tmp.write_bytes(b"being written by a live process")
+    other_key = list(space_slots(sp))[1]
+    export_block(other_key, space_slots(sp)[other_key], "onnx", cache)
+    assert not stale.exists() and tmp.exists()  # the dead writer's file is gone, the live one is kept
+    assert not target.exists()  # a temp file is never taken for the block
+    abort()

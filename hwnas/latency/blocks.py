@@ -16,7 +16,12 @@ import warnings
 from pathlib import Path
 
 from ..formats import export_module, exporter_tag, get_format
+from ..io import remove_stale_temp_files
 from ..space.space import Slot
+
+
+# Cache folders already cleaned of killed exports' temp files by this process.
+_swept: set[Path] = set()
 
 
 def default_cache_dir() -> Path:
@@ -44,6 +49,9 @@ def export_block(key: str, slot: Slot, model_format: str, cache_dir: Path | None
     path = block_file(key, model_format, cache_dir)
     if path.is_file() and path.stat().st_size > 0:
         return path
+    if path.parent not in _swept:  # once per folder and process: what killed exports left behind
+        _swept.add(path.parent)
+        remove_stale_temp_files(path.parent)
     import torch
 
     from ..nn.modules import build_block
