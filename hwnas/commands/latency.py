@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
@@ -59,6 +60,7 @@ def register(app: typer.Typer) -> None:
                 transport: Optional[str] = typer.Option(None, "--transport", help="adb-shell (in process, default) or adb-cli (the adb client).")) -> None:
         """Time every candidate block on a device -> latency table (resumable: run it again to continue)."""
         from ..latency.backends.base import Protocol
+        from ..latency.journal import JournalWarning
         from ..latency.profiler import profile_space, resolve_device
 
         dev = resolve_device(device)
@@ -80,8 +82,12 @@ def register(app: typer.Typer) -> None:
                 for key, reason in list(table.failed.items())[:10]:
                     err_console.print(f"failed {key}: {reason}", markup=False, highlight=False)
             return
-        with progress_bar() as update:
+        with warnings.catch_warnings(record=True) as caught, progress_bar() as update:
+            warnings.simplefilter("always", JournalWarning)
             table = profile_space(dev, space, backend, out, protocol=proto, force=force, progress=update)
+        for w in caught:
+            if issubclass(w.category, JournalWarning):
+                err_console.print(f"warning: {w.message}", markup=False, highlight=False)
         console.print(f"{len(table.entries)} blocks timed, {len(table.failed)} failed -> {table.path}")
         for key, reason in list(table.failed.items())[:10]:
             err_console.print(f"[yellow]failed[/] {key}: {reason}")

@@ -4,17 +4,24 @@ An interrupted ``hwnas profile`` (Ctrl-C, crash, kill -9) loses at most the meas
 flight: the next run reads the journal and skips everything in it. The first line is a
 header naming the table the journal belongs to, so a journal is never merged into a table
 for another device, backend, space or protocol. A line cut short by a crash (the last one)
-or a damaged line is skipped with a note; the good lines are kept.
+or a damaged line is skipped with a warning naming the lines (``JournalWarning``); the good
+lines are kept. Only one process writes a table's journal (``latency.lock``), and a journal
+removed under its writer starts again with its header.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 from ..errors import HwnasError
+
+class JournalWarning(UserWarning):
+    """Lines of a journal could not be read and were skipped (their measurements are taken again)."""
+
 
 # Fields of the header that must agree for a journal to continue.
 HEADER_FIELDS = ("backend", "space", "space_args", "protocol", "fingerprint")
@@ -36,7 +43,8 @@ class Journal:
         if self.path.exists():
             lines = self.path.read_bytes().split(b"\n")
             parsed: list[dict[str, Any]] = []
-            for raw in lines:
+            skipped: list[int] = []
+            for number, raw in enumerate(lines, 1):
                 if not raw.strip():
                     continue
                 try:
@@ -44,8 +52,13 @@ class Journal:
                     if not isinstance(rec, dict):
                         raise ValueError
                     parsed.append(rec)
-                except ValueError:
-                    self.skipped_lines += 1
+                except (ValueError, RecursionError):  # JSON and UTF-8 decoding errors are ValueErrors
+                    skipped.append(number)
+            self.skipped_lines = len(skipped)
+            if skipped:
+                shown = ", ".join(map(str, skipped[:10])) + (", ..." if len(skipped) > 10 else "")
+                warnings.warn(f"journal {str(self.path)!r}: skipped {len(skipped)} damaged line(s) (line {shown}); "
+                              "what they held is measured again", JournalWarning, stacklevel=2)
             head = parsed[0] if parsed and parsed[0].get("journal") == 1 else None
             if head is None:
                 if parsed:
@@ -73,7 +86,13 @@ class Journal:
             os.fsync(f.fileno())
 
     def append(self, record: dict[str, Any]) -> None:
-        with open(self.path, "ab") as f:
+        """Append one line; a journal removed meanwhile starts again with its header, never without."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError:
+            self._write_header(rewrite=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        with os.fdopen(fd, "ab") as f:
             f.write((json.dumps(record) + "\n").encode())
             f.flush()
             os.fsync(f.fileno())

@@ -33,6 +33,7 @@ from .blocks import default_cache_dir, export_block
 from .drift import AnchoredTimer, AnchorLog, anchor_arch, anchor_file, corrected, journal_anchor
 from .journal import Journal, journal_path
 from .keys import space_slots
+from .lock import table_lock
 from .table import LatencyTable, now_iso
 
 DEFAULT_ROUNDS = 3
@@ -103,6 +104,19 @@ def profile_space(device: DeviceProfile | str, space: SearchSpace | str, backend
     own_backend = isinstance(backend, str)
     proto = _resolve_protocol(dev, protocol, rounds)
     out_path = Path(out) if out is not None else default_table_path(dev.name, sp.name, be.name)
+    try:
+        with table_lock(out_path):  # one writer per table
+            return _profile_locked(dev, sp, be, own_backend, proto, out_path, cache_dir=cache_dir, force=force, keys=keys,
+                                   progress=progress)
+    except BaseException:
+        if own_backend:  # refused by the lock or stopped early: no worker left running (close is idempotent)
+            be.close()
+        raise
+
+
+def _profile_locked(dev: DeviceProfile, sp: SearchSpace, be: Backend, own_backend: bool, proto: Protocol, out_path: Path, *,
+                    cache_dir: Path | None, force: bool, keys: list[str] | None, progress: ProgressFn | None) -> LatencyTable:
+    """``profile_space``'s phases, run while holding the table's lock."""
     fingerprint = be.fingerprint()
     table, table_protocol, space_args_d = _open_table(out_path, dev, sp, be, proto, fingerprint, force)
 
