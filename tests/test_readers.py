@@ -247,3 +247,10 @@ def test_temp_files_of_killed_exports_are_cleaned_and_live_ones_kept(tmp_path):
     assert not stale.exists() and tmp.exists()  # the dead writer's file is gone, the live one is kept
     assert not target.exists()  # a temp file is never taken for the block
     abort()
+
+
+def test_a_calibration_that_predicts_negative_latencies_is_refused(tmp_path):
+    path = write_table(tmp_path, lambda d: d["calibration"].__setitem__("overhead_ms", -45.0))
+    with pytest.raises(HwnasError) as e:
+        LatencyTable.load(path)
+    assert "calibration predicts the fastest arch" in one_line(e) and path in str(e.value)

@@ -22,6 +22,7 @@ in one line saying what is missing rather than read as if complete; the TF 2.x r
 
 from __future__ import annotations
 
+import math
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -30,7 +31,8 @@ from typing import Callable
 
 from ..errors import HwnasError
 
-_KV = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(-?[0-9.eE+-]+|nan|inf)")
+_NUM = r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+_KV = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(" + _NUM + r"|nan|inf)")
 _SECTION = re.compile(r"^=+\s*(.*?)\s*=+\s*$")
 _LEVEL = re.compile(r"^(?:INFO|WARN|WARNING|ERROR|VERBOSE):\s?")
 
@@ -117,6 +119,12 @@ class BenchmarkLog:
         if not st.complete:
             raise HwnasError("benchmark_model output is cut short inside the timed runs' stat line (no std=); "
                              "give the complete log or run the benchmark again")
+        if st.count <= 0 or "avg" not in st.values_us:
+            raise HwnasError("benchmark_model timed no runs (count=0); run it with --num_runs of 1 or more")
+        bad = {k: v for k, v in st.values_us.items() if not math.isfinite(v) or v < 0}
+        if bad:
+            raise HwnasError(f"benchmark_model's timed stat line has impossible values ({', '.join(f'{k}={v:g}' for k, v in bad.items())}); "
+                             "give the output of a run that completed")
         return st
 
     @property
@@ -124,10 +132,13 @@ class BenchmarkLog:
         """The reported average of one inference (ms): the summary line, else the timed block."""
         for k in ("Inference (avg)", "no stats", "with stats"):
             if k in self.averages_us:
-                return self.averages_us[k] / 1000.0
+                v = self.averages_us[k]
+                if not (math.isfinite(v) and v > 0):
+                    raise HwnasError(f"benchmark_model reported an average of {v:g} us ({k}); give the output of a run that completed")
+                return v / 1000.0
         st = self.timed_run()
-        if "avg" not in st.values_us:
-            raise HwnasError("benchmark_model timed no runs (count=0); run it with --num_runs of 1 or more")
+        if not st.values_us["avg"] > 0:
+            raise HwnasError("benchmark_model reported an average of 0 us: the model runs in less than its 1 us resolution")
         return st.avg_ms
 
     def ops_problem(self) -> str | None:
@@ -145,6 +156,9 @@ class BenchmarkLog:
     def checked_ops(self) -> list[OpRecord]:
         """The Run Order rows, refused when the table is incomplete (see ``ops_problem``)."""
         problem = self.ops_problem()
+        bad = next((op for op in self.ops if not (math.isfinite(op.avg_ms) and op.avg_ms >= 0)), None)
+        if bad is not None and not problem:
+            problem = f"row {bad.name!r} has an average of {bad.avg_ms:g} ms"
         if problem:
             raise HwnasError(f"benchmark_model per-op profile incomplete: {problem}")
         return self.ops
@@ -175,7 +189,8 @@ def group_ops(ops: list[OpRecord], block_of: Callable[[str], str] | None = None)
 
 def _op_row(line: str) -> OpRecord | None:
     # TF 2.x prints the node index after the name: "[name]:12"
-    m = re.match(r"^\s*(\S+)\s+(-?[0-9.]+)\s+(-?[0-9.]+)\s+(-?[0-9.]+)\s+(-?[0-9.]+)%\s+(-?[0-9.]+)%\s+(-?[0-9.]+)\s+(\d+)\s+\[(.*)\](?::\d+)?\s*$", line)
+    n = r"(-?(?:[0-9]+\.?[0-9]*|\.[0-9]+))"
+    m = re.match(rf"^\s*(\S+)\s+{n}\s+{n}\s+{n}\s+{n}%\s+{n}%\s+{n}\s+(\d+)\s+\[(.*)\](?::\d+)?\s*$", line)
     if not m:
         return None
     g = m.groups()
@@ -183,7 +198,8 @@ def _op_row(line: str) -> OpRecord | None:
 
 
 def _type_row(line: str) -> NodeTypeSummary | None:
-    m = re.match(r"^\s*(\S+)\s+(\d+)\s+(-?[0-9.]+)\s+(-?[0-9.]+)%\s+(-?[0-9.]+)%\s+(-?[0-9.]+)\s+(\d+)\s*$", line)
+    n = r"(-?(?:[0-9]+\.?[0-9]*|\.[0-9]+))"
+    m = re.match(rf"^\s*(\S+)\s+(\d+)\s+{n}\s+{n}%\s+{n}%\s+{n}\s+(\d+)\s*$", line)
     if not m:
         return None
     g = m.groups()
@@ -207,7 +223,7 @@ def parse_benchmark_log(text: str) -> BenchmarkLog:
         if m:
             log.settings[m.group(1)] = m.group(2)
             continue
-        m = re.match(r"^Initialized session in ([0-9.]+)\s*ms", s)
+        m = re.match(r"^Initialized session in ([0-9]+\.?[0-9]*)\s*ms", s)
         if m:
             log.init_ms = float(m.group(1))
             continue

@@ -103,6 +103,7 @@ class LatencyTable:
             if name in self.calibration:
                 _check_number(self.calibration[name], f"{source}: calibration {name}", fix,
                               positive=True if name == "scale" else None)
+        self._check_calibrated_range(source, fix)
         anchor = self.protocol.get("anchor")
         if anchor is not None:
             if not isinstance(anchor, dict):
@@ -114,6 +115,25 @@ class LatencyTable:
         for name, spec in Protocol.__dataclass_fields__.items():
             if name in self.protocol and isinstance(spec.default, (int, float)) and not isinstance(spec.default, bool):
                 _check_number(self.protocol[name], f"{source}: protocol {name}", fix, positive=False)
+
+    def _check_calibrated_range(self, source: str, fix: str) -> None:
+        """A calibration may have a negative overhead, but never one that predicts the space's
+        fastest arch at zero or less (checked when the table covers the space and the space is known)."""
+        if all(float(self.calibration.get(k, 0.0)) >= 0 for k in ("overhead_ms", "per_block_ms")):
+            return  # positive scale and entries: every prediction is positive
+        from ..space.registry import create_space  # noqa: PLC0415
+        from .predictor import LatencyPredictor  # noqa: PLC0415
+
+        try:
+            predictor = LatencyPredictor(self, create_space(self.space, **self.space_args))
+        except HwnasError:
+            return  # a space this version does not know: checked when it is used
+        if predictor.missing:
+            return
+        fastest = predictor.range()[0]
+        if not (math.isfinite(fastest) and fastest > 0):
+            raise HwnasError(f"{source}: its calibration predicts the fastest arch of space {self.space!r} at {fastest:g} ms; "
+                             f"recalibrate it with `hwnas validate --calibrate` or {fix}")
 
     @classmethod
     def load(cls, path: str | Path, *, space: str | None = None, device: dict[str, Any] | None = None,
