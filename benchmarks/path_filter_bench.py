@@ -136,6 +136,7 @@ def main() -> None:
     ap.add_argument("--sensitivity", default="", help="iteration counts to compare on seed 0 (e.g. 100,300,1000)")
     ap.add_argument("--sim-seeds", type=int, default=3)
     ap.add_argument("--sim-iters", type=int, default=2000)
+    ap.add_argument("--sim-filter-iters", type=int, default=150, help="filter iterations per refresh in the simulation")
     ap.add_argument("--skip-table4", action="store_true")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, few iterations")
     a = ap.parse_args()
@@ -143,7 +144,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     if a.quick:
-        a.seeds, a.iterations, a.sim_seeds, a.sim_iters, a.fractions = 1, 20, 1, 300, "0.1"
+        a.seeds, a.iterations, a.sim_seeds, a.sim_iters, a.fractions, a.sim_filter_iters = 1, 20, 1, 300, "0.1", 20
     fractions = [float(x) for x in a.fractions.split(",")]
     cfg = FilterConfig(dim=a.dim, batch=a.batch, iterations=a.iterations)
     payload: dict[str, Any] = {"filter": cfg.to_dict(), "paper_table4": {f"{m} {f}": v for (m, f), v in PAPER_T4.items()}}
@@ -188,7 +189,7 @@ def main() -> None:
     z = np.random.default_rng(1).standard_normal(len(acc))
     check_tau = float(stats.kendalltau(acc, acc + sd * z).statistic)
     pct = 100.0 * stats.rankdata(-acc, method="average") / len(acc)
-    v2_filter = dict(dim=a.dim, batch=a.batch, iterations=a.iterations, m=200, every=0.1, agreement_paths=2000)
+    v2_filter = dict(dim=a.dim, batch=a.batch, iterations=a.sim_filter_iters, m=200, every=0.1, agreement_paths=2000)
     sim: dict[str, Any] = {"noise_sd": sd, "noise_tau_check": check_tau, "iterations": a.sim_iters, "v2_filter": v2_filter, "runs": []}
     for name in ("uniform", "greedy", "greedy-v2"):
         for seed in range(a.sim_seeds):

@@ -270,3 +270,28 @@ def test_search_drops_weak_offspring_and_never_proposes_a_merged_op(v2_run, tmp_
                      n_eval=16, bn_batches=1, threads=1, out=tmp_path / "off", plot=False, path_filter=False)
     rows = np.array([create_space("tiny").choice_indices(r.arch) for r in off.result.history])
     assert adm.rejected_mask(rows).any()  # without the filter, weak or merged archs are evaluated
+
+
+def test_precision_recall_of_weak():
+    from hwnas.train.path_filter_eval import precision_recall
+
+    pred = np.array([True, True, False, True, False])
+    truth = np.array([True, False, False, True, True])
+    assert precision_recall(pred, truth) == pytest.approx((100 * 2 / 3, 100 * 2 / 3))
+
+
+def test_filter_evaluate_cli_runs_table4_and_rejects_bad_input(hwnas_cli):
+    import json
+
+    r = hwnas_cli("filter", "evaluate", "--fractions", "0.01", "--seeds", "2", "--methods", "pn", "--iterations", "3", "--dim", "4",
+                  "--batch", "16", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["n_archs"] == 6561 and d["weak_share"] == pytest.approx(0.9, abs=0.005)
+    assert [(x["method"], x["fraction"], x["seed"]) for x in d["runs"]] == [("pn", 0.01, 0), ("pn", 0.01, 1)]
+    assert all(x["n_weak_train"] > 40 for x in d["runs"])  # 66 archs sampled, ~90% weak
+    assert d["summary"][0]["seeds"] == 2 and 0 <= d["summary"][0]["precision"] <= 100
+    bad = hwnas_cli("filter", "evaluate", "--fractions", "2")
+    assert bad.returncode != 0 and bad.stderr.startswith("error: a data fraction must lie in (0, 1]")
+    bad = hwnas_cli("filter", "evaluate", "--benchmark", "nas-bench-201")
+    assert bad.returncode != 0 and "unknown benchmark 'nas-bench-201'" in bad.stderr
