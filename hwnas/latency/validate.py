@@ -13,7 +13,7 @@ half of the archs, reports on the other half, and stores it in the table.
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -186,7 +186,51 @@ def validate_table(device: DeviceProfile | str, table: LatencyTable | str | Path
     dev = resolve_device(device)
     tab = table if isinstance(table, LatencyTable) else LatencyTable.load(table, force=force)
     be = backend or create_backend(tab.backend, device=dev)
-    tab.check(device=be.fingerprint(), force=force)
+    try:
+        run = _plan(tab, be, protocol, samples, seed, noise, force, cache_dir)
+        journal = Journal(validation_journal_path(tab, seed), run.journal_header(seed)).open(force=force)
+        rounds, export_stats = measure_networks(run.archs, be, run.proto, cache_dir, progress, journal=journal,
+                                                anchor=run.anchor, anchor_log=run.log)
+    finally:
+        if backend is None:
+            be.close()
+    timed = _timed(run, rounds)
+    report: dict[str, Any] = {"table": str(tab.path), "device": dev.name, "backend": tab.backend, "space": tab.space,
+                              "space_args": tab.space_args, "samples": len(run.archs), "seed": seed,
+                              "protocol": {**run.proto.to_dict(), "process": be.describe_process(), "clock_used": be.describe_clock(run.proto)},
+                              "export": export_stats}
+    series = _compare(run, timed, calibrate, seed, report)
+    _noise_and_archs(run, timed, noise, report)
+    plot_path = Path(plot) if plot else (Path(tab.path).with_suffix(".validate.png") if tab.path else Path("validate.png"))
+    report["plot"] = str(scatter_plot(plot_path, series, f"{tab.space} on {dev.name} ({tab.backend}): {len(run.archs)} archs"))
+    journal.remove()
+    return report
+
+
+@dataclass
+class _Run:
+    """What a validation measures and how: the archs, the protocol and the drift correction."""
+
+    tab: LatencyTable
+    fingerprint: dict[str, Any]
+    space: SearchSpace
+    proto: Protocol
+    archs: list[Arch]
+    anchor: Path | None
+    reference: float
+    drift_note: str
+    log: AnchorLog = field(default_factory=AnchorLog)
+
+    def journal_header(self, seed: int) -> dict[str, Any]:
+        return {"backend": self.tab.backend, "space": self.tab.space, "space_args": self.tab.space_args,
+                "protocol": self.proto.to_dict(), "fingerprint": self.fingerprint, "table": str(self.tab.path), "seed": seed}
+
+
+def _plan(tab: LatencyTable, be: Backend, protocol: Protocol | None, samples: int, seed: int, noise: bool, force: bool,
+          cache_dir: Path | None) -> _Run:
+    """Phase 1: check the table against the device, draw the archs, choose protocol and drift correction."""
+    fingerprint = be.fingerprint()
+    tab.check(device=fingerprint, force=force)
     space = create_space(tab.space, **tab.space_args)
     proto = protocol or Protocol.from_dict(tab.protocol or {})
     if noise and proto.rounds < 2:
@@ -195,44 +239,49 @@ def validate_table(device: DeviceProfile | str, table: LatencyTable | str | Path
     missing = sorted({k for a in archs for k in tab.missing_keys(arch_keys(space, a))})
     if missing:
         raise HwnasError(f"table {str(tab.path)!r} lacks {len(missing)} block(s) these archs need (e.g. {missing[0]}); run `hwnas profile` to complete it")
-    jpath = validation_journal_path(tab, seed)
-    header = {"backend": tab.backend, "space": tab.space, "space_args": tab.space_args, "protocol": proto.to_dict(),
-              "fingerprint": be.fingerprint(), "table": str(tab.path), "seed": seed}
-    journal = Journal(jpath, header).open(force=force)
     reference = table_anchor_reference(tab.protocol, space) or 0.0
     anchor = None
-    drift_note = "the table has no anchor (profiled without drift correction): measurements are used as timed"
+    note = "the table has no anchor (profiled without drift correction): measurements are used as timed"
     if (tab.protocol.get("anchor") or {}).get("reference_ms") and proto.anchor_every > 0:
         if reference:
             anchor = anchor_file(space, be.model_format, cache_dir)
-            drift_note = ("each measurement divided by the device's speed at that moment relative to the table's reference "
-                          "(the anchor network timed every %d measurements, median of the %d nearest readings)" % (proto.anchor_every, DEFAULT_WINDOW))
+            note = ("each measurement divided by the device's speed at that moment relative to the table's reference "
+                    "(the anchor network timed every %d measurements, median of the %d nearest readings)" % (proto.anchor_every, DEFAULT_WINDOW))
         else:
-            drift_note = "the table's anchor is not this version's anchor arch: measurements are used as timed"
-    log = AnchorLog()
-    try:
-        rounds, export_stats = measure_networks(archs, be, proto, cache_dir, progress, journal=journal, anchor=anchor, anchor_log=log)
-    finally:
-        if backend is None:
-            be.close()
-    raw_rounds = np.array([[r["median_ms"] for r in rr] for rr in rounds])
-    factors = np.array([[log.factor(r.get("t"), reference) if anchor is not None else 1.0 for r in rr] for rr in rounds])
-    corr_rounds = raw_rounds / factors
-    meas = np.median(corr_rounds, axis=1)
-    meas_raw = np.median(raw_rounds, axis=1)
-    sums = [arch_sums(tab, a) for a in archs]
-    raw = np.array([s[0] for s in sums])
-    nblocks = np.array([s[2] for s in sums])
-    table_pred = predictor.calibrate(raw, nblocks, tab.calibration)
+            note = "the table's anchor is not this version's anchor arch: measurements are used as timed"
+    return _Run(tab, fingerprint, space, proto, archs, anchor, reference, note)
 
+
+@dataclass
+class _Timed:
+    """Phase 2's output: per arch the measured latency (drift-corrected and as timed) and the prediction's parts."""
+
+    raw_rounds: np.ndarray
+    corr_rounds: np.ndarray
+    meas: np.ndarray
+    meas_raw: np.ndarray
+    raw: np.ndarray
+    nblocks: np.ndarray
+
+
+def _timed(run: _Run, rounds: list[list[dict[str, Any]]]) -> _Timed:
+    """Phase 2: the rounds corrected for drift, their medians, and each arch's raw block sum and block count."""
+    raw_rounds = np.array([[r["median_ms"] for r in rr] for rr in rounds])
+    factors = np.array([[run.log.factor(r.get("t"), run.reference) if run.anchor is not None else 1.0 for r in rr] for rr in rounds])
+    corr_rounds = raw_rounds / factors
+    sums = [arch_sums(run.tab, a) for a in run.archs]
+    return _Timed(raw_rounds, corr_rounds, np.median(corr_rounds, axis=1), np.median(raw_rounds, axis=1),
+                  np.array([x[0] for x in sums]), np.array([x[2] for x in sums]))
+
+
+def _compare(run: _Run, t: _Timed, calibrate: bool, seed: int, report: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Phase 3: prediction errors (uncalibrated, the table's calibration, or a calibration fitted on half
+    and judged on the other half, then stored in the table); returns the plot's series."""
+    tab, raw, nblocks, meas = run.tab, t.raw, t.nblocks, t.meas
     results: dict[str, Any] = {"uncalibrated": errors_report(raw, meas)}
     series = {"uncalibrated": (raw, meas)}
-    report: dict[str, Any] = {"table": str(tab.path), "device": dev.name, "backend": tab.backend, "space": tab.space,
-                              "space_args": tab.space_args, "samples": len(archs), "seed": seed,
-                              "protocol": {**proto.to_dict(), "process": be.describe_process(), "clock_used": be.describe_clock(proto)},
-                              "export": export_stats}
     if calibrate:
-        idx = np.random.default_rng(seed + SPLIT_SEED_OFFSET).permutation(len(archs))
+        idx = np.random.default_rng(seed + SPLIT_SEED_OFFSET).permutation(len(run.archs))
         fit, held = idx[: len(idx) // 2], idx[len(idx) // 2:]
         cal = fit_calibration(raw[fit], nblocks[fit], meas[fit])
         cal_pred = predictor.calibrate(raw, nblocks, cal)
@@ -242,35 +291,36 @@ def validate_table(device: DeviceProfile | str, table: LatencyTable | str | Path
         series = {"uncalibrated (held-out)": (raw[held], meas[held]), "calibrated (held-out)": (cal_pred[held], meas[held])}
         # what the prediction's confidence is built from (latency.confidence): the held-out residuals
         # and the device's speed drift seen by the anchor while validating
-        drift = [ms / reference for _, ms in log.readings] if anchor is not None else []
+        drift = [ms / run.reference for _, ms in run.log.readings] if run.anchor is not None else []
         tab.calibration = {**{k: round(v, 6) for k, v in cal.items()}, "fitted_on": int(len(fit)), "seed": seed,
                            **uncertainty_record(meas[held], cal_pred[held], drift)}
         tab.save()
         report["calibration"] = tab.calibration
     elif any(tab.calibration.get(k, d) != d for k, d in (("scale", 1.0), ("overhead_ms", 0.0), ("per_block_ms", 0.0))):
+        table_pred = predictor.calibrate(raw, nblocks, tab.calibration)
         results["table_calibration"] = errors_report(table_pred, meas)
         series["table calibration"] = (table_pred, meas)
     report["results"] = results
-    report["drift"] = {"corrected": anchor is not None, "how": drift_note, **log.summary(reference if anchor is not None else None)}
-    if anchor is not None:
-        # the same comparison on the measurements as timed, for reference
-        raw_results: dict[str, Any] = {"uncalibrated": errors_report(raw, meas_raw)}
+    report["drift"] = {"corrected": run.anchor is not None, "how": run.drift_note,
+                       **run.log.summary(run.reference if run.anchor is not None else None)}
+    if run.anchor is not None:  # the same comparison on the measurements as timed, for reference
+        raw_results: dict[str, Any] = {"uncalibrated": errors_report(raw, t.meas_raw)}
         if calibrate:
-            cal_raw = fit_calibration(raw[fit], nblocks[fit], meas_raw[fit])
-            raw_results["calibrated_heldout"] = errors_report(predictor.calibrate(raw, nblocks, cal_raw)[held], meas_raw[held])
+            cal_raw = fit_calibration(raw[fit], nblocks[fit], t.meas_raw[fit])
+            raw_results["calibrated_heldout"] = errors_report(predictor.calibrate(raw, nblocks, cal_raw)[held], t.meas_raw[held])
         report["results_without_drift_correction"] = raw_results
+    return series
+
+
+def _noise_and_archs(run: _Run, t: _Timed, noise: bool, report: dict[str, Any]) -> None:
+    """Phase 4: the noise floor (two fresh-process measurements of one network) and the per-arch rows."""
     if noise:
-        report["noise"] = noise_floor(corr_rounds)
-        if anchor is not None:
-            report["noise_without_drift_correction"] = noise_floor(raw_rounds)
+        report["noise"] = noise_floor(t.corr_rounds)
+        if run.anchor is not None:
+            report["noise_without_drift_correction"] = noise_floor(t.raw_rounds)
     report["archs"] = [{"arch": a.compact(), "measured_ms": float(m), "rounds_ms": [round(float(x), 6) for x in rr],
                         "raw_rounds_ms": [round(float(x), 6) for x in rw], "raw_sum_ms": float(s), "blocks": int(nb)}
-                       for a, m, rr, rw, s, nb in zip(archs, meas, corr_rounds, raw_rounds, raw, nblocks)]
-    plot_path = Path(plot) if plot else (Path(tab.path).with_suffix(".validate.png") if tab.path else Path("validate.png"))
-    title = f"{tab.space} on {dev.name} ({tab.backend}): {len(archs)} archs"
-    report["plot"] = str(scatter_plot(plot_path, series, title))
-    journal.remove()
-    return report
+                       for a, m, rr, rw, s, nb in zip(run.archs, t.meas, t.corr_rounds, t.raw_rounds, t.raw, t.nblocks)]
 
 
 def validation_journal_path(table: LatencyTable, seed: int) -> Path:
