@@ -1,6 +1,6 @@
 """The integer encoding searchers work in: one choice index per layer, with vectorized costs.
 
-FLOPs, params and (through ``constraints.LatencyModel``) latency are sums of per-layer terms,
+FLOPs, params and (through ``hwnas.latency.predictor``) latency are sums of per-layer terms,
 so the cost of a whole (n, layers) matrix of candidates is a gather and a sum: checking the
 budgets of thousands of candidates costs microseconds, and only accuracy is expensive.
 """
@@ -53,8 +53,3 @@ class IntegerEncoding:
         cols = np.arange(self.n_var)
         c = self.layer_cost[cols[None, :], X].sum(axis=1) + self.fixed_cost
         return c[:, 0], c[:, 1]
-
-    def clip(self, X: np.ndarray) -> np.ndarray:
-        """Bring every index into its layer's range (what operators must guarantee)."""
-        X = np.asarray(X, dtype=np.int64)
-        return np.clip(X, 0, self.n_choices - 1)
