@@ -43,10 +43,11 @@ def register(app: typer.Typer) -> None:
         path_filter: Optional[bool] = typer.Option(None, "--path-filter/--no-path-filter", help="drop offspring the supernet's GreedyNASv2 path filter calls weak or that use merged ops (default: on for a greedy-v2 supernet)"),
     ) -> None:
         """Search the best arch under a latency (and/or FLOPs/params) budget: NSGA-II, random, evolution or FNAS."""
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
         from rich.table import Table
 
         from ..search.api import run_search
+        from ..search.termination import ProgressLines
 
         if evaluator not in (None, "supernet", "scratch"):
             from ..errors import HwnasError
@@ -57,11 +58,14 @@ def register(app: typer.Typer) -> None:
 
             supernet = newest_run()
             err_console.print(f"using the newest training run {supernet} (--supernet to choose another)", highlight=False)
+        on_terminal = err_console.is_terminal
+        lines = [] if on_terminal else [ProgressLines(lambda text: err_console.print(text, highlight=False, markup=False))]
         with Progress(TextColumn("[bold]search[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                      TimeElapsedColumn(), console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
+                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err_console, transient=True,
+                      disable=not on_terminal) as bar:
             task = bar.add_task("", total=None)
 
-            def progress(done: int, total: int, best) -> None:
+            def progress(done: int, total: int, best) -> None:  # after every evaluated arch
                 desc = f"best {best.accuracy:.2f}%" if best is not None else ""
                 bar.update(task, completed=done, total=total, description=desc)
 
@@ -75,7 +79,8 @@ def register(app: typer.Typer) -> None:
                                  max_evaluations=max_evaluations, population=population, generations=generations,
                                  multi_objective=multi_objective, evaluator=evaluator, data=data,
                                  scratch_epochs=scratch_epochs, n_eval=n_eval, bn_batches=bn_batches, seed=seed,
-                                 threads=threads, out=out, progress=progress, status=status, path_filter=path_filter)
+                                 threads=threads, out=out, progress=progress, status=status, path_filter=path_filter,
+                                 callbacks=lines)
         res = outcome.result
         for note in outcome.notes:
             err_console.print(f"note: {note}", highlight=False)

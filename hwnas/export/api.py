@@ -240,8 +240,9 @@ def search_result(arch_text: str) -> dict[str, Any]:
     """What a search's best.json says beyond the arch: the supernet it searched (the arch's
     weights), its latency table and budget, and the training data's normalization.
 
-    Paths are stored as typed when the search ran: one that does not exist from here is taken
-    relative to best.json's folder.
+    A search stores the supernet relative to best.json's folder, so an export from any folder
+    finds it; a path that is not there (an older best.json, typed relative to where the search
+    ran) is taken as it is when it exists from here.
     """
     p = Path(arch_text)
     if p.suffix != ".json" or not p.is_file():
@@ -251,7 +252,8 @@ def search_result(arch_text: str) -> dict[str, Any]:
     for key in ("supernet", "table"):
         s = d.get(key)
         if isinstance(s, str) and s:
-            out[key] = s if Path(s).is_absolute() or Path(s).exists() else str(p.parent / s)
+            beside = p.parent / s  # how a search stores it (relative to best.json); older ones as typed
+            out[key] = str(beside) if beside.exists() or not Path(s).exists() else s
     budget = (d.get("budgets") or {}).get("latency_ms") if isinstance(d.get("budgets"), dict) else None
     if isinstance(budget, (int, float)) and budget > 0:
         out["budget_ms"] = float(budget)

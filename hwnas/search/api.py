@@ -4,27 +4,35 @@ It assembles the parts -- the space and evaluator (supernet checkpoint, tabular 
 train-from-scratch), the device's latency table, the budgets, the objective and the searcher
 -- runs the search, and leaves the result files in the output folder. The history is streamed
 to ``history.jsonl`` while the search runs; running the same command with the same ``out``
-again continues from it without paying again for archs already evaluated.
+again continues from it without paying again for archs already evaluated. The settings a
+history's numbers depend on (space, budgets, objective, latency table, evaluator) are kept
+in ``search.json`` beside it: a resume with other settings is refused in one line.
+
+Searchers and evaluators come from their registries (``SEARCHERS``, ``EVALUATORS``); a
+searcher's options are the ones it declares, so nothing here names an algorithm.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ..errors import HwnasError, SkippedCheckpointWarning
 from ..space.arch import Arch
-from ..space.registry import create_space
-from .base import Budgets, ProgressFn, SearchProblem, SearchResult, append_history, create_searcher, read_history
+from ..io import atomic_write_json, atomic_write_text
+from .base import (Budgets, ProgressFn, Record, SearchProblem, SearchResult, Searcher, list_searchers, read_history,
+                   searcher_class)
 from ..latency.confidence import DEFAULT_CONFIDENCE
 from .constraints import LatencyModel, check_budgets, load_table, parse_flops, parse_latency, parse_params
-from .evaluator import Evaluator
+from .evaluator import EVALUATORS, EvaluatorRequest, Evaluator
 from .reward import Objective
 from .results import default_out_dir, write_results
-
-BENCHMARKS = ("nas-bench-macro",)
+from .termination import HistoryWriter
 
 
 @dataclass
@@ -46,40 +54,137 @@ def build_evaluator(supernet: str | Path | None = None, benchmark: str | None = 
     """(space, evaluator, candidate pool best-first, description) from the user's choice of source."""
     if supernet is not None and benchmark is not None:
         raise HwnasError("give either --supernet CKPT or --benchmark NAME, not both")
-    if benchmark is not None:
-        if benchmark not in BENCHMARKS:
-            raise HwnasError(f"unknown benchmark {benchmark!r}; known: {', '.join(BENCHMARKS)}")
-        if space is not None and space != benchmark:
-            raise HwnasError(f"benchmark {benchmark!r} has its own space; drop --space {space}")
-        from .evaluator import TabularEvaluator
+    name = "tabular" if benchmark is not None else evaluator or ("supernet" if supernet is not None else None)
+    if name is None:
+        raise HwnasError("nothing to judge accuracy with: pass --supernet CKPT (from `hwnas train`), --benchmark nas-bench-macro, "
+                         "or --evaluator scratch --space NAME")
+    request = EvaluatorRequest(supernet=supernet, benchmark=benchmark, space=space, data=data, scratch_epochs=scratch_epochs,
+                               n_eval=n_eval, bn_batches=bn_batches, seed=seed, threads=threads)
+    return EVALUATORS.create(name, request=request)
 
-        return create_space(benchmark), TabularEvaluator(), [], f"tabular ({benchmark})"
-    if supernet is not None:
-        from ..train.checkpoint import load_checkpoint
 
-        trained = load_checkpoint(supernet, space=space)
-        if evaluator == "scratch":
-            from .evaluator import ScratchEvaluator
+def parse_budgets(latency: str | float | None, flops: str | float | None, params: str | float | None,
+                  objective: str) -> tuple[Budgets, Objective]:
+    """The user's budgets and objective, or a one-line error on a missing or contradictory one."""
+    budgets = Budgets(
+        latency_ms=parse_latency(latency) if latency is not None else None,
+        flops=parse_flops(flops) if flops is not None else None,
+        params=parse_params(params) if params is not None else None,
+    )
+    if budgets.latency_ms is None and budgets.flops is None and budgets.params is None:
+        raise HwnasError("no budget given; pass --latency (e.g. 80ms), --flops (e.g. 330M) and/or --params (e.g. 5M)")
+    if objective not in ("hard", "mnas", "mnas-hard"):
+        raise HwnasError(f"unknown objective {objective!r}; use hard, mnas or mnas-hard")
+    if objective != "hard" and budgets.latency_ms is None:
+        raise HwnasError(f"--objective {objective} is a latency reward; give its target with --latency")
+    return budgets, Objective(objective, budgets.latency_ms)
 
-            ev: Evaluator = ScratchEvaluator(trained.datasets(), epochs=scratch_epochs, n_eval=n_eval, seed=seed, threads=threads)
-            desc = f"train from scratch ({scratch_epochs:g} epoch(s)) on the supernet's data"
-        else:
-            from .evaluator import SupernetEvaluator
 
-            ev = SupernetEvaluator(trained, n_eval=n_eval, bn_batches=bn_batches, seed=seed, threads=threads)
-            desc = f"supernet {trained.path} (BN recalibrated, {len(ev.eval_set)} held-out images)"
-        return trained.space, ev, [a for a, _ in trained.pool], desc
-    if evaluator == "scratch":
-        if space is None:
-            raise HwnasError("train-from-scratch evaluation needs --space NAME (and --data, default builtin)")
-        from ..train.data import build_datasets
-        from .evaluator import ScratchEvaluator
+def make_searcher(algorithm: str, options: dict[str, Any], status: Callable[[dict[str, Any]], None] | None = None) -> Searcher:
+    """The registered searcher with the options the user set (None/False: not set); an option the
+    searcher does not declare is a one-line error naming the searchers that take it."""
+    given = {k: v for k, v in options.items() if v is not None and v is not False}
+    cls = searcher_class(algorithm)
+    unknown = [k for k in given if k not in cls.options]
+    if unknown:
+        takers = [n for n in list_searchers() if unknown[0] in searcher_class(n).options]
+        flag = "--" + unknown[0].replace("_", "-")
+        raise HwnasError(f"{flag} needs --algorithm {' or '.join(takers)}; drop it to search with {algorithm}")
+    searcher = cls(**given)
+    if status is not None and hasattr(searcher, "on_update"):  # searchers with per-update state (FNAS) report it
+        searcher.on_update = status
+    return searcher
 
-        sp = create_space(space)
-        ds = build_datasets(data, resolution=sp.resolution, seed=seed)
-        return sp, ScratchEvaluator(ds, epochs=scratch_epochs, n_eval=n_eval, seed=seed, threads=threads), [], f"train from scratch ({scratch_epochs:g} epoch(s)) on {data}"
-    raise HwnasError("nothing to judge accuracy with: pass --supernet CKPT (from `hwnas train`), --benchmark nas-bench-macro, "
-                     "or --evaluator scratch --space NAME")
+
+def load_latency(sp: Any, budgets: Budgets, device: str, table: str | Path | None, tables_dir: str | Path,
+                 backend: str | None, latency_quantile: float, confidence: float | None,
+                 notes: list[str]) -> tuple[LatencyModel | None, Any]:
+    """The device table's latency model for the space (None when none is needed and none is found)."""
+    try:
+        t = load_table(sp, device=device, table=table, tables_dir=tables_dir, backend=backend)
+    except HwnasError as e:
+        if budgets.latency_ms is not None or table is not None:
+            raise
+        notes.append(f"no latency prediction ({e})")
+        return None, None
+    if device == "host" and t.device.get("cpu"):
+        from ..latency.backends.host import cpu_model
+
+        if t.device["cpu"] != cpu_model():
+            notes.append(f"latency table {t.path} was measured on a {t.device['cpu']!r} CPU, this host is {cpu_model()!r}; "
+                         f"predictions hold for that machine: run `hwnas profile --device host --space {sp.name}` for this one")
+    # the default constrains the latency met with probability `confidence`; --latency-quantile 0.9
+    # instead bounds by the blocks' p90 sums (the two are alternatives)
+    return LatencyModel(t, sp, quantile=latency_quantile, confidence=confidence if latency_quantile == 0.5 else None), t
+
+
+def search_settings(sp: Any, budgets: Budgets, objective: Objective, table: Any, lat_model: Any,
+                    evaluator: dict[str, Any], admission: Any = None) -> dict[str, Any]:
+    """What a history's numbers depend on: a resumed search must match every field."""
+    table_id = None
+    if table is not None:
+        digest = hashlib.sha256(json.dumps(table.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        table_id = {"path": str(table.path), "sha256": digest}
+    return {"space": sp.name, "space_args": {k: list(v) if isinstance(v, tuple) else v for k, v in sp.args.items()},
+            "budgets": budgets.to_dict(),
+            "objective": {"kind": objective.kind, "target_ms": objective.target},
+            "latency_quantile": lat_model.quantile if lat_model is not None else None,
+            "latency_confidence": lat_model.confidence if lat_model is not None else None,
+            "table": table_id, "evaluator": evaluator,
+            "path_filter": admission.describe() if admission is not None else None}
+
+
+SETTINGS_FILE = "search.json"
+
+
+def open_history(out_dir: Path, settings: dict[str, Any]) -> list[Record]:
+    """The records of an earlier search in ``out_dir`` made with the same settings (refused otherwise)."""
+    history_path = out_dir / "history.jsonl"
+    old = read_history(history_path)
+    settings_path = out_dir / SETTINGS_FILE
+    if old:
+        if old[0].arch.space != settings["space"]:
+            raise HwnasError(f"{out_dir} holds a search of space {old[0].arch.space!r}; pick another --out")
+        try:
+            before = json.loads(settings_path.read_text())
+        except (OSError, ValueError):
+            raise HwnasError(f"{out_dir} holds a search without readable settings ({SETTINGS_FILE}); "
+                             f"use a new --out to search with these settings") from None
+        for key, now in settings.items():
+            if before.get(key) != now:
+                raise HwnasError(f"{out_dir} holds a search with another {key.replace('_', ' ')} "
+                                 f"({_show(before.get(key))}, now {_show(now)}); use a new --out, or the same settings to resume it")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if old:  # rewrite the file without a torn last line before appending to it
+        atomic_write_text(history_path, "".join(json.dumps(r.to_dict()) + "\n" for r in old))
+    atomic_write_json(settings_path, settings)
+    return old
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items() if v is not None) or "none"
+    return str(value)
+
+
+def result_extras(out_dir: Path, device: str, table: Any, lat_model: Any, latency_quantile: float, ev: Evaluator,
+                  ev_desc: str, resumed: int, pool: list[Arch], supernet: str | Path | None, result: SearchResult,
+                  budgets: Budgets, admission: Any) -> dict[str, Any]:
+    """What best.json and summary.json record besides the result (table, evaluator, supernet...)."""
+    extra: dict[str, Any] = {
+        "device": device, "table": str(table.path) if table is not None else None, "latency_quantile": latency_quantile,
+        "latency_confidence": lat_model.confidence if lat_model is not None else None,
+        "evaluator": ev_desc, "resumed_evaluations": resumed, "candidate_pool": len(pool),
+        "path_filter": admission.describe() if admission is not None else None,
+    }
+    if supernet is not None:  # `hwnas export --arch best.json` inherits the trained weights; relative to best.json's folder
+        extra["supernet"] = os.path.relpath(Path(supernet).resolve(), out_dir.resolve())
+        if getattr(ev, "trained", None) is not None:  # the input statistics the exported net must be fed
+            extra["normalization"] = ev.trained.normalization()
+    if lat_model is not None and result.best is not None and result.best.latency_ms is not None:
+        # the bound the budget constrained is the record's latency_ms; here what it is made of
+        extra["latency_prediction"] = lat_model.describe(result.best.arch, budgets.latency_ms)
+    return extra
 
 
 def _path_admission(ev: Any, path_filter: bool | None) -> Any:
@@ -122,37 +227,15 @@ def run_search(
     plot: bool = True,
     status: Callable[[dict[str, Any]], None] | None = None,
     path_filter: bool | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> SearchOutcome:
     """Search the best arch under the budgets; returns the result and where its files are."""
-    budgets = Budgets(
-        latency_ms=parse_latency(latency) if latency is not None else None,
-        flops=parse_flops(flops) if flops is not None else None,
-        params=parse_params(params) if params is not None else None,
-    )
-    if budgets.latency_ms is None and budgets.flops is None and budgets.params is None:
-        raise HwnasError("no budget given; pass --latency (e.g. 80ms), --flops (e.g. 330M) and/or --params (e.g. 5M)")
-    if objective not in ("hard", "mnas", "mnas-hard"):
-        raise HwnasError(f"unknown objective {objective!r}; use hard, mnas or mnas-hard")
-    if objective != "hard" and budgets.latency_ms is None:
-        raise HwnasError(f"--objective {objective} is a latency reward; give its target with --latency")
+    budgets, obj = parse_budgets(latency, flops, params, objective)
     from ..device.profiles import load_device
 
     load_device(device)  # an unknown device is an error even when only FLOPs are constrained
-    searcher_opts: dict[str, Any] = {}
-    if algorithm in ("nsga2", "evolution"):
-        if population is not None:
-            searcher_opts["population"] = population
-        if algorithm == "nsga2":
-            if generations is not None:
-                searcher_opts["generations"] = generations
-            if multi_objective:
-                searcher_opts["multi_objective"] = True
-    elif multi_objective:
-        raise HwnasError("--multi-objective needs --algorithm nsga2")
-    searcher = create_searcher(algorithm, **searcher_opts)  # unknown name fails before any loading
-    if status is not None and hasattr(searcher, "on_update"):  # searchers with per-update state (FNAS) report it
-        searcher.on_update = status
-
+    searcher = make_searcher(algorithm, {"population": population, "generations": generations,
+                                         "multi_objective": multi_objective}, status)  # fails before any loading
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         sp, ev, pool, ev_desc = build_evaluator(supernet, benchmark, space, evaluator, data, scratch_epochs, n_eval, bn_batches, seed, threads)
@@ -160,62 +243,25 @@ def run_search(
     for w in caught:  # passed on to the caller as they came
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     notes: list[str] = []
-    lat_model = None
-    table_path = None
-    try:
-        t = load_table(sp, device=device, table=table, tables_dir=tables_dir, backend=backend)
-        # the default constrains the latency met with probability `confidence`; --latency-quantile 0.9
-        # instead bounds by the blocks' p90 sums (the two are alternatives)
-        lat_model = LatencyModel(t, sp, quantile=latency_quantile, confidence=confidence if latency_quantile == 0.5 else None)
-        if device == "host" and t.device.get("cpu"):
-            from ..latency.backends.host import cpu_model
-
-            if t.device["cpu"] != cpu_model():
-                notes.append(f"latency table {t.path} was measured on a {t.device['cpu']!r} CPU, this host is {cpu_model()!r}; "
-                             f"predictions hold for that machine: run `hwnas profile --device host --space {sp.name}` for this one")
-        table_path = t.path
-    except HwnasError as e:
-        if budgets.latency_ms is not None or table is not None:
-            raise
-        notes.append(f"no latency prediction ({e})")
+    lat_model, lat_table = load_latency(sp, budgets, device, table, tables_dir, backend, latency_quantile, confidence, notes)
     budget_warnings = check_budgets(sp, budgets, lat_model)
     if objective == "mnas":  # the soft reward's target still ranks archs that all meet it
         budget_warnings = []
     budget_warnings = checkpoint_warnings + budget_warnings
 
     out_dir = Path(out) if out is not None else default_out_dir()
-    history_path = out_dir / "history.jsonl"
-    old = read_history(history_path)
-    if old and old[0].arch.space != sp.name:
-        raise HwnasError(f"{out_dir} holds a search of space {old[0].arch.space!r}; pick another --out")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if old:  # rewrite the file without a torn last line before appending to it
-        from ..io import atomic_write_text
-
-        import json
-
-        atomic_write_text(history_path, "".join(json.dumps(r.to_dict()) + "\n" for r in old))
-    problem = SearchProblem(sp, ev, latency=lat_model, budgets=budgets, objective=Objective(objective, budgets.latency_ms),
-                            initial_pool=pool)
     admission = _path_admission(ev, path_filter)
+    settings = search_settings(sp, budgets, obj, lat_table, lat_model, ev.settings(), admission)
+    old = open_history(out_dir, settings)
+    problem = SearchProblem(sp, ev, latency=lat_model, budgets=budgets, objective=obj, initial_pool=pool)
     if admission is not None:  # GreedyNASv2: weak offspring and merged ops are infeasible, repaired before evaluation
         problem.constraints.admission = admission
         notes.append(f"offspring filtered by the supernet's {admission.describe()}")
     resumed = problem.preload(old)
-    problem.on_record = lambda rec: append_history(history_path, rec)
-    result = searcher.run(problem, max_evaluations=max_evaluations, seed=seed, progress=progress)
-    extra = {
-        "device": device, "table": str(table_path) if table_path else None, "latency_quantile": latency_quantile,
-        "latency_confidence": lat_model.confidence if lat_model is not None else None,
-        "evaluator": ev_desc, "resumed_evaluations": resumed, "candidate_pool": len(pool),
-        "path_filter": admission.describe() if admission is not None else None,
-    }
-    if supernet is not None:  # `hwnas export --arch best.json --weights <this>` inherits the trained weights
-        extra["supernet"] = str(supernet)
-        if getattr(ev, "trained", None) is not None:  # the input statistics the exported net must be fed
-            extra["normalization"] = ev.trained.normalization()
-    if lat_model is not None and result.best is not None and result.best.latency_ms is not None:
-        # the bound the budget constrained is the record's latency_ms; here what it is made of
-        extra["latency_prediction"] = lat_model.describe(result.best.arch, budgets.latency_ms)
+    result = searcher.run(problem, max_evaluations=max_evaluations, seed=seed, progress=progress,
+                          callbacks=[HistoryWriter(out_dir / "history.jsonl"), *callbacks])
+    extra = result_extras(out_dir, device, lat_table, lat_model, latency_quantile, ev, ev_desc, resumed, pool, supernet,
+                          result, budgets, admission)
     paths = write_results(result, out_dir, extra=extra, history=False, plot=plot)
-    return SearchOutcome(result, out_dir, paths, table_path, ev_desc, resumed, notes, budget_warnings, extra.get("latency_prediction"))
+    return SearchOutcome(result, out_dir, paths, lat_table.path if lat_table is not None else None, ev_desc, resumed,
+                         notes, budget_warnings, extra.get("latency_prediction"))

@@ -6,15 +6,18 @@ the evaluator, latency/FLOPs/params, the score from ``reward.Objective``, feasib
 budgets, and the history with an evaluation index -- so a searcher only decides *which* archs
 to ask for next (pymoo-style: the loop is the searcher's, the parts are shared).
 
-Contract for a searcher::
+Contract for a searcher (one new file plus its registration)::
 
     @register_searcher("name")
     class MySearcher(Searcher):
-        def _run(self, problem, max_evaluations, rng, progress): ...
-            # ask problem.evaluate([...]) until problem.n_evaluations >= max_evaluations
+        options = ("population",)          # what a user may set (``hwnas search --population``)
+        def _run(self, problem, max_evaluations, rng): ...
+            # ask problem.evaluate([...]) while not self.terminated(problem)
 
-``Searcher.run`` wraps ``_run``: seeds the generator, times the run and builds the
-``SearchResult`` (best feasible arch, history, Pareto front) from the problem's history.
+``Searcher.run`` wraps ``_run``: seeds the generator, sets the stop rule
+(``termination.MaxEvaluations`` composed with the caller's), tells the callbacks (progress,
+history file) about every new record, times the run and builds the ``SearchResult`` (best
+feasible arch, history, Pareto front) from the problem's history.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from ..space.arch import Arch
 from ..space.space import SearchSpace
 from .budgets import Budgets, Constraints, LatencyFn
 from .encoding import IntegerEncoding
+from .termination import AnyOf, MaxEvaluations, Progress, SearchCallback, Termination
 from .evaluator import Evaluator
 from .reward import Objective
 
@@ -125,6 +129,7 @@ class SearchProblem:
         self._constraints_of(budgets or Budgets(), latency, objective)
         self.initial_pool = list(initial_pool)
         self.on_record = on_record
+        self.listeners: list[SearchCallback] = []  # a running searcher's callbacks (progress, history file)
         self.history: list[Record] = []
         self._records: dict[Arch, Record] = {}
 
@@ -246,6 +251,8 @@ class SearchProblem:
         self.history.append(rec)
         if self.on_record is not None:
             self.on_record(rec)
+        for cb in self.listeners:
+            cb.on_record(self, rec)
 
     def preload(self, records: Iterable[Record]) -> int:
         """Take records of an earlier run (history.jsonl) so a resumed search does not pay for them again.
@@ -326,10 +333,16 @@ class SearchResult:
 
 
 class Searcher(ABC):
-    """Base of all searchers: ``run`` does the shared bookkeeping, ``_run`` is the algorithm."""
+    """Base of all searchers: ``run`` does the shared bookkeeping, ``_run`` is the algorithm.
+
+    A searcher declares the options a user may set (``options``: its constructor's keyword
+    names, e.g. ``population``) and asks ``terminated(problem)`` in its loop; the stop rule
+    (``termination``) and who hears about progress (``callbacks``) are the caller's.
+    """
 
     name = "searcher"
     default_evaluations = 1000
+    options: tuple[str, ...] = ()
 
     def run(
         self,
@@ -337,29 +350,45 @@ class Searcher(ABC):
         max_evaluations: int | None = None,
         seed: int = 0,
         progress: ProgressFn | None = None,
+        termination: Termination | None = None,
+        callbacks: Sequence[SearchCallback] = (),
     ) -> SearchResult:
         budget = int(max_evaluations or self.default_evaluations)
         if budget < 1:
             raise HwnasError(f"max evaluations must be at least 1, not {budget}")
+        self.termination = AnyOf(MaxEvaluations(budget), *([termination] if termination is not None else []))
+        listeners = [*callbacks, *([Progress(progress)] if progress is not None else [])]
         rng = np.random.default_rng(seed)
         t0 = time.perf_counter()
         start = problem.n_evaluations
-        info = self._run(problem, budget, rng, progress) or {}
+        self.termination.start(problem)
+        problem.listeners.extend(listeners)
+        try:
+            for cb in listeners:
+                cb.on_start(problem, budget)
+            info = self._run(problem, budget, rng) or {}
+            reason = self.termination.reason(problem) or "the searcher finished"
+            for cb in listeners:
+                cb.on_end(problem, reason)
+        finally:
+            for cb in listeners:
+                problem.listeners.remove(cb)
         wall = time.perf_counter() - t0
-        best = problem.best()
-        if progress is not None:
-            progress(min(problem.n_evaluations, budget), budget, best)
         return SearchResult(
-            algorithm=self.name, seed=seed, best=best, history=list(problem.history),
+            algorithm=self.name, seed=seed, best=problem.best(), history=list(problem.history),
             front=pareto_front(problem.history, use_latency=problem.latency is not None),
             n_evaluations=problem.n_evaluations, wall_time_s=wall, budgets=problem.budgets,
-            objective=problem.objective, info={"evaluations_this_run": problem.n_evaluations - start, **info},
+            objective=problem.objective,
+            info={"evaluations_this_run": problem.n_evaluations - start, "stopped": reason, **info},
         )
 
+    def terminated(self, problem: SearchProblem) -> bool:
+        """Whether the run's stop rule (max evaluations, stagnation, wall time, ...) has fired."""
+        return self.termination.reason(problem) is not None
+
     @abstractmethod
-    def _run(self, problem: SearchProblem, max_evaluations: int, rng: np.random.Generator,
-             progress: ProgressFn | None) -> dict[str, Any] | None:
-        """Ask ``problem.evaluate`` until ``problem.n_evaluations >= max_evaluations``; may return extra info."""
+    def _run(self, problem: SearchProblem, max_evaluations: int, rng: np.random.Generator) -> dict[str, Any] | None:
+        """Ask ``problem.evaluate`` until ``terminated(problem)``, never past ``max_evaluations``; may return extra info."""
 
 
 SEARCHERS: Registry[Searcher] = Registry("search algorithm")
@@ -379,12 +408,17 @@ def _load_builtin(fnas: bool = False) -> None:
             _FNAS_IMPORT_ERROR.append(f"{type(e).__name__}: {e}")
 
 
-def create_searcher(name: str, **options: Any) -> Searcher:
-    """The searcher registered as ``name`` (``nsga2``, ``random``, ``evolution``, ``fnas``)."""
+def searcher_class(name: str) -> type[Searcher]:
+    """The searcher registered as ``name`` (``nsga2``, ``random``, ``evolution``, ``fnas``), not yet built."""
     _load_builtin(fnas=name == "fnas")
     if name == "fnas" and name not in SEARCHERS and _FNAS_IMPORT_ERROR:
         raise HwnasError(f"the fnas searcher cannot be loaded ({_FNAS_IMPORT_ERROR[0]}); use --algorithm nsga2")
-    return SEARCHERS.create(name, **options)
+    return SEARCHERS.builder(name)  # type: ignore[return-value]
+
+
+def create_searcher(name: str, **options: Any) -> Searcher:
+    """The searcher registered as ``name``, built with ``options``."""
+    return searcher_class(name)(**options)
 
 
 def list_searchers(pattern: str = "*") -> list[str]:

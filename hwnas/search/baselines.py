@@ -13,29 +13,27 @@ from typing import Any
 
 import numpy as np
 
-from .base import ProgressFn, SearchProblem, Searcher, register_searcher
+from .base import SearchProblem, Searcher, register_searcher
 
 
 @register_searcher("random")
 class RandomSearch(Searcher):
     name = "random"
     default_evaluations = 1000
+    options = ("batch_size",)
 
     def __init__(self, batch_size: int = 50) -> None:
         self.batch_size = int(batch_size)
 
-    def _run(self, problem: SearchProblem, max_evaluations: int, rng: np.random.Generator,
-             progress: ProgressFn | None) -> dict[str, Any]:
+    def _run(self, problem: SearchProblem, max_evaluations: int, rng: np.random.Generator) -> dict[str, Any]:
         stale = 0
-        while problem.n_evaluations < max_evaluations:
+        while not self.terminated(problem):
             n = min(self.batch_size, max_evaluations - problem.n_evaluations)
             before = problem.n_evaluations
             problem.evaluate(problem.encoding.decode_many(problem.sample_feasible(rng, n)))
             stale = stale + 1 if problem.n_evaluations == before else 0
             if stale >= 20:  # every feasible arch has been evaluated already
                 break
-            if progress is not None:
-                progress(problem.n_evaluations, max_evaluations, problem.best())
         return {}
 
 
@@ -43,6 +41,7 @@ class RandomSearch(Searcher):
 class Evolution(Searcher):
     name = "evolution"
     default_evaluations = 1000
+    options = ("population", "parents", "mutation_prob", "crossover_share")
 
     def __init__(self, population: int = 50, parents: int = 10, mutation_prob: float = 0.1,
                  crossover_share: float = 0.5) -> None:
@@ -76,16 +75,13 @@ class Evolution(Searcher):
             out.extend(problem.sample_feasible(rng, n - len(out)))
         return np.array(out[:n], dtype=np.int64)
 
-    def _run(self, problem: SearchProblem, max_evaluations: int, rng: np.random.Generator,
-             progress: ProgressFn | None) -> dict[str, Any]:
+    def _run(self, problem: SearchProblem, max_evaluations: int, rng: np.random.Generator) -> dict[str, Any]:
         enc = problem.encoding
         pop = problem.sample_feasible(rng, min(self.population, max_evaluations))
         recs = problem.evaluate(enc.decode_many(pop))
         generations = 1
         stale = 0
-        while problem.n_evaluations < max_evaluations:
-            if progress is not None:
-                progress(problem.n_evaluations, max_evaluations, problem.best())
+        while not self.terminated(problem):
             order = np.argsort([-r.score for r in recs], kind="stable")
             parents = pop[order[: self.parents]]
             n = min(self.population, max_evaluations - problem.n_evaluations)

@@ -1,17 +1,25 @@
 """Evaluators: ``evaluate(archs) -> accuracies`` behind one interface (pymoo-style do/_do).
 
 The base class does the shared bookkeeping (cache, count of real evaluations) and calls a
-subclass's ``_evaluate``; searchers only ever see ``evaluate`` and ``n_evaluations``.
+subclass's ``_evaluate``; searchers only ever see ``evaluate`` and ``n_evaluations``. Each
+evaluator says what its accuracies depend on (``settings``: a resumed search must match it).
+
+``EVALUATORS`` builds one from the user's request (``tabular``, ``supernet``, ``scratch``);
+a new evaluator is a class plus one registered builder.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from typing import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
+from ..errors import HwnasError
+from ..registry import Registry
 from ..space.arch import Arch
 
 
@@ -35,6 +43,10 @@ class Evaluator(ABC):
     def _evaluate(self, archs: Sequence[Arch]) -> Sequence[float]:
         """Accuracy of each arch (none of them cached)."""
 
+    def settings(self) -> dict[str, Any]:
+        """What the accuracies depend on: two evaluators with equal settings give equal accuracies."""
+        return {"kind": type(self).__name__}
+
 
 class TabularEvaluator(Evaluator):
     """Accuracy looked up in a tabular benchmark (NAS-Bench-Macro): the truth, for validating searchers."""
@@ -49,6 +61,9 @@ class TabularEvaluator(Evaluator):
 
     def _evaluate(self, archs: Sequence[Arch]) -> Sequence[float]:
         return [self.benchmark.accuracy(a) for a in archs]
+
+    def settings(self) -> dict[str, Any]:
+        return {"kind": "tabular", "benchmark": "nas-bench-macro"}
 
 
 @contextmanager
@@ -120,6 +135,11 @@ class SupernetEvaluator(Evaluator):
         self.eval_seconds += time.perf_counter() - t0
         return out
 
+    def settings(self) -> dict[str, Any]:
+        return {"kind": "supernet", "checkpoint": str(Path(self.trained.path).resolve()) if self.trained.path else None,
+                "iteration": self.trained.meta.get("iteration"), "eval_images": len(self.eval_set),
+                "bn_images": self.n_bn_images, "seed": self.seed}
+
 
 class ScratchEvaluator(Evaluator):
     """Accuracy after training the standalone network from scratch for a short schedule.
@@ -145,6 +165,11 @@ class ScratchEvaluator(Evaluator):
         with torch_threads(self.threads):
             return [self.train_and_score(a) for a in archs]
 
+    def settings(self) -> dict[str, Any]:
+        return {"kind": "scratch", "data": getattr(self.ds.train, "name", None), "epochs": self.epochs,
+                "batch_size": self.batch_size, "lr": self.lr, "weight_decay": self.weight_decay,
+                "train_images": self.n_train, "eval_images": self.n_eval, "seed": self.seed}
+
     def train_and_score(self, arch: Arch) -> float:
         import math
 
@@ -163,3 +188,65 @@ class ScratchEvaluator(Evaluator):
         train_from_scratch(net, self.ds.train.subset(torch.arange(self.n_train)), batches,
                            SGDRecipe(lr=self.lr, weight_decay=self.weight_decay))
         return accuracy(net, self.ds.val.subset(torch.arange(self.n_eval)))
+
+
+# ---- the registry: request -> (space, evaluator, candidate pool best-first, description) ----------
+@dataclass(frozen=True)
+class EvaluatorRequest:
+    """The user's choice of accuracy source, as ``hwnas search`` takes it."""
+
+    supernet: str | Path | None = None
+    benchmark: str | None = None
+    space: str | None = None
+    data: str = "builtin"
+    scratch_epochs: float = 1.0
+    n_eval: int = 1000
+    bn_batches: int = 4
+    seed: int = 0
+    threads: int | None = None
+
+
+EVALUATORS: Registry[tuple[Any, Evaluator, list[Arch], str]] = Registry("evaluator")
+BENCHMARKS = ("nas-bench-macro",)
+
+
+@EVALUATORS.register("tabular")
+def tabular(request: EvaluatorRequest) -> tuple[Any, Evaluator, list[Arch], str]:
+    from ..space.registry import create_space
+
+    if request.benchmark not in BENCHMARKS:
+        raise HwnasError(f"unknown benchmark {request.benchmark!r}; known: {', '.join(BENCHMARKS)}")
+    if request.space is not None and request.space != request.benchmark:
+        raise HwnasError(f"benchmark {request.benchmark!r} has its own space; drop --space {request.space}")
+    return create_space(request.benchmark), TabularEvaluator(), [], f"tabular ({request.benchmark})"
+
+
+@EVALUATORS.register("supernet")
+def supernet(request: EvaluatorRequest) -> tuple[Any, Evaluator, list[Arch], str]:
+    from ..train.checkpoint import load_checkpoint
+
+    if request.supernet is None:
+        raise HwnasError("the supernet evaluator needs --supernet CKPT (a run folder of `hwnas train`)")
+    trained = load_checkpoint(request.supernet, space=request.space)
+    ev = SupernetEvaluator(trained, n_eval=request.n_eval, bn_batches=request.bn_batches, seed=request.seed, threads=request.threads)
+    desc = f"supernet {trained.path} (BN recalibrated, {len(ev.eval_set)} held-out images)"
+    return trained.space, ev, [a for a, _ in trained.pool], desc
+
+
+@EVALUATORS.register("scratch")
+def scratch(request: EvaluatorRequest) -> tuple[Any, Evaluator, list[Arch], str]:
+    if request.supernet is not None:  # the supernet's space and data, trained from scratch per arch
+        from ..train.checkpoint import load_checkpoint
+
+        trained = load_checkpoint(request.supernet, space=request.space)
+        sp, ds, source, pool = trained.space, trained.datasets(), "the supernet's data", [a for a, _ in trained.pool]
+    else:
+        if request.space is None:
+            raise HwnasError("train-from-scratch evaluation needs --space NAME (and --data, default builtin)")
+        from ..space.registry import create_space
+        from ..train.data import build_datasets
+
+        sp = create_space(request.space)
+        ds, source, pool = build_datasets(request.data, resolution=sp.resolution, seed=request.seed), request.data, []
+    ev = ScratchEvaluator(ds, epochs=request.scratch_epochs, n_eval=request.n_eval, seed=request.seed, threads=request.threads)
+    return sp, ev, pool, f"train from scratch ({request.scratch_epochs:g} epoch(s)) on {source}"

@@ -34,7 +34,7 @@ from pymoo.core.repair import Repair
 from pymoo.core.sampling import Sampling
 from pymoo.problems.static import StaticProblem
 
-from .base import ProgressFn, SearchProblem, Searcher, register_searcher
+from .base import SearchProblem, Searcher, register_searcher
 
 BIG = 1e12  # objective value of an arch that was not evaluated (over budget or out of evaluations)
 
@@ -140,6 +140,7 @@ class NSGA2Search(Searcher):
 
     name = "nsga2"
     default_evaluations = 1000
+    options = ("population", "generations", "mutation_prob", "crossover_prob", "multi_objective")
 
     def __init__(self, population: int = 50, generations: int = 20, mutation_prob: float = 0.1,
                  crossover_prob: float = 0.9, multi_objective: bool = False) -> None:
@@ -169,8 +170,7 @@ class NSGA2Search(Searcher):
                 F[i, 0] = -rec.score if np.isfinite(rec.score) else BIG
         return F, G, new
 
-    def _run(self, problem: SearchProblem, max_evaluations: int, rng: np.random.Generator,
-             progress: ProgressFn | None) -> dict[str, Any]:
+    def _run(self, problem: SearchProblem, max_evaluations: int, rng: np.random.Generator) -> dict[str, Any]:
         space = ArchSpace(problem, self.multi_objective, rng)
         # StaticProblem deep-copies what it wraps: give it a bare problem of the same shape
         shape = Problem(n_var=space.n_var, n_obj=space.n_obj, n_ieq_constr=space.n_ieq_constr, xl=space.xl, xu=space.xu, vtype=int)
@@ -178,7 +178,7 @@ class NSGA2Search(Searcher):
                           mutation=LayerwiseMutation(self.mutation_prob), repair=BudgetRepair(), eliminate_duplicates=True)
         algorithm.setup(space, termination=("n_gen", self.generations), seed=int(rng.integers(2**31 - 1)), verbose=False)
         generations = 0
-        while algorithm.has_next() and problem.n_evaluations < max_evaluations:
+        while algorithm.has_next() and not self.terminated(problem):
             pop = algorithm.ask()
             X = np.asarray(pop.get("X"), dtype=np.int64)
             F, G, _ = self._objectives(problem, X, max_evaluations - problem.n_evaluations)
@@ -188,8 +188,6 @@ class NSGA2Search(Searcher):
             PymooEvaluator().eval(StaticProblem(shape, **kw), pop)
             algorithm.tell(infills=pop)
             generations += 1
-            if progress is not None:
-                progress(problem.n_evaluations, max_evaluations, problem.best())
         final = algorithm.pop.get("X") if algorithm.pop is not None else np.zeros((0, space.n_var))
         return {"generations": generations, "population": self.population, "from_pool": getattr(space, "n_from_pool", 0),
                 "multi_objective": self.multi_objective,

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ...space.arch import Arch
-from ..base import ProgressFn, Record, SearchProblem, Searcher, register_searcher
+from ..base import Record, SearchProblem, Searcher, register_searcher
 from ..budgets import INFEASIBLE_REWARD
 from ..reward import Objective
 from .controller import Controller
@@ -112,6 +112,8 @@ class FNASSearcher(Searcher):
 
     name = "fnas"
     default_evaluations = 1000
+    options = ("variant", "critic_state", *FNASConfig.__dataclass_fields__, *PPOConfig.__dataclass_fields__,
+               *CriticConfig.__dataclass_fields__)
 
     def __init__(self, config: FNASConfig | None = None, critic_state: dict | None = None, **options: Any) -> None:
         """``critic_state``: a critic of an earlier search (``searcher.critic.state_dict()``) to start from
@@ -136,18 +138,16 @@ class FNASSearcher(Searcher):
         self.on_update = None  # optional callable(dict) for live progress (reward, trusted share, buffer use)
 
     # ---------------------------------------------------------------------------------
-    def _run(self, problem: SearchProblem, max_evaluations: int, rng: np.random.Generator,
-             progress: ProgressFn | None) -> dict[str, Any]:
+    def _run(self, problem: SearchProblem, max_evaluations: int, rng: np.random.Generator) -> dict[str, Any]:
         # the controller and critic are tiny: extra intra-op threads only fight over busy cores
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return self._search(problem, max_evaluations, rng, progress)
+            return self._search(problem, max_evaluations, rng)
         finally:
             torch.set_num_threads(threads)
 
-    def _search(self, problem: SearchProblem, max_evaluations: int, rng: np.random.Generator,
-                progress: ProgressFn | None) -> dict[str, Any]:
+    def _search(self, problem: SearchProblem, max_evaluations: int, rng: np.random.Generator) -> dict[str, Any]:
         cfg = self.config
         space = problem.space
         encoder = ArchEncoder(space)
@@ -190,7 +190,7 @@ class FNASSearcher(Searcher):
 
         updates = idle = 0
         totals = {"sampled": 0, "trusted": 0, "dropped_trusted": 0, "replayed": 0, "evaluated": 0}
-        while problem.n_evaluations < max_evaluations:
+        while not self.terminated(problem):
             if cfg.max_updates is not None and updates >= cfg.max_updates:
                 break
             slots = int(cfg.replay_fraction * cfg.batch) if buffer is not None else 0
@@ -331,8 +331,6 @@ class FNASSearcher(Searcher):
             self.log.append(line)
             if self.on_update is not None:
                 self.on_update(line)
-            if progress is not None:
-                progress(min(problem.n_evaluations, max_evaluations), max_evaluations, problem.best())
             if idle >= cfg.patience:
                 break
         return {"fnas": {"updates": updates, "config": _config_dict(cfg), **totals,
