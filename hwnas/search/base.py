@@ -135,7 +135,8 @@ class SearchProblem:
 
     # ---- the one constraint object (budgets, latency predictor, objective) ----------------
     def _constraints_of(self, budgets: Budgets, latency: LatencyFn | None, objective: Objective | None) -> None:
-        self.constraints = Constraints(self.space, budgets, latency, objective, self.encoding)
+        admission = getattr(getattr(self, "constraints", None), "admission", None)  # kept when the budgets change
+        self.constraints = Constraints(self.space, budgets, latency, objective, self.encoding, admission)
 
     @property
     def budgets(self) -> Budgets:
