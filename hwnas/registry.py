@@ -30,6 +30,10 @@ class Registry(Generic[T]):
 
         return deco
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (for tests that register a toy plug-in)."""
+        self._builders.pop(name, None)
+
     def names(self, pattern: str = "*") -> list[str]:
         return sorted(n for n in self._builders if fnmatch.fnmatch(n, pattern))
 

@@ -1,5 +1,6 @@
-"""ARCHITECTURE.md's "where to add things" holds: a new model format is one file that calls the
-documented registration point, and the whole pipeline (profiler blocks, export, parity) uses it."""
+"""ARCHITECTURE.md's "where to add things" holds: a new model format or searcher is one file that
+calls the documented registration point, and the pipeline (profiler blocks, export and parity;
+``run_search``) uses it."""
 
 import importlib
 import re
@@ -103,3 +104,50 @@ def test_an_unknown_precision_of_the_new_format_is_a_one_line_error(toy_format):
 
     with pytest.raises(HwnasError, match="not supported for toyscript export; use one of: fp32"):
         check_format("toyscript", "int8")
+
+
+# The one new file of a searcher plug-in: uniformly random feasible archs.
+TOY_SEARCHER = '''
+from hwnas.search.base import Searcher, register_searcher
+
+
+@register_searcher("toy-feasible-random")
+class ToyFeasibleRandom(Searcher):
+    name = "toy-feasible-random"
+    options = ()
+
+    def _run(self, problem, max_evaluations, rng):
+        while not self.terminated(problem):
+            row = problem.sample_feasible(rng, 1)[0]
+            problem.evaluate([problem.encoding.decode(row)])
+        return {"toy": True}
+'''
+
+
+@pytest.fixture
+def toy_searcher(tmp_path, monkeypatch):
+    from hwnas.search.base import SEARCHERS
+
+    plugin = tmp_path / "splugin"
+    plugin.mkdir()
+    (plugin / "toysearcher.py").write_text(TOY_SEARCHER)
+    monkeypatch.syspath_prepend(str(plugin))
+    before = hwnas_tree_state()
+    sys.modules.pop("toysearcher", None)
+    importlib.import_module("toysearcher")
+    yield sorted(p.name for p in plugin.iterdir() if p.suffix == ".py")
+    SEARCHERS.unregister("toy-feasible-random")
+    sys.modules.pop("toysearcher", None)
+    assert hwnas_tree_state() == before
+
+
+def test_a_searcher_is_one_file_through_register_searcher(toy_searcher, tmp_path):
+    from hwnas.search.api import run_search
+
+    assert toy_searcher == ["toysearcher.py"] and len(toy_searcher) == documented_files("a searcher")
+    out = run_search(flops="200M", benchmark="nas-bench-macro", algorithm="toy-feasible-random", max_evaluations=10,
+                     out=tmp_path / "toy", plot=False)
+    res = out.result
+    assert res.algorithm == "toy-feasible-random" and res.n_evaluations == 10 and res.info["toy"] is True
+    assert all(r.flops <= 200e6 for r in res.history)  # the problem's constraint, through the documented contract
+    assert (tmp_path / "toy" / "best.json").is_file()
