@@ -15,7 +15,7 @@ from hwnas.search.base import Budgets, SearchProblem
 from hwnas.search.evaluator import TabularEvaluator
 from hwnas.search.fnas import (PPO, ArchEncoder, PPOConfig, Controller, CriticConfig, ExperienceBuffer, FNASSearcher,
                                UncertaintyAwareCritic, cap_trusted, ppo_loss)
-from hwnas.search.fnas.knowledge_pool import KnowledgePool, copy_overlap, network_blocks
+from hwnas.search.fnas.knowledge_pool import KnowledgePool, copy_overlap, match_uncertainty, network_blocks
 from hwnas.search.fnas.searcher import FNASConfig, reward_objective
 from hwnas.search.reward import Objective
 from hwnas.space.cost import slot_cost
@@ -236,9 +236,10 @@ def test_trusted_share_never_exceeds_half_of_the_new_samples():
     assert res.n_evaluations == 70 == problem.n_evaluations
 
 
-def test_a_trusted_estimate_never_claims_more_than_the_best_real_reward():
+def test_with_verify_new_best_a_trusted_estimate_never_claims_more_than_the_best_real_reward():
     problem, _, _ = _problem()
-    s = FNASSearcher(FNASConfig(batch=16, use_aeb=False, ppo=SLOW_PPO, critic=CriticConfig(threshold=1e9, steps=2)))
+    s = FNASSearcher(FNASConfig(batch=16, use_aeb=False, verify_new_best=True, ppo=SLOW_PPO,
+                                critic=CriticConfig(threshold=1e9, steps=2)))
     s.run(problem, max_evaluations=80, seed=0)
     assert s.trusted_log  # the permissive critic did trust
     obj = reward_objective(problem)
@@ -267,10 +268,10 @@ def test_with_replay_the_exploring_half_is_the_same_size_from_the_first_batch():
 
 
 def test_with_replay_the_exploring_part_keeps_asking_for_new_archs():
-    """The buffer replays known archs; the exploring part redraws them, so a sharpening policy keeps evaluating
+    """With ``explore_new_only`` (an option, off by default) the buffer replays known archs and the exploring part redraws them, so a sharpening policy keeps evaluating
     its neighbourhood instead of stopping (the AEB variants once converged after ~40 evaluations)."""
     problem, _, _ = _problem()
-    s = FNASSearcher(variant="ppo+uac+aeb", steps=5, patience=10)
+    s = FNASSearcher(variant="ppo+uac+aeb", steps=5, patience=10, explore_new_only=True)
     s.run(problem, max_evaluations=100, seed=0)
     assert problem.n_evaluations == 100
     assert sum(line["known"] for line in s.log) <= 0.05 * sum(line["batch"] - line["replayed"] for line in s.log)
@@ -365,6 +366,75 @@ def test_knowledge_pool_exact_and_fuzzy_hits():
     dw_a = net_a.layers[0].depthwise[0].weight
     assert torch.equal(dw_b[:, :, 1:4, 1:4], dw_a)
     assert 0 < pool.hit_rate < 1
+
+
+def _trained(space, arch, seed):
+    torch.manual_seed(seed)
+    net = Network(space, arch)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(float(seed))  # "trained": differs from any fresh init and from the other stored net
+    return net
+
+
+def test_uncertainty_matching_retrieves_the_block_that_leaves_least_untrained():
+    """Hand-built: a k5e3 query at layer 0, the pool holding k3e3 and k5e6 there.
+
+    k5e3's block has 768 (expand) + 192 (BN) + 1200 (depthwise 48x5x5) + 192 (BN) + 1152 (project)
+    + 96 (BN) = 3600 weights. From k3e3 the depthwise ring (48 x (25 - 9) = 768) stays untrained:
+    uncertainty 768 / 3600; k5e6 covers every weight (its leading 48 of 96 channels): uncertainty 0.
+    Cosine similarity of the embeddings prefers k3e3 (kernel 2/7 away vs expansion 3/6 away)."""
+    space = create_space("tiny")
+    rest = ["k3e3", "k5e6", "k3e1", "k5e3", "k3e6"]
+    net_a, net_c = _trained(space, space.arch(["k3e3", *rest]), 1), _trained(space, space.arch(["k5e6", *rest]), 2)
+    q = space.arch(["k5e3", *rest])
+    query = Network(space, q).layers[0].state_dict()
+    assert match_uncertainty(query, net_a.layers[0].state_dict()) == pytest.approx(768 / 3600)
+    assert match_uncertainty(query, net_c.layers[0].state_dict()) == 0.0
+    assert match_uncertainty(query, query) == 0.0
+    picks = {}
+    for matching in ("uncertainty", "cosine"):
+        pool = KnowledgePool(iterations=5, matching=matching)
+        pool.store(net_a, space, space.arch(["k3e3", *rest]), iterations=5)
+        pool.store(net_c, space, space.arch(["k5e6", *rest]), iterations=5)
+        net_q = Network(space, q)
+        info = pool.initialize(net_q, space, q)
+        assert info["hits"] == info["blocks"]
+        dw = net_q.layers[0].depthwise[0].weight
+        if torch.equal(dw, net_c.layers[0].depthwise[0].weight[:48]):
+            picks[matching] = "k5e6"
+        elif torch.equal(dw[:, :, 1:4, 1:4], net_a.layers[0].depthwise[0].weight):
+            picks[matching] = "k3e3"
+        if matching == "uncertainty":
+            assert info["uncovered_share"] == 0.0
+    assert picks == {"uncertainty": "k5e6", "cosine": "k3e3"}
+
+
+def test_uncertainty_matching_refuses_a_match_above_its_limit():
+    space = create_space("tiny")
+    rest = ["k3e3", "k5e6", "k3e1", "k5e3", "k3e6"]
+    src = space.arch(["k3e3", *rest])  # layer 0 k3e3 for a k5e6 query: 2832 of its 7104 weights covered
+    q = space.arch(["k5e6", *rest])
+    q_block = Network(space, q).layers[0].state_dict()
+    assert match_uncertainty(q_block, _trained(space, src, 1).layers[0].state_dict()) == pytest.approx(1 - 2832 / 7104)
+    strict = KnowledgePool(iterations=5, max_uncertainty=0.5)
+    strict.store(_trained(space, src, 1), space, src, iterations=5)
+    first = strict.initialize(Network(space, q), space, q)
+    assert first["hits"] == first["blocks"] - 1  # every other block is an exact match; layer 0 is refused
+    loose = KnowledgePool(iterations=5, max_uncertainty=1.0)
+    loose.store(_trained(space, src, 1), space, src, iterations=5)
+    assert loose.initialize(Network(space, q), space, q)["hits"] == first["blocks"]
+    with pytest.raises(ValueError):
+        KnowledgePool(iterations=5, matching="nearest")
+
+
+def test_rules_outside_the_paper_are_off_by_default():
+    cfg = FNASSearcher().config
+    assert cfg.verify_new_best is False and cfg.explore_new_only is False
+    assert KnowledgePool(iterations=5).matching == "uncertainty"
+    for v in ("ppo+uac", "ppo+uac+aeb", "fnas"):
+        c = FNASSearcher(variant=v).config
+        assert not c.verify_new_best and not c.explore_new_only
 
 
 def test_train_evaluator_warm_starts_from_the_pool():
