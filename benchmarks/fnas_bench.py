@@ -1,21 +1,32 @@
 """FNAS on NAS-Bench-Macro (known truth) and its knowledge pool on a short train-from-scratch task.
 
-    python benchmarks/fnas_bench.py [--part search|akp|all] [--seeds 10] [--cap 300] [--only-seeds 0,1,2] [--quick]
-                                    [--set lr=3e-3 --set threshold=1.0] [--variants ppo,ppo+uac]
+    python benchmarks/fnas_bench.py [--part search|akp|all] [--split report|tune] [--seeds 0-11] [--cap 300]
+                                    [--jobs none,ablation,transfer] [--set threshold=1.0] [--workers 2]
 
-search: latency from the host onnxruntime table, budget T = median predicted latency of the
-        space, reward R = ACC x (LAT/T)^-0.07 (hwnas.search.reward). Every variant shares the
-        seeds, batch size, controller and its settings. Per variant and seed: the real
-        (non-trusted) evaluations until an arch of the top 1 % of all 6,561 archs by reward is
-        first evaluated (primary), likewise for the top 0.1 % and the single best arch; mean,
-        median, quartiles and a bootstrap interval of the speed-up over plain PPO; the best
-        reward after 50/100/200/300 evaluations (equal-quality check); the oracle bound (no
-        search that starts with a uniform first batch can average fewer evaluations to the top
-        1 %); the critic's calibration (trusted |V - R| against the table's truth, vs. V's
-        error on archs it declined to trust).
-akp:    `tiny` archs trained K iterations from scratch vs. warm-started from the knowledge pool:
-        accuracy after K iterations (ratio), iterations the warm start needs to match the
-        scratch accuracy, hit rate.
+search: reward R = ACC x (LAT/T)^-0.07 (hwnas.search.reward), latency from a host latency table,
+        budget T = the table's median predicted latency over the space. Per variant and seed: the
+        real (non-trusted) evaluations until an arch of the top 1 % / top 0.1 % of all 6,561 archs
+        by reward, and the single best arch, is first evaluated; mean over seeds with a 90 %
+        bootstrap interval (scipy.stats.bootstrap) and the paired ratio of means against plain PPO.
+        Settings:
+          none      PPO, PPO+UAC, PPO+UAC+AEB (= full FNAS's search: on a tabular benchmark the
+                    knowledge pool only changes what one evaluation costs, measured in `akp`)
+          ablation  PPO+UAC+AEB with each rule that is not in the paper switched on
+                    (verify_new_best, explore_new_only)
+          transfer  the critic (UAC) learnt by an earlier search of a *different task* and
+                    fine-tuned here: a FLOPs-constrained search (MnasNet hard constraint on FLOPs)
+                    and a latency search under a hard constraint at another budget; and, as an
+                    upper bound only, a soft-reward search at another budget (a reward that is a
+                    constant multiple of the target's: Spearman 1.0, the same task). Each with the
+                    source/target reward Spearman over every arch; the source search's evaluations
+                    are not in the counts and are stated on their own line.
+        --split report (the figures) runs on the litert table and seeds 200-209; the settings were
+        chosen on the onnxruntime table and seeds 0-19 / 100-109 (--split tune), never on these.
+akp:    the knowledge pool (paper Sec. 3.2/4.3, Fig. 3b/c): a pool of blocks trained on another
+        task (the self-contained colour-template image set) warm-starts `tiny` archs trained on
+        the built-in image set, with the paper's uncertainty matching and with cosine matching.
+        Hit rate, and rank fidelity: Spearman of the accuracy after k iterations with the ranking
+        after 2K iterations from scratch, for scratch / uncertainty / cosine initialisation.
 Results merge into benchmarks/results/fnas_bench.json (each part updates its own key).
 """
 
@@ -25,11 +36,13 @@ import argparse
 import json
 import math
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
 
 from common import RESULTS, bootstrap_distribution, percentile_range, print_table, write_results
 
@@ -43,38 +56,42 @@ from hwnas.space import create_space
 from hwnas.space.tabular import load_nas_bench_macro
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLE = ROOT / "latency_tables" / "host-nas-bench-macro-onnxruntime.json"
-VARIANTS = ["ppo", "ppo+uac", "ppo+uac+aeb", "fnas"]
+# The settings in use (PPO lr 3e-3, entropy 1e-2, UAC threshold 1.0, the replay corrections, weights-only
+# critic transfer) were chosen on the onnxruntime table (revisions b4672bc and 8cc92d1) with seeds 0-19 and
+# 100-109 (the runs are recorded in this file's history). The reported figures use another table (the
+# litert one) and seeds never used for tuning, so they are a held-out test; the rules tuning had picked that
+# are not in the paper (verify_new_best, explore_new_only) are off in the reported default.
+SPLITS = {
+    "report": {"table": "latency_tables/host-nas-bench-macro-litert.json", "seeds": list(range(200, 210))},
+    "tune": {"table": "latency_tables/host-nas-bench-macro-onnxruntime.json", "seeds": list(range(100, 110))},
+}
+TUNING_PROVENANCE = ("settings chosen on latency_tables/host-nas-bench-macro-onnxruntime.json (revisions b4672bc, 8cc92d1) "
+                     "with seeds 0-19 and 100-109; the reported split uses the litert table and seeds 200-209, neither used for tuning")
+VARIANTS = ["ppo", "ppo+uac", "ppo+uac+aeb"]
+ABLATIONS = {"verify_new_best": {"verify_new_best": True}, "explore_new_only": {"explore_new_only": True}}
+# Critic sources: (description, cost term, objective kind, cost quantile of the budget, role)
+SOURCES = {
+    "flops-hard": ("FLOPs-constrained search: MnasNet hard reward (alpha 0, beta -1) on FLOPs at the median FLOPs",
+                   "flops", "mnas-hard", 0.5, "different task"),
+    "latency-hard-T25": ("latency search under the MnasNet hard reward at T' = 25th-percentile latency",
+                         "latency", "mnas-hard", 0.25, "different task"),
+    "latency-soft-T25": ("latency search under the same soft reward at T' = 25th-percentile latency: every reward "
+                         "x (T'/T)^0.07, the same ranking (the same task)", "latency", "mnas", 0.25, "upper bound (same task)"),
+}
+SOURCE_VARIANT = "ppo+uac"  # the earlier search that teaches the critic
 
 
-# ---- search part --------------------------------------------------------------------------------
-TABLE_REV: str | None = None  # read the table as committed at this git revision (runs made before a table update)
-
-
-def load_table() -> LatencyTable:
-    if TABLE_REV is None:
-        return LatencyTable.load(TABLE, space="nas-bench-macro")
+def table_id(rel: str) -> str:
     import subprocess
 
-    rel = TABLE.relative_to(ROOT).as_posix()
-    text = subprocess.run(["git", "show", f"{TABLE_REV}:{rel}"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    table = LatencyTable.from_dict(json.loads(text), source=f"{rel}@{TABLE_REV}")
-    table.check(space="nas-bench-macro")
-    return table
+    rev = subprocess.run(["git", "log", "-1", "--format=%h", "--", rel], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return f"{rel} @ {rev or 'uncommitted'}"
 
 
-def table_id() -> str:
-    import subprocess
-
-    rel = TABLE.relative_to(ROOT).as_posix()
-    rev = TABLE_REV or subprocess.run(["git", "log", "-1", "--format=%h", "--", rel], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    return f"{rel} @ {rev}"
-
-
-def landscape():
+def landscape(table_rel: str):
     space = create_space("nas-bench-macro")
     bench = load_nas_bench_macro()
-    table = load_table()
+    table = LatencyTable.load(ROOT / table_rel, space="nas-bench-macro")
     lat_model = LatencyModel(table, space)
     archs = list(space.iter_archs())
     lat = np.array([lat_model(a)[0] for a in archs])
@@ -88,6 +105,22 @@ def landscape():
     thr01 = float(np.sort(R)[-k01])
     truth = dict(zip(archs, R))
     return space, bench, lat_model, archs, lat, acc, T, objective, R, k, thr, k01, thr01, truth
+
+
+def source_problem(name: str, ctx) -> tuple[SearchProblem, np.ndarray]:
+    """The earlier search a transferred critic comes from, and its reward of every arch (for the Spearman)."""
+    space, bench, lat_model, archs, lat, acc = ctx[:6]
+    _, term, kind, q, _ = SOURCES[name]
+    if term == "flops":
+        mflops = {a: bench.lookup(a).flops / 1e6 for a in archs}
+        cost_fn = lambda a: (mflops[a], 0.0)  # the source's cost term is FLOPs (in millions), read as its "latency"
+        cost = np.array([mflops[a] for a in archs])
+    else:
+        cost_fn, cost = lat_model, lat
+    budget = float(np.quantile(cost, q))
+    objective = Objective(kind, budget)
+    problem = SearchProblem(space, TabularEvaluator(bench), latency=cost_fn, budgets=Budgets(latency_ms=budget), objective=objective)
+    return problem, np.asarray(objective.score(acc, cost))
 
 
 # ---- how "reach" is measured (identical for every variant) ------------------------------------------
@@ -114,60 +147,18 @@ def best_after(history, truth, n):
 # Controller, critic and buffer settings shared by every variant (plain PPO included); --set overrides them.
 SETTINGS: dict = {}
 
-# How the defaults (PPO lr 3e-3, entropy 1e-2, UAC threshold 1.0) were chosen: quick runs of this protocol
-# (run_variant; equivalent to `--table-rev b4672bc --variants V --set NAME=VALUE --seeds S --cap C`) on the
-# host table as committed at b4672bc (budget T = 0.9451 ms), before the table was re-profiled.
-# Values: mean (median) evaluations to the top 1 %, then mean evaluations to the top 0.1 % (misses = cap).
-# The controller settings were picked for plain PPO and then shared; the critic/buffer ones for FNAS.
-TUNING = {
-    "ppo_lr (plain PPO, 20 seeds, cap 300, entropy 1e-4)": {
-        "1e-4": "52.7 (31.5); 249.1", "1e-3": "39.6 (34.0); 129.8", "3e-3": "35.5 (34.0); 98.9 <- chosen",
-        "1e-2": "30.3 (23.5); 134.2"},
-    "ppo_batch (plain PPO, 20 seeds, cap 300, lr 3.5e-4)": {"8": "78.4 (91.5); 183.2", "16": "chosen (lr 3.5e-4, 10 seeds, cap 200: 48.1 (30.5); 167.0)"},
-    "entropy (10 seeds, cap 300, lr 3e-3)": {
-        "1e-4": "ppo 30.5 (30.5); 86.8 | ppo+uac+aeb 32.1 (33.0); 222.6",
-        "1e-2": "ppo 30.5 (30.5); 85.1 | ppo+uac+aeb 29.0 (33.0); 117.2 <- chosen",
-        "5e-2": "ppo 30.5 (30.5); 90.7 | ppo+uac+aeb 29.0 (31.5); 172.6"},
-    "uac_threshold (ppo+uac+aeb, 10 seeds, cap 150, lr 3e-3, entropy 1e-4)": {
-        "0.3 (lr 3.5e-4, cap 200)": "53.5 (61.5); 108.2", "0.6": "44.0 (33.5); 80.6", "1.0": "31.5 (33.0); 84.8 <- chosen",
-        "1.5": "40.6 (32.0); 128.6"},
-    "verify_new_best (ppo+uac+aeb, threshold 1.0, 10 seeds, cap 150)": {"on": "31.5 (33.0); 84.8 <- chosen", "off": "54.7 (37.5); 107.6"},
-    "fixed_explore (ppo+uac+aeb, threshold 1.0, 10 seeds, cap 150)": {
-        "on (first batch 8 evaluations)": "31.5 (33.0); 84.8 <- chosen (the paper's half-exploring batch)",
-        "off (first batch 16 evaluations)": "26.5 (28.5); 96.4"},
-    "aeb (ppo+uac+aeb, 10 seeds, cap 300, lr 3e-3, entropy 1e-4)": {
-        "replay 0.5, temperature 1": "32.1 (33.0); 222.6 <- kept (the paper's values)",
-        "replay 0.25": "33.0 (39.0); 174.3", "replay 0.25, temperature 0.3": "30.4 (35.5); 199.1"},
-}
-# The replay fix (replay_ratio, baseline_on_policy, explore_new_only) and the critic transfer (transfer_data) were chosen on other seeds (100-109) than the
-# reported ones (0-9), on the re-profiled table (8cc92d1), cap 300, the shared controller settings above:
-# mean (median) evaluations to the top 1 %; top 0.1 % mean (median, misses); best arch mean (misses);
-# distinct archs evaluated; mean best reward after 100 / at the cap.
-TUNING_AEB_FIX = {
-    "ppo (reference)": "35.9 (40.5); 103.1 (95.5, 0); 145.6 (1); 172 archs; 94.19 / 94.413",
-    "ppo+uac+aeb before the fix (current ratio, baseline over all samples, known archs in the exploring half)":
-        "21.8 (24.0); 217.9 (300, 7); 218.9 (7); 38 archs; 94.07 / 94.074",
-    "replay_ratio=behaviour only": "82.7 (31.0); 193.8 (300, 6); 219.7 (7); 39 archs; 94.03 / 94.030",
-    "baseline_on_policy only": "22.0 (24.0); 190.4 (300, 6); 217.3 (7); 38 archs; 94.10 / 94.099",
-    "replay_ratio=behaviour + baseline_on_policy": "82.6 (31.0); 193.8 (300, 6); 219.9 (7); 40 archs; 94.04 / 94.037",
-    "explore_new_only only": "21.9 (24.0); 96.4 (50.0, 2); 123.7 (3); 124 archs; 94.33 / 94.331",
-    "explore_new_only + baseline_on_policy": "21.8 (24.0); 117.9 (47.5, 3); 124.7 (3); 126 archs; 94.31 / 94.310",
-    "explore_new_only + replay_ratio=behaviour": "30.6 (31.0); 50.2 (48.0, 0); 70.3 (0); 164 archs; 94.40 / 94.428",
-    "all three (chosen; replay_dual_clip 3 never binds: identical with it off)":
-        "29.7 (31.0); 55.1 (54.0, 0); 73.0 (0); 196 archs; 94.41 / 94.428",
-    "check, not used: plain ppo with explore_new_only (redraw alone, no buffer)":
-        "35.9 (40.5); 114.0 (99.5, 0); 176.2 (0); 300 archs; 94.19 / 94.428",
-    "fnas, critic transferred with its rows (transfer_data=true; trusted |V-R| < threshold for 0.50, MAE 0.89)":
-        "29.4 (31.5); 84.0 (83.0, 0); 102.2 (0); 254 archs; 94.22 / 94.428",
-    "fnas, critic transferred as weights only (chosen; trusted |V-R| < threshold for 0.98, MAE 0.21)":
-        "16.9 (18.5); 42.5 (35.0, 0); 47.2 (0); 217 archs; 94.43 / 94.428",
-}
+
+def target_problem(ctx) -> SearchProblem:
+    space, bench, lat_model, *_ = ctx
+    return SearchProblem(space, TabularEvaluator(bench), latency=lat_model, budgets=Budgets(latency_ms=ctx[6]), objective=ctx[7])
 
 
-def run_variant(variant, seed, cap, ctx, critic_state=None):
-    space, bench, lat_model, _, _, _, T, objective, R, _, thr, _, thr01, truth = ctx
-    problem = SearchProblem(space, TabularEvaluator(bench), latency=lat_model, budgets=Budgets(latency_ms=T), objective=objective)
-    s = FNASSearcher(variant=variant, critic_state=critic_state, **SETTINGS)
+def run_variant(variant: str, seed: int, cap: int, ctx, critic_state=None, options: dict | None = None,
+                problem: SearchProblem | None = None):
+    """One search; ``problem`` defaults to the target (latency, soft reward at T) and ``ctx`` gives its truth."""
+    _, _, _, _, _, _, _, _, R, _, thr, _, thr01, truth = ctx
+    problem = problem or target_problem(ctx)
+    s = FNASSearcher(variant=variant, critic_state=critic_state, **{**SETTINGS, **(options or {})})
     entropy_at: dict[str, float] = {}
     marks = [n for n in ENTROPY_AT if n <= cap]
 
@@ -187,6 +178,7 @@ def run_variant(variant, seed, cap, ctx, critic_state=None):
            "first_batch_evaluations": first.get("new"),
            "best_reward_after": {str(n): best_after(problem.history, truth, n) for n in sorted({n for n in QUALITY_AT if n <= cap} | {cap})},
            "evaluations": problem.n_evaluations, "updates": res.info["fnas"]["updates"],
+           "stopped_early": problem.n_evaluations < cap,
            "policy_entropy_at": entropy_at, "final_policy_entropy": policy_entropy(s.controller, ctx),
            "trusted_share": res.info["fnas"]["trusted_share"], "replayed": res.info["fnas"]["replayed"],
            "best_reward": best, "best_rank": int((R > best).sum()) + 1, "wall_s": round(wall, 2)}
@@ -196,13 +188,9 @@ def run_variant(variant, seed, cap, ctx, critic_state=None):
         n0 = s.critic.n_seen - problem.n_evaluations  # rows a transferred critic brought along (none without transfer_data)
         held = s.critic.E[n0:]
         held = held[np.isfinite(held)]
-        # archs of the top 1 % that the critic trusted (never verified) before the first real hit
-        hit = out["evals_to_top1pct"] or cap + 1
         out.update(trusted=len(trusted_err), trusted_within_threshold=float((trusted_err < thr_c).mean()) if len(trusted_err) else None,
                    trusted_mae=float(trusted_err.mean()) if len(trusted_err) else None,
-                   evaluated_heldout_mae=float(held.mean()) if len(held) else None,
-                   first_trusted_at=min((e["evaluations"] for e in s.trusted_log), default=None),
-                   top1pct_only_trusted_before_hit=sum(1 for e in s.trusted_log if truth[e["arch"]] >= thr and e["evaluations"] < hit))
+                   evaluated_heldout_mae=float(held.mean()) if len(held) else None)
     return out, s
 
 
@@ -229,46 +217,50 @@ def spread(x) -> dict:
             "min": float(x.min()), "max": float(x.max())}
 
 
-def summarize(rows, cap):
-    d = {}
-    for t in TARGETS:
-        hits = [r.get(f"evals_to_{t}") for r in rows]
-        d[f"evals_to_{t}"] = {**spread([cap if x is None else x for x in hits]), "not_reached_within_cap": sum(x is None for x in hits)}
-    # legacy flat keys of the primary metric
-    d["median_evals_to_top1pct"] = d["evals_to_top1pct"]["median"]
-    d["mean_evals_to_top1pct"] = d["evals_to_top1pct"]["mean"]
-    d["not_reached_within_cap"] = d["evals_to_top1pct"]["not_reached_within_cap"]
-    d["mean_evals_to_top0.1pct"] = d["evals_to_top0.1pct"]["mean"]
-    d["best_reward_after"] = {n: spread([r["best_reward_after"][n] for r in rows]) for n in rows[0]["best_reward_after"]}
-    d["mean_best_reward_at_cap"] = float(np.mean([r["best_reward"] for r in rows]))
-    d["median_best_rank_at_cap"] = float(np.median([r["best_rank"] for r in rows]))
-    d["mean_trusted_share"] = float(np.mean([r["trusted_share"] for r in rows]))
-    d["mean_first_batch_evaluations"] = float(np.mean([r["first_batch_evaluations"] or 0 for r in rows]))
-    d["distinct_archs_evaluated"] = spread([r["evaluations"] for r in rows])
-    d["final_policy_entropy"] = spread([r["final_policy_entropy"] for r in rows])
-    d["policy_entropy_at"] = {n: spread([r["policy_entropy_at"][n] for r in rows if n in r["policy_entropy_at"]])
-                              for n in map(str, ENTROPY_AT) if any(n in r["policy_entropy_at"] for r in rows)}
-    if rows and "trusted_mae" in rows[0]:
-        tr = [r for r in rows if r["trusted"]]
-        n = sum(r["trusted"] for r in tr)
-        firsts = [r["first_trusted_at"] for r in rows if r["first_trusted_at"] is not None]
-        held = [r["evaluated_heldout_mae"] for r in rows if r["evaluated_heldout_mae"] is not None]
-        d.update(trusted_estimates=n,
-                 trusted_within_threshold=(sum(r["trusted_within_threshold"] * r["trusted"] for r in tr) / n) if n else None,
-                 trusted_mae=(sum(r["trusted_mae"] * r["trusted"] for r in tr) / n) if n else None,
-                 evaluated_heldout_mae=float(np.mean(held)) if held else None,
-                 median_evaluations_before_first_trust=float(np.median(firsts)) if firsts else None,
-                 top1pct_only_trusted_before_hit=int(sum(r["top1pct_only_trusted_before_hit"] for r in rows)))
-    return d
-
-
 BOOTSTRAP_SEED = 0
 
 
-def ratio_ci(base, other, seed: int, n=2000):
-    """Bootstrap (over seeds, paired) 90 % interval of mean(base)/mean(other)."""
-    res = bootstrap_distribution((base, other), lambda b, o: np.mean(b) / np.mean(o), n_resamples=n, seed=seed)
+def mean_ci(x) -> list[float]:
+    """90 % percentile-bootstrap interval of the mean over seeds."""
+    x = np.asarray(x, float)
+    if np.ptp(x) == 0:
+        return [float(x[0]), float(x[0])]
+    return percentile_range(bootstrap_distribution((x,), np.mean, seed=BOOTSTRAP_SEED).bootstrap_distribution)
+
+
+def ratio_ci(base, other) -> list[float]:
+    """90 % paired percentile-bootstrap interval (over seeds) of mean(base) / mean(other)."""
+    res = bootstrap_distribution((base, other), lambda b, o: np.mean(b) / np.mean(o), seed=BOOTSTRAP_SEED)
     return percentile_range(res.bootstrap_distribution)
+
+
+def censored(rows, t: str, cap: int) -> list[int]:
+    """Evaluations to target ``t`` per run; a run that never reached it counts as the cap."""
+    return [cap if r[f"evals_to_{t}"] is None else r[f"evals_to_{t}"] for r in rows]
+
+
+def summarize(rows: list[dict], cap: int, ppo_rows: list[dict] | None) -> dict:
+    d: dict = {"runs": len(rows)}
+    for t in TARGETS:
+        x = censored(rows, t, cap)
+        d[t] = {**spread(x), "mean_90ci": mean_ci(x), "missed": sum(r[f"evals_to_{t}"] is None for r in rows)}
+        if ppo_rows is not None:
+            b = censored(ppo_rows, t, cap)
+            d[t]["ppo_over_this"] = float(np.mean(b) / np.mean(x))
+            d[t]["ppo_over_this_90ci"] = ratio_ci(b, x)
+    d["best_reward_after"] = {n: float(np.mean([r["best_reward_after"][n] for r in rows])) for n in rows[0]["best_reward_after"]}
+    d["mean_best_rank_at_cap"] = float(np.mean([r["best_rank"] for r in rows]))
+    d["stopped_early"] = int(sum(r["stopped_early"] for r in rows))
+    d["distinct_archs_evaluated"] = float(np.mean([r["evaluations"] for r in rows]))
+    d["mean_trusted_share"] = float(np.mean([r["trusted_share"] for r in rows]))
+    d["final_policy_entropy"] = float(np.mean([r["final_policy_entropy"] for r in rows]))
+    tr = [r for r in rows if r.get("trusted")]
+    n = sum(r["trusted"] for r in tr)
+    if n:
+        d["trusted_estimates"] = n
+        d["trusted_mae"] = sum(r["trusted_mae"] * r["trusted"] for r in tr) / n
+        d["trusted_within_threshold"] = sum(r["trusted_within_threshold"] * r["trusted"] for r in tr) / n
+    return d
 
 
 def oracle_bound(n_archs: int, k: int, first_batch: int) -> float:
@@ -282,17 +274,19 @@ def oracle_bound(n_archs: int, k: int, first_batch: int) -> float:
     return e
 
 
+# ---- jobs, journal, the search part -------------------------------------------------------------
 JOURNAL = RESULTS / ".fnas_bench_runs.jsonl"  # finished runs: a rerun (or a parallel one) skips them
+PROTOCOL = 4
 
 
-def settings_key(cap: int, source_evals: int, budget_ms: float) -> str:
-    """Runs are reused only under the same cap, budget and effective searcher configuration."""
-    config = json.loads(json.dumps(asdict(FNASSearcher(**SETTINGS).config)))
-    return json.dumps({"cap": cap, "source_evals": source_evals, "budget_ms": round(budget_ms, 9), "config": config,
-                       "protocol": 3}, sort_keys=True)
+def row_key(split: str, setting: str, variant: str, cap: int, source_evals: int, options: dict) -> str:
+    """Runs are reused only under the same split, setting, cap and effective searcher configuration."""
+    config = json.loads(json.dumps(asdict(FNASSearcher(variant=variant, **{**SETTINGS, **options}).config)))
+    return json.dumps({"split": split, "setting": setting, "variant": variant, "cap": cap, "config": config,
+                       "source_evals": source_evals if setting.startswith("transfer") else None, "protocol": PROTOCOL}, sort_keys=True)
 
 
-def journal_rows(key: str) -> dict[tuple[str, int], dict]:
+def journal_rows() -> dict[tuple[str, int], dict]:
     out = {}
     if JOURNAL.exists():
         for line in JOURNAL.read_text().splitlines():
@@ -300,102 +294,211 @@ def journal_rows(key: str) -> dict[tuple[str, int], dict]:
                 d = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a torn last line
-            if d.get("key") == key:
-                out[(d["variant"], d["row"]["seed"])] = d["row"]
+            out[(d["key"], d["row"]["seed"])] = d["row"]
     return out
 
 
-def search_part(seeds: list[int], cap: int, source_evals: int, summarize_only: bool = False,
-                variants: list[str] | None = None) -> dict | None:
+_CTX: dict[str, tuple] = {}
+
+
+def context(table_rel: str):
+    if table_rel not in _CTX:
+        _CTX[table_rel] = landscape(table_rel)
+    return _CTX[table_rel]
+
+
+def run_job(job: tuple) -> list[tuple[str, str, dict]]:
+    """One seed of one setting: [(setting, variant, row)]. A transfer job runs its source search first."""
     torch.set_num_threads(1)
-    variants = variants or VARIANTS
-    ctx = landscape()
-    space, bench, lat_model, archs, lat, acc, T, objective, R, k, thr, k01, thr01, truth = ctx
-    n = len(archs)
-    random_expect = (n + 1) / (k + 1)  # first hit of uniform sampling without replacement
-    print(f"T = median latency = {T:.4f} ms; top 1% = {k} archs (reward >= {thr:.3f}); "
-          f"{int((lat[R >= thr] <= T).sum())} of them within the budget; random search needs {random_expect:.1f} evaluations on average")
-    # the architecture knowledge FNAS transfers: a critic from an earlier search of the same space under a
-    # different budget (T' = 25th percentile latency), whose evaluations are not counted here
-    T_src = float(np.quantile(lat, 0.25))
-    key = settings_key(cap, source_evals, T)
-    done = journal_rows(key)
-    per_variant: dict[str, list] = {v: [] for v in variants}
+    split, setting, arg, seed, cap, source_evals, settings = job
+    SETTINGS.clear()
+    SETTINGS.update(settings)
+    ctx = context(SPLITS[split]["table"])
+    if setting == "none":
+        return [(setting, arg, run_variant(arg, seed, cap, ctx)[0])]
+    if setting == "ablation":
+        return [(setting, arg, run_variant("ppo+uac+aeb", seed, cap, ctx, options=ABLATIONS[arg])[0])]
+    src_problem, _ = source_problem(arg, ctx)
+    src = FNASSearcher(variant=SOURCE_VARIANT, **SETTINGS)
+    src.run(src_problem, max_evaluations=source_evals, seed=1000 + seed)
+    state = src.critic.state_dict()
+    targets = ["ppo+uac+aeb"] if SOURCES[arg][4].startswith("upper") else ["ppo+uac", "ppo+uac+aeb"]
+    out = []
+    for v in targets:
+        row, _ = run_variant(v, seed, cap, ctx, critic_state=state)
+        row["source_evaluations"] = src_problem.n_evaluations
+        out.append((f"transfer:{arg}", v, row))
+    return out
+
+
+DEFAULT_SOURCES = ["flops-hard", "latency-soft-T25"]
+
+
+def planned_jobs(split: str, seeds: list[int], kinds: list[str], cap: int, source_evals: int,
+                 sources: list[str] = DEFAULT_SOURCES) -> list[tuple]:
+    jobs = []
     for seed in seeds:
-        for v in variants:
-            if (v, seed) in done:
-                per_variant[v].append(done[(v, seed)])
-                continue
-            if summarize_only:
-                continue
-            state = None
-            if v == "fnas":
-                src_ctx = (*ctx[:6], T_src, Objective("mnas", T_src), *ctx[8:])
-                _, src = run_variant("ppo+uac+aeb", 1000 + seed, source_evals, src_ctx)
-                state = src.critic.state_dict()
-            row, _ = run_variant(v, seed, cap, ctx, state)
-            per_variant[v].append(row)
-            with open(JOURNAL, "a") as f:
-                f.write(json.dumps({"variant": v, "key": key, "row": row}) + "\n")
-            print(f"seed {seed} {v:12s} top1% at {row['evals_to_top1pct']}, top0.1% at {row['evals_to_top0.1pct']}, "
-                  f"best at {row['evals_to_best']}, best rank {row['best_rank']}, trusted {row['trusted_share']:.2f}, {row['wall_s']} s", flush=True)
-    if any(len(rows) < len(seeds) for rows in per_variant.values()):
-        print("some runs are missing; summary not written")
-        return None
-    n_seeds = len(seeds)
-    summary = {v: summarize(rows, cap) for v, rows in per_variant.items()}
-    if "ppo" in summary:
-        base = summary["ppo"]
-        for v in variants:
-            s = summary[v]
-            for t in TARGETS:
-                b, o = base[f"evals_to_{t}"], s[f"evals_to_{t}"]
-                cens = lambda rows: [cap if r[f"evals_to_{t}"] is None else r[f"evals_to_{t}"] for r in rows]
-                s[f"speedup_{t}_vs_ppo"] = {"mean": b["mean"] / o["mean"], "median": b["median"] / o["median"],
-                                            "mean_90ci": ratio_ci(cens(per_variant["ppo"]), cens(per_variant[v]), BOOTSTRAP_SEED)}
-            s["speedup_median_vs_ppo"] = s["speedup_top1pct_vs_ppo"]["median"]
-            s["speedup_mean_vs_ppo"] = s["speedup_top1pct_vs_ppo"]["mean"]
-            s["speedup_top0.1pct_mean_vs_ppo"] = s["speedup_top0.1pct_vs_ppo"]["mean"]
-    for v in variants:
-        s = summary[v]
-        s["oracle_bound_evals_to_top1pct"] = oracle_bound(n, k, int(round(s["mean_first_batch_evaluations"])))
-    fmt = lambda d: f"{d['mean']:.1f} / {d['median']:.1f} [{d['p25']:.0f}-{d['p75']:.0f}]" + (f" ({d['not_reached_within_cap']} missed)" if d["not_reached_within_cap"] else "")
-    rows = [[v, fmt(s["evals_to_top1pct"]), s.get("speedup_mean_vs_ppo", ""), s.get("speedup_median_vs_ppo", ""),
-             s["oracle_bound_evals_to_top1pct"], fmt(s["evals_to_top0.1pct"]), s.get("speedup_top0.1pct_mean_vs_ppo", ""),
-             fmt(s["evals_to_best"]), s["best_reward_after"][str(min(100, cap))]["mean"], s["mean_best_reward_at_cap"],
-             s["median_best_rank_at_cap"], s["mean_trusted_share"], s["distinct_archs_evaluated"]["mean"],
-             s["final_policy_entropy"]["mean"]] for v, s in summary.items()]
-    rows.append(["random (analytic)", f"{random_expect:.1f}", "", "", "", "", "", "", "", "", "", 0.0, "", ""])
-    print_table(["variant", "evals top1% mean/median [IQR]", "speed-up mean", "speed-up median", "oracle bound",
-                 "evals top0.1%", "speed-up top0.1% mean", "evals to best arch", f"best R after {min(100, cap)}", "best R at cap",
-                 "median rank at cap", "trusted", "archs evaluated", "final entropy"], rows, title=f"NAS-Bench-Macro, {n_seeds} seeds, cap {cap} evaluations")
-    cal = [[v, s.get("trusted_estimates"), s.get("median_evaluations_before_first_trust"), s.get("trusted_within_threshold"),
-            s.get("trusted_mae"), s.get("evaluated_heldout_mae"), s.get("top1pct_only_trusted_before_hit")]
-           for v, s in summary.items() if "trusted_mae" in s]
-    thr_c = FNASSearcher(**SETTINGS).config.critic.threshold
-    print_table(["variant", "trusted estimates", "evals before first trust", "share |V-R| < thr", "MAE trusted",
-                 "MAE declined (held-out)", "top1% only trusted"], cal, title=f"UAC calibration (threshold {thr_c:g} reward points)")
-    goal = "ppo" in summary and all(summary[v]["speedup_mean_vs_ppo"] >= 3 for v in ("ppo+uac+aeb", "fnas") if v in summary)
+        if "none" in kinds:
+            jobs += [(split, "none", v, seed, cap, source_evals, dict(SETTINGS)) for v in VARIANTS]
+        if "ablation" in kinds:
+            jobs += [(split, "ablation", a, seed, cap, source_evals, dict(SETTINGS)) for a in ABLATIONS]
+        if "transfer" in kinds:
+            jobs += [(split, "transfer", src, seed, cap, source_evals, dict(SETTINGS)) for src in sources]
+    return jobs
+
+
+def job_rows_keys(job: tuple) -> list[tuple[str, str, str]]:
+    """(setting, variant, journal key) of every row a job produces."""
+    split, setting, arg, seed, cap, source_evals, _ = job
+    if setting == "none":
+        return [(setting, arg, row_key(split, setting, arg, cap, source_evals, {}))]
+    if setting == "ablation":
+        return [(setting, arg, row_key(split, f"ablation:{arg}", "ppo+uac+aeb", cap, source_evals, ABLATIONS[arg]))]
+    targets = ["ppo+uac+aeb"] if SOURCES[arg][4].startswith("upper") else ["ppo+uac", "ppo+uac+aeb"]
+    return [(f"transfer:{arg}", v, row_key(split, f"transfer:{arg}", v, cap, source_evals, {})) for v in targets]
+
+
+def search_part(split: str, seeds: list[int], kinds: list[str], cap: int, source_evals: int, workers: int,
+                sources: list[str] = DEFAULT_SOURCES) -> dict | None:
+    ctx = context(SPLITS[split]["table"])
+    space, bench, lat_model, archs, lat, acc, T, objective, R, k, thr, k01, thr01, truth = ctx
+    done = journal_rows()
+    jobs = planned_jobs(split, seeds, kinds, cap, source_evals, sources)
+    todo = [j for j in jobs if any((key, j[3]) not in done for _, _, key in job_rows_keys(j))]
+    print(f"{split}: table {SPLITS[split]['table']}, T = {T:.4f} ms, seeds {seeds[0]}..{seeds[-1]}; "
+          f"{len(jobs) - len(todo)} jobs reused, {len(todo)} to run on {workers} worker(s)", flush=True)
+
+    def record(job, results):
+        keys = {(st, v): key for st, v, key in job_rows_keys(job)}
+        with open(JOURNAL, "a") as f:
+            for st, v, row in results:
+                f.write(json.dumps({"key": keys[(st, v)], "row": row}) + "\n")
+                done[(keys[(st, v)], row["seed"])] = row
+                print(f"seed {row['seed']} {st} {v}: top1% {row['evals_to_top1pct']}, top0.1% {row['evals_to_top0.1pct']}, "
+                      f"best {row['evals_to_best']} ({row['evaluations']} evaluated, {row['wall_s']} s)", flush=True)
+
+    if workers > 1 and todo:
+        with ProcessPoolExecutor(workers) as pool:
+            for job, res in zip(todo, pool.map(run_job, todo)):
+                record(job, res)
+    else:
+        for job in todo:
+            record(job, run_job(job))
+
+    rows: dict[str, dict[str, list]] = {}
+    for job in jobs:
+        for st, v, key in job_rows_keys(job):
+            if (key, job[3]) in done:
+                rows.setdefault(st, {}).setdefault(v, []).append(done[(key, job[3])])
+    ppo_rows = rows.get("none", {}).get("ppo")
+    summary = {st: {v: summarize(r, cap, ppo_rows if ppo_rows and len(ppo_rows) == len(r) else None)
+                    for v, r in per.items()} for st, per in rows.items()}
+    n = len(archs)
+    transfer_info = {}
+    for name in sources:
+        desc, _, _, _, role = SOURCES[name]
+        _, src_R = source_problem(name, ctx)
+        top_src = set(np.argsort(-src_R)[:k])
+        transfer_info[name] = {
+            "source": desc, "role": role, "source_search": f"{SOURCE_VARIANT}, {source_evals} evaluations per seed (seed + 1000)",
+            "source_evaluations_not_counted_per_run": source_evals,
+            "spearman_source_target_reward": float(stats.spearmanr(src_R, R)[0]),
+            "top1pct_shared": len(top_src & set(np.argsort(-R)[:k])),
+            "same_best_arch": bool(np.argmax(src_R) == np.argmax(R))}
+    print_tables(summary, transfer_info, cap, n, k)
+    goal = None
+    fa = summary.get("none", {}).get("ppo+uac+aeb", {}).get("top0.1pct", {})
+    if "ppo_over_this" in fa:
+        goal = {"ppo_over_fnas_top0.1pct": fa["ppo_over_this"], "90ci": fa["ppo_over_this_90ci"],
+                "met": bool(fa["ppo_over_this"] >= 2 and fa["ppo_over_this_90ci"][0] > 1)}
     cfg = FNASSearcher(**SETTINGS).config
-    return {"setting": {"space": "nas-bench-macro", "table": table_id(), "budget_ms": T, "archs": n,
-                        "top1pct_archs": k, "top1pct_reward_threshold": thr, "top0.1pct_archs": k01, "top0.1pct_reward_threshold": thr01,
-                        "best_reward": float(R.max()),
-                        "top1pct_within_budget": int((lat[R >= thr] <= T).sum()), "seeds": n_seeds, "evaluation_cap": cap,
-                        "random_search_expected_evals_to_top1pct": random_expect,
-                        "reach": "an arch is reached at the real evaluation that first returns it (its index in the problem's history); "
-                                 "trusted estimates never reach; repeated archs are cache hits for every variant; runs that miss count as the cap",
-                        "targets": TARGETS,
-                        "shared_settings_overrides": SETTINGS, "tuning_on_table_b4672bc": TUNING,
-                        "tuning_aeb_fix_on_seeds_100_109": TUNING_AEB_FIX,
-                        "config": {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in ("use_uac", "use_aeb")},
-                        "oracle_bound": "E[min(first hit, first batch + 1)] for uniform first-batch draws: the least any learner can average",
-                        "fnas_critic_source": f"ppo+uac+aeb search at T'={T_src:.4f} ms (25th pct latency), {source_evals} evaluations, not counted; "
-                                              + ("its V/U weights and training rows transferred" if cfg.transfer_data else "its V/U weights transferred (fine-tuned here, its rows left behind)")},
-            "summary": summary, "runs": per_variant, "goal_3x_fewer_evaluations_met": bool(goal)}
+    return {"setting": {"split": split, "space": "nas-bench-macro", "table": table_id(SPLITS[split]["table"]), "budget_ms": T,
+                        "seeds": seeds, "tuned_on": TUNING_PROVENANCE,
+                        "archs": n, "top1pct_archs": k, "top0.1pct_archs": k01, "evaluation_cap": cap,
+                        "random_search_expected_evals_to_top1pct": (n + 1) / (k + 1),
+                        "oracle_bound_evals_to_top1pct_first_batch_8": oracle_bound(n, k, 8),
+                        "reach": "an arch is reached at the real evaluation that first returns it; trusted estimates never reach; "
+                                 "repeated archs are cache hits for every variant; runs that miss count as the cap",
+                        "intervals": "90 % percentile bootstrap over seeds (scipy.stats.bootstrap via benchmarks/common.py, 2000 resamples); ratios paired by seed",
+                        "full_fnas": "PPO+UAC+AEB: on a tabular benchmark the knowledge pool changes only the training cost of one "
+                                     "evaluation (the akp part), not which archs are evaluated",
+                        "shared_settings_overrides": SETTINGS, "config": json.loads(json.dumps(asdict(cfg)))},
+            "transfer_sources": transfer_info, "summary": summary, "goal_fnas_2x_fewer_than_ppo_to_top0.1pct_without_transfer": goal,
+            "runs": rows}
+
+
+def ci_text(ci: list[float] | None) -> str:
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "[undefined]"
+
+
+def fmt(d: dict) -> str:
+    lo, hi = d["mean_90ci"]
+    return f"{d['mean']:.1f} [{lo:.1f}, {hi:.1f}]" + (f" ({d['missed']} missed)" if d["missed"] else "")
+
+
+def fmt_ratio(d: dict) -> str:
+    if "ppo_over_this" not in d:
+        return ""
+    lo, hi = d["ppo_over_this_90ci"]
+    return f"{d['ppo_over_this']:.2f}x [{lo:.2f}, {hi:.2f}]"
+
+
+def print_tables(summary: dict, transfer_info: dict, cap: int, n: int, k: int) -> None:
+    heads = ["variant", "evals to top 1%", "PPO / this", "evals to top 0.1%", "PPO / this", "evals to best", "PPO / this",
+             "stopped early", "archs evaluated", "trusted"]
+    for st, per in summary.items():
+        title = {"none": "WITHOUT transfer", "ablation": "ablation: PPO+UAC+AEB with one rule not in the paper"}.get(st, st)
+        if st.startswith("transfer:"):
+            info = transfer_info[st.split(":", 1)[1]]
+            title = (f"WITH transfer ({info['role']}): critic from a {info['source']}; source/target reward Spearman "
+                     f"{info['spearman_source_target_reward']:.3f}")
+        rows = [[v, fmt(s["top1pct"]), fmt_ratio(s["top1pct"]), fmt(s["top0.1pct"]), fmt_ratio(s["top0.1pct"]),
+                 fmt(s["best"]), fmt_ratio(s["best"]), s["stopped_early"], s["distinct_archs_evaluated"], s["mean_trusted_share"]]
+                for v, s in per.items()]
+        print_table(heads, rows, title=f"{title} (mean [90% CI] over {next(iter(per.values()))['runs']} seeds, cap {cap})")
+        if st.startswith("transfer:"):
+            info = transfer_info[st.split(":", 1)[1]]
+            print(f"  not counted above: the source search's {info['source_evaluations_not_counted_per_run']} evaluations per run "
+                  f"({info['source_search']})")
+    print(f"random search: {(n + 1) / (k + 1):.1f} evaluations to the top 1 % on average")
 
 
 # ---- knowledge pool part ---------------------------------------------------------------------------
-def akp_part(n_archs: int, iterations: int, seed: int = 0) -> dict:
+def shape_only(data):
+    """The built-in images labelled by their shape alone (5 classes; the stripe texture that makes the other
+    half of the 10 classes ignored): another classification task on other images (another data seed)."""
+    from hwnas.train.data import TensorImageSet
+
+    return TensorImageSet(data.images, data.labels % 5, data.num_classes, f"{data.name}-shape-only")
+
+
+def hit_rates(n_pool: int, n_query: int, seed: int = 0) -> dict:
+    """Hit rate of each matching rule on many archs at no training cost (matching reads shapes, not values)."""
+    from hwnas.nn.network import Network
+    from hwnas.search.fnas.knowledge_pool import KnowledgePool
+
+    space = create_space("tiny")
+    rng = np.random.default_rng(seed + 7)
+    pools = {m: KnowledgePool(1, matching=m) for m in ("uncertainty", "cosine")}
+    for _ in range(n_pool):
+        a = space.sample(rng)
+        net = Network(space, a)
+        for pool in pools.values():
+            pool.store(net, space, a, 1)
+    out = {}
+    for m, pool in pools.items():
+        unc = []
+        for _ in range(n_query):
+            a = space.sample(rng)
+            info = pool.initialize(Network(space, a), space, a)
+            if info["uncovered_share"] is not None:
+                unc.append(info["uncovered_share"])
+        out[m] = {"hit_rate": pool.hit_rate, "blocks_queried": pool.queries, "mean_uncovered_share_of_matched": float(np.mean(unc))}
+    return {"pool_archs": n_pool, "query_archs": n_query, **out}
+
+
+def akp_part(n_archs: int, n_pool: int, iterations: int, seed: int = 0) -> dict:
+    """Paper Fig. 3c on a small scale: rank fidelity along training, scratch vs pool-initialised (two matchings)."""
     from hwnas.nn.network import Network
     from hwnas.search.fnas.knowledge_pool import KnowledgePool
     from hwnas.search.fnas.train_evaluator import ACCURACY_BATCH, builtin_data, train
@@ -403,108 +506,133 @@ def akp_part(n_archs: int, iterations: int, seed: int = 0) -> dict:
 
     torch.set_num_threads(1)
     space = create_space("tiny")
-    train_data, val = builtin_data(seed)
+    target_train, target_val = builtin_data(seed)
+    other_train, other_val = (shape_only(d) for d in builtin_data(seed + 1))  # the pool's task: another task
     rng = np.random.default_rng(seed)
-    archs = []
-    while len(archs) < n_archs:
+    archs: list = []
+    while len(archs) < n_archs + n_pool:
         a = space.sample(rng)
         if a not in archs:
             archs.append(a)
+    pool_archs, measured = archs[:n_pool], archs[n_pool:]
     checkpoints = sorted({max(1, iterations * q // 4) for q in (1, 2, 3, 4)})
-    pool = KnowledgePool(iterations)
+    pools = {m: KnowledgePool(iterations, matching=m) for m in ("uncertainty", "cosine")}
+    for i, arch in enumerate(pool_archs):  # the pool: checkpoints of the other task, all trained K iterations (fairness)
+        torch.manual_seed(10_000 + i)
+        net = Network(space, arch)
+        train(net, other_train, iterations, seed=10_000 + i)
+        for pool in pools.values():
+            pool.store(net, space, arch, iterations)
+        print(f"pool {i}: {space.to_compact(arch)} trained on the other task ({accuracy(net, other_val, ACCURACY_BATCH):.1f}%)", flush=True)
     rows = []
-    for i, arch in enumerate(archs):
+    for i, arch in enumerate(measured):
+        row = {"arch": space.to_compact(arch)}
+        torch.manual_seed(seed + i)
+        ref = Network(space, arch)
+        row["reference_2K"] = train(ref, target_train, 2 * iterations, seed=seed + i, val=target_val, checkpoints=[2 * iterations])[2 * iterations]
         torch.manual_seed(seed + i)
         scratch = Network(space, arch)
-        torch.manual_seed(seed + i)
-        warm = Network(space, arch)
-        info = pool.initialize(warm, space, arch)
-        acc0_warm = accuracy(warm, val, ACCURACY_BATCH)
-        t0 = time.perf_counter()
-        cs = train(scratch, train_data, iterations, seed=seed + i, val=val, checkpoints=checkpoints)
-        t1 = time.perf_counter()
-        cw = train(warm, train_data, iterations, seed=seed + i, val=val, checkpoints=checkpoints)
-        t2 = time.perf_counter()
-        pool.store(warm, space, arch, iterations)
-        rows.append({"arch": space.to_compact(arch), "scratch": cs, "warm": cw, "warm_at_0": acc0_warm, **info,
-                     "scratch_s": round(t1 - t0, 2), "warm_s": round(t2 - t1, 2)})
-        print(f"{i}: {space.to_compact(arch)} scratch {cs} | warm {cw} (init {acc0_warm:.1f}%, hits {info['hits']}/{info['blocks']})", flush=True)
-    later = rows[1:]  # the first arch meets an empty pool
-    mean_s = {c: float(np.mean([r["scratch"][c] for r in later])) for c in checkpoints}
-    mean_w = {c: float(np.mean([r["warm"][c] for r in later])) for c in checkpoints}
-    target = mean_s[iterations]
-    reach = next((c for c in checkpoints if mean_w[c] >= target), None)
-    hits = sum(r["hits"] for r in later)
-    blocks = sum(r["blocks"] for r in later)
-    out = {"setting": {"space": "tiny", "data": "hwnas builtin (make_builtin)", "archs": n_archs, "iterations_K": iterations,
-                       "checkpoints": checkpoints, "batch": 32, "optimizer": "SGD momentum 0.9, lr 0.05 cosine"},
-           "mean_acc_scratch": mean_s, "mean_acc_warm": mean_w,
-           "acc_ratio_at_K": mean_w[iterations] / mean_s[iterations],
-           "mean_acc_warm_before_training": float(np.mean([r["warm_at_0"] for r in later])),
-           "warm_iterations_to_match_scratch_K": reach,
-           "training_cost_factor": (reach / iterations) if reach else None,
-           "hit_rate": hits / blocks if blocks else 0.0, "hit_rate_including_first": pool.hit_rate,
-           "exact_hit_share": sum(r["exact"] for r in later) / blocks if blocks else 0.0, "per_arch": rows}
-    print_table(["iterations", "scratch acc %", "warm-start acc %"], [[c, mean_s[c], mean_w[c]] for c in checkpoints],
-                title=f"knowledge pool on tiny (archs 2..{n_archs}), hit rate {out['hit_rate']:.3f}")
-    print(f"accuracy ratio at K={iterations}: {out['acc_ratio_at_K']:.3f}; warm start matches scratch-K accuracy after {reach} iterations")
-    return out
+        row["scratch"] = train(scratch, target_train, iterations, seed=seed + i, val=target_val, checkpoints=checkpoints)
+        for m, pool in pools.items():  # the pool is frozen: every measured arch meets the same pool
+            torch.manual_seed(seed + i)
+            warm = Network(space, arch)
+            info = pool.initialize(warm, space, arch)
+            row[f"{m}_init"] = info
+            row[m] = train(warm, target_train, iterations, seed=seed + i, val=target_val, checkpoints=checkpoints)
+        rows.append(row)
+        print(f"{i}: {row['arch']} ref {row['reference_2K']:.1f} scratch {row['scratch']} | unc {row['uncertainty']} "
+              f"(hits {row['uncertainty_init']['hits']}/{row['uncertainty_init']['blocks']}) | cos {row['cosine']} "
+              f"(hits {row['cosine_init']['hits']}/{row['cosine_init']['blocks']})", flush=True)
+    ref = np.array([r["reference_2K"] for r in rows])
+
+    def fidelity(init: str) -> dict:
+        out = {}
+        for c in checkpoints:
+            acc = np.array([r[init][c] for r in rows])
+            rho = float(stats.spearmanr(acc, ref)[0])
+            res = bootstrap_distribution((acc, ref), lambda a, b: stats.spearmanr(a, b)[0], n_resamples=999, seed=BOOTSTRAP_SEED)
+            out[c] = {"spearman": rho, "90ci": percentile_range(res.bootstrap_distribution), "mean_acc": float(acc.mean())}
+        return out
+
+    inits = ("scratch", "uncertainty", "cosine")
+    fid = {m: fidelity(m) for m in inits}
+    mean_scratch_K = fid["scratch"][iterations]["mean_acc"]
+    match = {}
+    for m in ("uncertainty", "cosine"):
+        hits = sum(r[f"{m}_init"]["hits"] for r in rows)
+        blocks = sum(r[f"{m}_init"]["blocks"] for r in rows)
+        unc = [r[f"{m}_init"]["uncovered_share"] for r in rows if r[f"{m}_init"]["uncovered_share"] is not None]
+        reach = next((c for c in checkpoints if fid[m][c]["mean_acc"] >= mean_scratch_K), None)
+        rank_reach = next((c for c in checkpoints if fid[m][c]["spearman"] >= fid["scratch"][iterations]["spearman"]), None)
+        match[m] = {"hit_rate": hits / blocks if blocks else 0.0, "blocks_queried": blocks,
+                    "mean_uncovered_share_of_matched": float(np.mean(unc)) if unc else None,
+                    "iterations_to_scratch_K_accuracy": reach, "iterations_to_scratch_K_rank_fidelity": rank_reach}
+    print_table(["iterations"] + [f"{m}: Spearman vs 2K ref [90% CI] / acc %" for m in inits],
+                [[c] + [f"{fid[m][c]['spearman']:.2f} {ci_text(fid[m][c]['90ci'])} / {fid[m][c]['mean_acc']:.1f}"
+                        for m in inits] for c in checkpoints],
+                title=f"knowledge pool rank fidelity (paper Fig. 3c): {n_archs} tiny archs, pool of {n_pool} from another task")
+    for m, d in match.items():
+        print(f"{m} matching: hit rate {d['hit_rate']:.3f} (paper: >= 0.99), uncovered share of matched blocks "
+              f"{d['mean_uncovered_share_of_matched']}, reaches scratch-K accuracy at {d['iterations_to_scratch_K_accuracy']}, "
+              f"scratch-K rank fidelity at {d['iterations_to_scratch_K_rank_fidelity']}")
+    many = hit_rates(20, 200, seed)
+    for m in ("uncertainty", "cosine"):
+        print(f"{m} matching on {many['query_archs']} archs against a pool of {many['pool_archs']}: hit rate {many[m]['hit_rate']:.3f}, "
+              f"uncovered share of matched blocks {many[m]['mean_uncovered_share_of_matched']:.3f}")
+    return {"setting": {"space": "tiny", "target_data": "hwnas builtin image set (make_builtin), 2048 train / 512 val",
+                        "pool_task": "the built-in images of another data seed labelled by shape only (5 classes, texture ignored)",
+                        "pool_archs": n_pool, "measured_archs": n_archs, "iterations_K": iterations, "checkpoints": checkpoints,
+                        "reference": f"accuracy after {2 * iterations} iterations from scratch (the 'actual rank' of Fig. 3c)",
+                        "batch": 32, "optimizer": "SGD momentum 0.9, lr 0.05 cosine",
+                        "paper": "hit ratio >= 99 % (Sec. 4.3); Fig. 3c: block-level init reaches the final rank in fewer epochs "
+                                 "(no numbers in the text); AKP ~2x fewer activated samples (Table 5)"},
+            "rank_fidelity": fid, "matching": match, "hit_rate_many_archs": many, "per_arch": rows}
 
 
 def merge_write(key: str, value: dict) -> None:
     path = RESULTS / "fnas_bench.json"
     old = json.loads(path.read_text()) if path.exists() else {}
-    keep = {k: v for k, v in old.items() if k not in ("benchmark", "when", "machine", "search_cost_with_akp", "search_recheck_calibrated_table")}
+    keep = {k: v for k, v in old.items() if k not in ("benchmark", "when", "machine")}
     keep[key] = value
-    if "search" in keep and "akp" in keep and keep["akp"].get("training_cost_factor") and {"ppo", "fnas"} <= set(keep["search"]["summary"]):
-        f = keep["akp"]["training_cost_factor"]
-        s = keep["search"]["summary"]
-        keep["search_cost_with_akp"] = {
-            "note": ("cost in scratch-evaluation units = mean evaluations to top 1% (and, *_to_best, to the best arch) "
-                     "x training cost factor of a warm start (akp part)"),
-            "ppo": s["ppo"]["mean_evals_to_top1pct"],
-            "fnas_with_akp": s["fnas"]["mean_evals_to_top1pct"] * f,
-            "speedup": s["ppo"]["mean_evals_to_top1pct"] / (s["fnas"]["mean_evals_to_top1pct"] * f)}
-        if "evals_to_best" in s["ppo"] and "evals_to_best" in s["fnas"]:  # to the final result, as the paper's ~10x
-            pb, fb = s["ppo"]["evals_to_best"]["mean"], s["fnas"]["evals_to_best"]["mean"]
-            keep["search_cost_with_akp"].update({"ppo_to_best": pb, "fnas_with_akp_to_best": fb * f, "speedup_to_best": pb / (fb * f)})
     write_results("fnas_bench", keep)
+
+
+def seed_list(text: str | None, split: str) -> list[int]:
+    if not text:
+        return SPLITS[split]["seeds"]
+    if "-" in text:
+        lo, hi = text.split("-")
+        return list(range(int(lo), int(hi) + 1))
+    return [int(x) for x in text.split(",")]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", choices=["search", "akp", "all"], default="all")
-    ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--only-seeds", type=str, default=None, help="comma list: run just these seeds (parallel workers); no summary")
+    ap.add_argument("--split", choices=list(SPLITS), default="report", help="report: the figures; tune: the disjoint table and seeds settings are chosen on")
+    ap.add_argument("--seeds", default=None, help="e.g. 0-11 or 0,1,2 (default: the split's seeds)")
+    ap.add_argument("--jobs", default="none,ablation,transfer", help="comma list of settings to run: none, ablation, transfer")
     ap.add_argument("--cap", type=int, default=300, help="real evaluations per search run")
-    ap.add_argument("--source-evals", type=int, default=300, help="evaluations of the earlier search the full-FNAS critic comes from")
+    ap.add_argument("--source-evals", type=int, default=300, help="evaluations of the earlier search a transferred critic comes from")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--sources", default=",".join(DEFAULT_SOURCES), help=f"critic sources of the transfer setting: {', '.join(SOURCES)}")
+    ap.add_argument("--key", default=None, help="results key (default: search for the report split, search_tune for tune)")
     ap.add_argument("--akp-archs", type=int, default=8)
-    ap.add_argument("--akp-iterations", type=int, default=120,
-                    help="training iterations K per arch: long enough that nets trained from scratch are well above chance (about 40%% at 120 on the built-in data)")
-    ap.add_argument("--table-rev", default=None, help="git revision of the latency table to use (reproduce runs made before a table update)")
-    ap.add_argument("--key", default="search", help="results key of the search part (e.g. a re-check on another table)")
-    ap.add_argument("--quick", action="store_true", help="3 seeds, cap 300, 4 archs x 20 iterations")
+    ap.add_argument("--akp-pool", type=int, default=4)
+    ap.add_argument("--akp-iterations", type=int, default=120)
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                    help="override a controller/critic/buffer setting for every variant alike (e.g. --set lr=3e-3 --set threshold=1.0)")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma list of variants to run (plain PPO is the reference)")
+                    help="override a controller/critic/buffer setting for every variant alike (e.g. --set threshold=1.0)")
     a = ap.parse_args()
-    global TABLE_REV
-    TABLE_REV = a.table_rev
     for item in a.set:
         name, _, value = item.partition("=")
         SETTINGS[name] = json.loads(value)
-    variants = a.variants.split(",")
-    if a.quick:
-        a.seeds, a.cap, a.source_evals, a.akp_archs, a.akp_iterations = 3, 300, 150, 4, 20
     if a.part in ("search", "all"):
-        if a.only_seeds:
-            search_part([int(x) for x in a.only_seeds.split(",")], a.cap, a.source_evals, variants=variants)
-        else:
-            res = search_part(list(range(a.seeds)), a.cap, a.source_evals, variants=variants)
-            if res is not None:
-                merge_write(a.key, res)
+        res = search_part(a.split, seed_list(a.seeds, a.split), a.jobs.split(","), a.cap, a.source_evals, a.workers,
+                          a.sources.split(","))
+        if res is not None:
+            merge_write(a.key or ("search" if a.split == "report" else "search_tune"), res)
     if a.part in ("akp", "all"):
-        merge_write("akp", akp_part(a.akp_archs, a.akp_iterations))
+        merge_write("akp", akp_part(a.akp_archs, a.akp_pool, a.akp_iterations))
 
 
 if __name__ == "__main__":
