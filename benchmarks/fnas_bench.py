@@ -22,6 +22,7 @@ search: reward R = ACC x (LAT/T)^-0.07 (hwnas.search.reward), latency from a hos
                     are not in the counts and are stated on their own line.
         --split report (the figures) runs on the litert table and seeds 200-209; the settings were
         chosen on the onnxruntime table and seeds 0-19 / 100-109 (--split tune), never on these.
+hits:   each matching rule's hit rate on 200 `tiny` archs against a pool of 20 (no training needed).
 akp:    the knowledge pool (paper Sec. 3.2/4.3, Fig. 3b/c): a pool of blocks trained on another
         task (the self-contained colour-template image set) warm-starts `tiny` archs trained on
         the built-in image set, with the paper's uncertainty matching and with cosine matching.
@@ -472,29 +473,35 @@ def shape_only(data):
     return TensorImageSet(data.images, data.labels % 5, data.num_classes, f"{data.name}-shape-only")
 
 
-def hit_rates(n_pool: int, n_query: int, seed: int = 0) -> dict:
-    """Hit rate of each matching rule on many archs at no training cost (matching reads shapes, not values)."""
+def hit_rates(pool_sizes=(1, 2, 4, 8, 20), n_query: int = 200, seed: int = 0) -> dict:
+    """Hit rate of each matching rule against pools of several sizes, at no training cost (matching reads
+    shapes, not values: untrained nets stand in for trained ones)."""
     from hwnas.nn.network import Network
     from hwnas.search.fnas.knowledge_pool import KnowledgePool
 
     space = create_space("tiny")
-    rng = np.random.default_rng(seed + 7)
-    pools = {m: KnowledgePool(1, matching=m) for m in ("uncertainty", "cosine")}
-    for _ in range(n_pool):
-        a = space.sample(rng)
-        net = Network(space, a)
-        for pool in pools.values():
-            pool.store(net, space, a, 1)
-    out = {}
-    for m, pool in pools.items():
-        unc = []
-        for _ in range(n_query):
+    out: dict = {"space": "tiny", "query_archs": n_query, "by_pool_size": {}}
+    rows = []
+    for n_pool in pool_sizes:
+        rng = np.random.default_rng(seed + n_pool)
+        pools = {m: KnowledgePool(1, matching=m) for m in ("uncertainty", "cosine")}
+        for _ in range(n_pool):
             a = space.sample(rng)
-            info = pool.initialize(Network(space, a), space, a)
-            if info["uncovered_share"] is not None:
-                unc.append(info["uncovered_share"])
-        out[m] = {"hit_rate": pool.hit_rate, "blocks_queried": pool.queries, "mean_uncovered_share_of_matched": float(np.mean(unc))}
-    return {"pool_archs": n_pool, "query_archs": n_query, **out}
+            net = Network(space, a)
+            for pool in pools.values():
+                pool.store(net, space, a, 1)
+        queries = [space.sample(rng) for _ in range(n_query)]
+        d = {}
+        for m, pool in pools.items():
+            unc = [info["uncovered_share"] for a in queries
+                   if (info := pool.initialize(Network(space, a), space, a))["uncovered_share"] is not None]
+            d[m] = {"hit_rate": pool.hit_rate, "blocks_queried": pool.queries,
+                    "mean_uncovered_share_of_matched": float(np.mean(unc)) if unc else None}
+        out["by_pool_size"][n_pool] = d
+        rows.append([n_pool] + [f"{d[m]['hit_rate']:.3f} / {d[m]['mean_uncovered_share_of_matched']:.3f}" for m in ("uncertainty", "cosine")])
+    print_table(["pool archs", "uncertainty: hit rate / uncovered share", "cosine (min 0.8): hit rate / uncovered share"], rows,
+                title=f"knowledge pool hit rate on {n_query} tiny archs (paper: >= 0.99)")
+    return out
 
 
 def akp_part(n_archs: int, n_pool: int, iterations: int, seed: int = 0) -> dict:
@@ -575,10 +582,6 @@ def akp_part(n_archs: int, n_pool: int, iterations: int, seed: int = 0) -> dict:
         print(f"{m} matching: hit rate {d['hit_rate']:.3f} (paper: >= 0.99), uncovered share of matched blocks "
               f"{d['mean_uncovered_share_of_matched']}, reaches scratch-K accuracy at {d['iterations_to_scratch_K_accuracy']}, "
               f"scratch-K rank fidelity at {d['iterations_to_scratch_K_rank_fidelity']}")
-    many = hit_rates(20, 200, seed)
-    for m in ("uncertainty", "cosine"):
-        print(f"{m} matching on {many['query_archs']} archs against a pool of {many['pool_archs']}: hit rate {many[m]['hit_rate']:.3f}, "
-              f"uncovered share of matched blocks {many[m]['mean_uncovered_share_of_matched']:.3f}")
     return {"setting": {"space": "tiny", "target_data": "hwnas builtin image set (make_builtin), 2048 train / 512 val",
                         "pool_task": "the built-in images of another data seed labelled by shape only (5 classes, texture ignored)",
                         "pool_archs": n_pool, "measured_archs": n_archs, "iterations_K": iterations, "checkpoints": checkpoints,
@@ -586,7 +589,7 @@ def akp_part(n_archs: int, n_pool: int, iterations: int, seed: int = 0) -> dict:
                         "batch": 32, "optimizer": "SGD momentum 0.9, lr 0.05 cosine",
                         "paper": "hit ratio >= 99 % (Sec. 4.3); Fig. 3c: block-level init reaches the final rank in fewer epochs "
                                  "(no numbers in the text); AKP ~2x fewer activated samples (Table 5)"},
-            "rank_fidelity": fid, "matching": match, "hit_rate_many_archs": many, "per_arch": rows}
+            "rank_fidelity": fid, "matching": match, "per_arch": rows}
 
 
 def merge_write(key: str, value: dict) -> None:
@@ -608,7 +611,7 @@ def seed_list(text: str | None, split: str) -> list[int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=["search", "akp", "all"], default="all")
+    ap.add_argument("--part", choices=["search", "akp", "hits", "all"], default="all")
     ap.add_argument("--split", choices=list(SPLITS), default="report", help="report: the figures; tune: the disjoint table and seeds settings are chosen on")
     ap.add_argument("--seeds", default=None, help="e.g. 0-11 or 0,1,2 (default: the split's seeds)")
     ap.add_argument("--jobs", default="none,ablation,transfer", help="comma list of settings to run: none, ablation, transfer")
@@ -631,6 +634,8 @@ def main() -> None:
                           a.sources.split(","))
         if res is not None:
             merge_write(a.key or ("search" if a.split == "report" else "search_tune"), res)
+    if a.part in ("hits", "all"):
+        merge_write("akp_hit_rate", hit_rates())
     if a.part in ("akp", "all"):
         merge_write("akp", akp_part(a.akp_archs, a.akp_pool, a.akp_iterations))
 
