@@ -35,7 +35,7 @@ import torch
 
 from ...space.arch import Arch
 from ..base import Record, SearchProblem, Searcher, register_searcher
-from ..budgets import INFEASIBLE_REWARD
+from ..budgets import INFEASIBLE_REWARD, Constraints
 from ..reward import Objective
 from .controller import Controller
 from .critic import CriticConfig, UncertaintyAwareCritic, cap_trusted
@@ -147,194 +147,257 @@ class FNASSearcher(Searcher):
             torch.set_num_threads(threads)
 
     def _search(self, problem: SearchProblem, max_evaluations: int, rng: np.random.Generator) -> dict[str, Any]:
+        """The loop, one PPO update per batch: size the batch, draw its exploring part (the critic decides what is
+        evaluated), evaluate the new archs, add the replayed part, update the policy, record."""
+        run = self._setup(problem, max_evaluations, rng)
         cfg = self.config
-        space = problem.space
-        encoder = ArchEncoder(space)
+        idle = 0
+        while not self.terminated(problem):
+            if cfg.max_updates is not None and run.updates >= cfg.max_updates:
+                break
+            n_replay, n_explore, max_trusted = self._batch_sizes(run)
+            batch = self._draw_exploring(run, n_explore, max_trusted)
+            if not batch.acts:
+                break
+            fresh, rewards = self._evaluate_new(run, batch)
+            acts, logps, rewards, weights = self._add_replay(run, batch, rewards, n_replay)
+            on_policy = np.arange(len(acts)) < len(batch.acts)
+            stats = run.ppo.update(acts, logps, rewards, weights, on_policy, cfg.replay_dual_clip, cfg.baseline_on_policy)
+            run.updates += 1
+            self._record_update(run, batch, fresh, len(acts), rewards, stats)
+            idle = 0 if fresh else idle + 1
+            if idle >= cfg.patience:
+                break
+        return {"fnas": {"updates": run.updates, "config": _config_dict(cfg), **run.totals,
+                         "trusted_share": run.totals["trusted"] / max(1, run.totals["sampled"]),
+                         "objective": {"kind": run.objective.kind, "target_ms": run.objective.target}}}
+
+    # ---- phases of one search ------------------------------------------------------------------
+    def _setup(self, problem: SearchProblem, max_evaluations: int, rng: np.random.Generator) -> _Run:
+        """Controller, PPO, reward, critic (transferred if given) and buffer; a resumed search's history teaches them first."""
+        cfg = self.config
+        encoder = ArchEncoder(problem.space)
         seed = int(rng.integers(0, 2**31 - 1))
         torch_gen = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             self.controller = controller = Controller(encoder.n_choices, cfg.hidden)
-        ppo = PPO(controller, cfg.ppo)
         objective = reward_objective(problem, cfg.reward)
-        judge = problem.constraints.for_objective(objective)  # FLOPs/params hard; latency soft under the MnasNet reward
         critic = UncertaintyAwareCritic(encoder.dim, cfg.critic, seed=seed + 1) if cfg.use_uac else None
         if critic is not None and self.critic_state is not None:
             critic.load_state_dict(self.critic_state, cfg.transfer_data)  # architecture knowledge transferred from an earlier search
         self.critic = critic
-        buffer = ExperienceBuffer(cfg.buffer_size, cfg.buffer_temperature) if cfg.use_aeb else None
-
-        known: dict[Arch, float] = {}  # real rewards of evaluated archs
-        behaviour: dict[Arch, float] = {}  # log-probability of each evaluated arch when the policy sampled it
-
-        def reward_of(rec: Record) -> float:
-            return float(objective.score(rec.accuracy, rec.latency_ms))
-
-        def learn(recs: list[Record]) -> None:
-            if not recs:
-                return
-            idx = np.array([space.choice_indices(r.arch) for r in recs])
-            rew = np.array([known[r.arch] for r in recs])
-            if critic is not None:
-                critic.observe(encoder.one_hot(idx), rew)
-            if buffer is not None:
-                for r, a, v in zip(recs, idx, rew):
-                    buffer.add(r.arch, a, v, behaviour.get(r.arch, float("nan")))
-
-        # a resumed search (preloaded history) teaches the critic and the buffer first
+        run = _Run(problem=problem, max_evaluations=max_evaluations, rng=rng, torch_gen=torch_gen, encoder=encoder,
+                   controller=controller, ppo=PPO(controller, cfg.ppo), objective=objective,
+                   judge=problem.constraints.for_objective(objective),  # FLOPs/params hard; latency soft under the MnasNet reward
+                   critic=critic, buffer=ExperienceBuffer(cfg.buffer_size, cfg.buffer_temperature) if cfg.use_aeb else None)
         if problem.history:
             for r in problem.history:
-                known[r.arch] = reward_of(r)
-            learn(list(problem.history))
+                run.known[r.arch] = run.reward_of(r)
+            self._learn(run, list(problem.history))
+        return run
 
-        updates = idle = 0
-        totals = {"sampled": 0, "trusted": 0, "dropped_trusted": 0, "replayed": 0, "evaluated": 0}
-        while not self.terminated(problem):
-            if cfg.max_updates is not None and updates >= cfg.max_updates:
-                break
-            slots = int(cfg.replay_fraction * cfg.batch) if buffer is not None else 0
-            n_replay = slots if buffer is not None and len(buffer) else 0
-            n_explore = cfg.batch - (slots if cfg.fixed_explore else n_replay)
-            max_trusted = int(math.floor(cfg.trust_cap * n_explore)) if critic is not None else 0
+    def _learn(self, run: _Run, recs: list[Record]) -> None:
+        """Evaluated archs teach the critic and enter the buffer (with the log-probability they were drawn with)."""
+        if not recs:
+            return
+        idx = np.array([run.problem.space.choice_indices(r.arch) for r in recs])
+        rew = np.array([run.known[r.arch] for r in recs])
+        if run.critic is not None:
+            run.critic.observe(run.encoder.one_hot(idx), rew)
+        if run.buffer is not None:
+            for r, a, v in zip(recs, idx, rew):
+                run.buffer.add(r.arch, a, v, run.behaviour.get(r.arch, float("nan")))
 
-            acts: list[np.ndarray] = []
-            logps: list[float] = []
-            kinds: list[str] = []   # "trusted" | "known" | "new" | "infeasible"
-            values: list[float] = []
-            n_trusted = draws = 0
-            room = max_evaluations - problem.n_evaluations
-            n_new = 0
-            spare: list[tuple[np.ndarray, float]] = []  # over-cap trusted archs, evaluated if resampling runs dry
-            spare_known: list[tuple[np.ndarray, float]] = []  # redrawn known archs, used if resampling runs dry
-            redraw_known = cfg.explore_new_only
-            while len(acts) < n_explore and draws < 10 * n_explore:
-                need = n_explore - len(acts)
-                a, lp = controller.sample(need, torch_gen)
-                a_np, lp_np = a.numpy(), lp.numpy()
-                draws += need
-                archs = [space.from_indices(row) for row in a_np]
-                # an arch over a hard budget is never evaluated nor trusted: it gets the infeasible reward
-                feasible = judge.feasible_mask(a_np)
-                unknown = np.array([x not in known for x in archs]) & feasible
-                trusted = np.zeros(need, dtype=bool)
-                v = np.full(need, np.nan)
-                if critic is not None and unknown.any():
-                    v, u = critic.predict(encoder.one_hot(a_np))
-                    trusted = critic.trusted(u) & unknown
-                    if cfg.verify_new_best and known:
-                        trusted &= v <= max(known.values())
-                    keep, dropped = cap_trusted(trusted, n_trusted, max_trusted)
-                    totals["dropped_trusted"] += int(dropped.sum())
-                    for i in np.flatnonzero(keep):
-                        self.trusted_log.append({"arch": archs[i], "value": float(v[i]), "uncertainty": float(u[i]),
-                                                 "evaluations": problem.n_evaluations, "update": updates})
-                else:
-                    keep, dropped = trusted, trusted
-                for i in range(need):
-                    if not feasible[i]:
-                        acts.append(a_np[i])
-                        logps.append(float(lp_np[i]))
-                        kinds.append("infeasible")
-                        values.append(INFEASIBLE_REWARD)
-                        continue
-                    if dropped[i]:
-                        spare.append((a_np[i], float(lp_np[i])))
-                        continue  # thrown away; the batch is refilled by resampling
-                    if keep[i]:
-                        kind = "trusted"
-                        n_trusted += 1
-                    elif not unknown[i]:
-                        if redraw_known:
-                            spare_known.append((a_np[i], float(lp_np[i])))
-                            continue
-                        kind = "known"
-                    else:
-                        if n_new >= room:
-                            continue  # the evaluation budget is spent: no more new archs this batch
-                        kind = "new"
-                        n_new += 1
-                    acts.append(a_np[i])
-                    logps.append(float(lp_np[i]))
-                    kinds.append(kind)
-                    values.append(float(v[i]))
-            # resampling found too few untrusted archs (a critic that trusts nearly all): evaluate thrown-away ones
-            for a_i, lp_i in spare:
-                if len(acts) >= n_explore or n_new >= room:
-                    break
-                if space.from_indices(a_i) in known:
+    def _batch_sizes(self, run: _Run) -> tuple[int, int, int]:
+        """(replayed, exploring, most trusted) for the next batch: with the buffer, half of it is replay slots."""
+        cfg = self.config
+        slots = int(cfg.replay_fraction * cfg.batch) if run.buffer is not None else 0
+        n_replay = slots if run.buffer is not None and len(run.buffer) else 0
+        n_explore = cfg.batch - (slots if cfg.fixed_explore else n_replay)
+        max_trusted = int(math.floor(cfg.trust_cap * n_explore)) if run.critic is not None else 0
+        return n_replay, n_explore, max_trusted
+
+    def _draw_exploring(self, run: _Run, n_explore: int, max_trusted: int) -> _Batch:
+        """The exploring part: draw from the policy; the critic trusts (at most ``max_trusted``), the rest is new or known.
+
+        Over-cap trusted archs are thrown away and the batch refilled by resampling (Sec. 4.2); if resampling runs
+        dry they are evaluated instead, and redrawn known archs (``explore_new_only``) complete the batch.
+        """
+        cfg, space, critic, known = self.config, run.problem.space, run.critic, run.known
+        batch = _Batch()
+        n_trusted = draws = n_new = 0
+        room = run.max_evaluations - run.problem.n_evaluations
+        spare: list[tuple[np.ndarray, float]] = []  # over-cap trusted archs, evaluated if resampling runs dry
+        spare_known: list[tuple[np.ndarray, float]] = []  # redrawn known archs, used if resampling runs dry
+        while len(batch.acts) < n_explore and draws < 10 * n_explore:
+            need = n_explore - len(batch.acts)
+            a, lp = run.controller.sample(need, run.torch_gen)
+            a_np, lp_np = a.numpy(), lp.numpy()
+            draws += need
+            archs = [space.from_indices(row) for row in a_np]
+            # an arch over a hard budget is never evaluated nor trusted: it gets the infeasible reward
+            feasible = run.judge.feasible_mask(a_np)
+            unknown = np.array([x not in known for x in archs]) & feasible
+            trusted = np.zeros(need, dtype=bool)
+            v = np.full(need, np.nan)
+            if critic is not None and unknown.any():
+                v, u = critic.predict(run.encoder.one_hot(a_np))
+                trusted = critic.trusted(u) & unknown
+                if cfg.verify_new_best and known:
+                    trusted &= v <= max(known.values())
+                keep, dropped = cap_trusted(trusted, n_trusted, max_trusted)
+                run.totals["dropped_trusted"] += int(dropped.sum())
+                for i in np.flatnonzero(keep):
+                    self.trusted_log.append({"arch": archs[i], "value": float(v[i]), "uncertainty": float(u[i]),
+                                             "evaluations": run.problem.n_evaluations, "update": run.updates})
+            else:
+                keep, dropped = trusted, trusted
+            for i in range(need):
+                if not feasible[i]:
+                    batch.add(a_np[i], float(lp_np[i]), "infeasible", INFEASIBLE_REWARD)
                     continue
-                acts.append(a_i)
-                logps.append(lp_i)
-                kinds.append("new")
-                values.append(float("nan"))
-                n_new += 1
-            for a_i, lp_i in spare_known:  # a (nearly) deterministic policy: its own known archs complete the batch
-                if len(acts) >= n_explore:
-                    break
-                acts.append(a_i)
-                logps.append(lp_i)
-                kinds.append("known")
-                values.append(float("nan"))
-            # a batch cut short by the evaluation budget still trusts at most trust_cap of it
-            while kinds.count("trusted") > cfg.trust_cap * len(kinds):
-                j = len(kinds) - 1 - kinds[::-1].index("trusted")
-                for lst in (acts, logps, kinds, values):
-                    del lst[j]
-                self.trusted_log.pop()
-            if not acts:
+                if dropped[i]:
+                    spare.append((a_np[i], float(lp_np[i])))
+                    continue  # thrown away; the batch is refilled by resampling
+                if keep[i]:
+                    kind = "trusted"
+                    n_trusted += 1
+                elif not unknown[i]:
+                    if cfg.explore_new_only:
+                        spare_known.append((a_np[i], float(lp_np[i])))
+                        continue
+                    kind = "known"
+                else:
+                    if n_new >= room:
+                        continue  # the evaluation budget is spent: no more new archs this batch
+                    kind = "new"
+                    n_new += 1
+                batch.add(a_np[i], float(lp_np[i]), kind, float(v[i]))
+        # resampling found too few untrusted archs (a critic that trusts nearly all): evaluate thrown-away ones
+        for a_i, lp_i in spare:
+            if len(batch.acts) >= n_explore or n_new >= room:
                 break
+            if space.from_indices(a_i) in known:
+                continue
+            batch.add(a_i, lp_i, "new", float("nan"))
+            n_new += 1
+        for a_i, lp_i in spare_known:  # a (nearly) deterministic policy: its own known archs complete the batch
+            if len(batch.acts) >= n_explore:
+                break
+            batch.add(a_i, lp_i, "known", float("nan"))
+        # a batch cut short by the evaluation budget still trusts at most trust_cap of it
+        while batch.kinds.count("trusted") > cfg.trust_cap * len(batch.kinds):
+            j = len(batch.kinds) - 1 - batch.kinds[::-1].index("trusted")
+            batch.drop(j)
+            self.trusted_log.pop()
+        return batch
 
-            new_archs = [space.from_indices(a) for a, k in zip(acts, kinds) if k == "new"]
-            for a_i, lp_i, k in zip(acts, logps, kinds):
-                if k == "new":
-                    behaviour.setdefault(space.from_indices(a_i), lp_i)
-            recs = problem.evaluate(new_archs) if new_archs else []
-            fresh = []
-            for r in recs:
-                if r.arch not in known:
-                    known[r.arch] = reward_of(r)
-                    fresh.append(r)
-            rewards = np.array([values[i] if k in ("trusted", "infeasible") else known[space.from_indices(acts[i])]
-                                for i, k in enumerate(kinds)])
-            learn(fresh)
-            weights = np.ones(len(acts))
-            all_acts = np.stack(acts)
-            all_logp = np.array(logps)
-            n_replay = min(n_replay, len(acts))  # a batch cut short by the budget still replays at most half
-            if n_replay and buffer is not None and len(buffer):
-                beta = min(1.0, problem.n_evaluations / max_evaluations)  # annealed 0 -> 1 over the search
-                bidx, bacts, bw = buffer.sample(n_replay, rng, beta)
-                with torch.no_grad():
-                    blogp = controller.log_prob(torch.as_tensor(bacts))[0].numpy()
-                if cfg.replay_ratio == "behaviour":
-                    stored = np.array([buffer.logps[i] for i in bidx])
-                    blogp = np.where(np.isfinite(stored), stored, blogp)
-                all_acts = np.concatenate([all_acts, bacts])
-                all_logp = np.concatenate([all_logp, blogp])
-                rewards = np.concatenate([rewards, np.array([buffer.rewards[i] for i in bidx])])
-                weights = np.concatenate([weights, bw])
-                totals["replayed"] += len(bidx)
-            on_policy = np.arange(len(all_acts)) < len(acts)
-            stats = ppo.update(all_acts, all_logp, rewards, weights, on_policy, cfg.replay_dual_clip, cfg.baseline_on_policy)
-            updates += 1
-            n_tr = kinds.count("trusted")
-            totals["sampled"] += len(kinds)
-            totals["trusted"] += n_tr
-            totals["evaluated"] += len(fresh)
-            idle = 0 if fresh else idle + 1
-            line = {"update": updates, "evaluations": problem.n_evaluations, "batch": len(all_acts),
-                    "new": len(fresh), "trusted": n_tr, "known": kinds.count("known"), "infeasible": kinds.count("infeasible"),
-                    "replayed": len(all_acts) - len(acts), "mean_reward": float(np.mean(rewards)),
-                    "best_reward": max(known.values()) if known else None, "buffer": len(buffer) if buffer else 0,
-                    **stats}
-            self.log.append(line)
-            if self.on_update is not None:
-                self.on_update(line)
-            if idle >= cfg.patience:
-                break
-        return {"fnas": {"updates": updates, "config": _config_dict(cfg), **totals,
-                         "trusted_share": totals["trusted"] / max(1, totals["sampled"]),
-                         "objective": {"kind": objective.kind, "target_ms": objective.target}}}
+    def _evaluate_new(self, run: _Run, batch: _Batch) -> tuple[list[Record], np.ndarray]:
+        """Evaluate the batch's new archs (the only thing that costs); (fresh records, the batch's rewards)."""
+        space, known = run.problem.space, run.known
+        new_archs = [space.from_indices(a) for a, k in zip(batch.acts, batch.kinds) if k == "new"]
+        for a_i, lp_i, k in zip(batch.acts, batch.logps, batch.kinds):
+            if k == "new":
+                run.behaviour.setdefault(space.from_indices(a_i), lp_i)
+        recs = run.problem.evaluate(new_archs) if new_archs else []
+        fresh = []
+        for r in recs:
+            if r.arch not in known:
+                known[r.arch] = run.reward_of(r)
+                fresh.append(r)
+        rewards = np.array([batch.values[i] if k in ("trusted", "infeasible") else known[space.from_indices(batch.acts[i])]
+                            for i, k in enumerate(batch.kinds)])
+        self._learn(run, fresh)
+        return fresh, rewards
+
+    def _add_replay(self, run: _Run, batch: _Batch, rewards: np.ndarray,
+                    n_replay: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The PPO batch: the exploring part plus up to ``n_replay`` buffer samples with their importance weights.
+
+        A replayed arch's old log-probability is the one it was drawn with (``replay_ratio="behaviour"``) or the
+        current policy's; β anneals 0 -> 1 over the search (Sec. 5)."""
+        cfg, buffer = self.config, run.buffer
+        weights = np.ones(len(batch.acts))
+        acts = np.stack(batch.acts)
+        logps = np.array(batch.logps)
+        n_replay = min(n_replay, len(batch.acts))  # a batch cut short by the budget still replays at most half
+        if n_replay and buffer is not None and len(buffer):
+            beta = min(1.0, run.problem.n_evaluations / run.max_evaluations)  # annealed 0 -> 1 over the search
+            bidx, bacts, bw = buffer.sample(n_replay, run.rng, beta)
+            with torch.no_grad():
+                blogp = run.controller.log_prob(torch.as_tensor(bacts))[0].numpy()
+            if cfg.replay_ratio == "behaviour":
+                stored = np.array([buffer.logps[i] for i in bidx])
+                blogp = np.where(np.isfinite(stored), stored, blogp)
+            acts = np.concatenate([acts, bacts])
+            logps = np.concatenate([logps, blogp])
+            rewards = np.concatenate([rewards, np.array([buffer.rewards[i] for i in bidx])])
+            weights = np.concatenate([weights, bw])
+            run.totals["replayed"] += len(bidx)
+        return acts, logps, rewards, weights
+
+    def _record_update(self, run: _Run, batch: _Batch, fresh: list[Record], n_batch: int, rewards: np.ndarray,
+                       stats: dict[str, float]) -> None:
+        """Totals and one log line per update (told to ``on_update``)."""
+        kinds = batch.kinds
+        n_tr = kinds.count("trusted")
+        run.totals["sampled"] += len(kinds)
+        run.totals["trusted"] += n_tr
+        run.totals["evaluated"] += len(fresh)
+        line = {"update": run.updates, "evaluations": run.problem.n_evaluations, "batch": n_batch,
+                "new": len(fresh), "trusted": n_tr, "known": kinds.count("known"), "infeasible": kinds.count("infeasible"),
+                "replayed": n_batch - len(batch.acts), "mean_reward": float(np.mean(rewards)),
+                "best_reward": max(run.known.values()) if run.known else None, "buffer": len(run.buffer) if run.buffer else 0,
+                **stats}
+        self.log.append(line)
+        if self.on_update is not None:
+            self.on_update(line)
+
+
+@dataclass
+class _Batch:
+    """The exploring part of one batch: action rows, their log-probabilities, what each is, and V where trusted."""
+
+    acts: list[np.ndarray] = field(default_factory=list)
+    logps: list[float] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)  # "trusted" | "known" | "new" | "infeasible"
+    values: list[float] = field(default_factory=list)
+
+    def add(self, act: np.ndarray, logp: float, kind: str, value: float) -> None:
+        self.acts.append(act)
+        self.logps.append(logp)
+        self.kinds.append(kind)
+        self.values.append(value)
+
+    def drop(self, j: int) -> None:
+        for lst in (self.acts, self.logps, self.kinds, self.values):
+            del lst[j]
+
+
+@dataclass
+class _Run:
+    """The state of one search: its parts, the real rewards found and the counters."""
+
+    problem: SearchProblem
+    max_evaluations: int
+    rng: np.random.Generator
+    torch_gen: torch.Generator
+    encoder: ArchEncoder
+    controller: Controller
+    ppo: PPO
+    objective: Objective
+    judge: Constraints
+    critic: UncertaintyAwareCritic | None
+    buffer: ExperienceBuffer | None
+    known: dict[Arch, float] = field(default_factory=dict)  # real rewards of evaluated archs
+    behaviour: dict[Arch, float] = field(default_factory=dict)  # log-probability of each evaluated arch when sampled
+    totals: dict[str, int] = field(default_factory=lambda: {"sampled": 0, "trusted": 0, "dropped_trusted": 0,
+                                                            "replayed": 0, "evaluated": 0})
+    updates: int = 0
+
+    def reward_of(self, rec: Record) -> float:
+        return float(self.objective.score(rec.accuracy, rec.latency_ms))
 
 
 def _config_dict(cfg: FNASConfig) -> dict[str, Any]:
