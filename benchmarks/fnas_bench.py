@@ -360,10 +360,13 @@ def job_rows_keys(job: tuple) -> list[tuple[str, str, str]]:
 
 
 def search_part(split: str, seeds: list[int], kinds: list[str], cap: int, source_evals: int, workers: int,
-                sources: list[str] = DEFAULT_SOURCES) -> dict | None:
+                sources: list[str] = DEFAULT_SOURCES, summary_only: bool = False) -> dict | None:
     ctx = context(SPLITS[split]["table"])
     space, bench, lat_model, archs, lat, acc, T, objective, R, k, thr, k01, thr01, truth = ctx
     done = journal_rows()
+    if summary_only:  # only the seeds whose every run is in the journal
+        seeds = [sd for sd in seeds if all((key, sd) in done for j in planned_jobs(split, [sd], kinds, cap, source_evals, sources)
+                                            for _, _, key in job_rows_keys(j))]
     jobs = planned_jobs(split, seeds, kinds, cap, source_evals, sources)
     todo = [j for j in jobs if any((key, j[3]) not in done for _, _, key in job_rows_keys(j))]
     print(f"{split}: table {SPLITS[split]['table']}, T = {T:.4f} ms, seeds {seeds[0]}..{seeds[-1]}; "
@@ -618,6 +621,7 @@ def main() -> None:
     ap.add_argument("--cap", type=int, default=300, help="real evaluations per search run")
     ap.add_argument("--source-evals", type=int, default=300, help="evaluations of the earlier search a transferred critic comes from")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--summary-only", action="store_true", help="summarize the seeds whose runs are all in the journal; run nothing")
     ap.add_argument("--sources", default=",".join(DEFAULT_SOURCES), help=f"critic sources of the transfer setting: {', '.join(SOURCES)}")
     ap.add_argument("--key", default=None, help="results key (default: search for the report split, search_tune for tune)")
     ap.add_argument("--akp-archs", type=int, default=8)
@@ -631,7 +635,7 @@ def main() -> None:
         SETTINGS[name] = json.loads(value)
     if a.part in ("search", "all"):
         res = search_part(a.split, seed_list(a.seeds, a.split), a.jobs.split(","), a.cap, a.source_evals, a.workers,
-                          a.sources.split(","))
+                          a.sources.split(","), a.summary_only)
         if res is not None:
             merge_write(a.key or ("search" if a.split == "report" else "search_tune"), res)
     if a.part in ("hits", "all"):
