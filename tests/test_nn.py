@@ -26,6 +26,7 @@ def randomize_bn(model, gen):
     ("nas-bench-macro", {}, 2),
     ("proxyless", {"resolution": 64, "num_classes": 10}, 1),
     ("mbse", {"resolution": 64, "num_classes": 10}, 1),
+    ("ofa-mbv3", {"resolution": 128, "num_classes": 10, "width_mult": 1.0}, 1),
 ])
 def test_every_supernet_op_matches_standalone(name, args, batch):
     torch.manual_seed(0)

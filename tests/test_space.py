@@ -11,7 +11,7 @@ from hwnas.space import Arch, create_space, list_spaces, resolve_arch
 from hwnas.space.named import NAMED_ARCHS
 from hwnas.space.tabular import load_nas_bench_macro
 
-SPACES = ["proxyless", "mbse", "nas-bench-macro", "tiny"]
+SPACES = ["proxyless", "mbse", "nas-bench-macro", "tiny", "ofa-mbv3"]
 
 
 def test_all_spaces_registered():

@@ -7,7 +7,7 @@ changes the block's run time (op, shapes, stride, SE, activation) and nothing el
 from __future__ import annotations
 
 from ..space.arch import Arch
-from ..space.ops import ConvBNAct, Identity, MBConv, PoolLinear
+from ..space.ops import ConvBNAct, GlobalPool, Identity, MBConv, PoolLinear
 from ..space.space import SearchSpace, Slot
 
 
@@ -26,7 +26,9 @@ def block_key(slot: Slot) -> str | None:
             return None
         return f"proj-{io}-s{slot.stride}"
     if isinstance(op, ConvBNAct):
-        return f"conv-{io}-k{op.kernel}-s{slot.stride}-{op.act}"
+        return f"conv-{io}-k{op.kernel}-s{slot.stride}-{op.act}" + ("" if op.bn else "-nobn")
+    if isinstance(op, GlobalPool):
+        return f"pool-in:{_shape(slot.size, slot.c_in)}"
     if isinstance(op, PoolLinear):
         return f"pool_fc-in:{_shape(slot.size, slot.c_in)}-out:{slot.c_out}"
     raise TypeError(f"no key rule for {op!r}")

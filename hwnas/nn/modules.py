@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..space.ops import ConvBNAct, Identity, MBConv, PoolLinear
+from ..space.ops import ConvBNAct, GlobalPool, Identity, MBConv, PoolLinear
 from ..space.space import Slot
 
 
@@ -24,8 +24,10 @@ def activation(name: str) -> nn.Module:
 
 
 class ConvBN(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1, act: str | None = None) -> None:
-        layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(c_out)]
+    def __init__(self, c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1, act: str | None = None, bn: bool = True) -> None:
+        layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, k, stride, k // 2, groups=groups, bias=False)]
+        if bn:
+            layers.append(nn.BatchNorm2d(c_out))
         if act:
             layers.append(activation(act))
         super().__init__(*layers)
@@ -70,6 +72,11 @@ class IdentityBlock(nn.Module):
         return x if self.proj is None else self.proj(x)
 
 
+class GlobalPoolBlock(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3), keepdim=True)
+
+
 class PoolLinearBlock(nn.Module):
     def __init__(self, c_in: int, num_classes: int, dropout: float = 0.0) -> None:
         super().__init__()
@@ -88,7 +95,9 @@ def build_block(slot: Slot, dropout: float = 0.0) -> nn.Module:
     if isinstance(op, Identity):
         return IdentityBlock(slot.c_in, slot.c_out, slot.stride)
     if isinstance(op, ConvBNAct):
-        return ConvBN(slot.c_in, slot.c_out, op.kernel, slot.stride, act=op.act)
+        return ConvBN(slot.c_in, slot.c_out, op.kernel, slot.stride, act=op.act, bn=op.bn)
+    if isinstance(op, GlobalPool):
+        return GlobalPoolBlock()
     if isinstance(op, PoolLinear):
         return PoolLinearBlock(slot.c_in, slot.c_out, dropout)
     raise TypeError(f"no module for op {op!r}")

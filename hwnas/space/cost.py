@@ -7,7 +7,7 @@ adds are free. Parameters count every weight, bias and BN affine.
 
 from __future__ import annotations
 
-from .ops import ConvBNAct, Identity, MBConv, PoolLinear
+from .ops import ConvBNAct, GlobalPool, Identity, MBConv, PoolLinear
 from .space import Slot
 
 
@@ -25,7 +25,9 @@ def slot_cost(slot: Slot) -> tuple[int, int]:
             return 0, 0
         return conv_cost(slot.c_in, slot.c_out, 1, out)
     if isinstance(op, ConvBNAct):
-        return conv_cost(slot.c_in, slot.c_out, op.kernel, out)
+        return conv_cost(slot.c_in, slot.c_out, op.kernel, out, bn=op.bn)
+    if isinstance(op, GlobalPool):
+        return 0, 0
     if isinstance(op, PoolLinear):
         return slot.c_in * slot.c_out, slot.c_in * slot.c_out + slot.c_out
     if isinstance(op, MBConv):

@@ -60,23 +60,36 @@ class Identity:
 
 @dataclass(frozen=True)
 class ConvBNAct:
-    """A plain conv + BN + activation: the stem and the head's feature-mix layer."""
+    """A plain conv + BN + activation: the stem and the head's feature-mix layer.
+
+    ``bn=False`` is MobileNetV3's 1x1 conv after the global pool: no BN and no bias.
+    """
 
     kernel: int
     act: str = "relu6"
+    bn: bool = True
 
     @property
     def id(self) -> str:
-        return f"conv{self.kernel}"
+        return f"conv{self.kernel}" + ("" if self.bn else "_nobn")
+
+
+@dataclass(frozen=True)
+class GlobalPool:
+    """Global average pool to 1x1 (MobileNetV3 pools before its last 1x1 conv)."""
+
+    @property
+    def id(self) -> str:
+        return "pool"
 
 
 @dataclass(frozen=True)
 class PoolLinear:
-    """Global average pool then the classifier."""
+    """Global average pool then the classifier (on a 1x1 input the pool is a no-op)."""
 
     @property
     def id(self) -> str:
         return "pool_fc"
 
 
-Op = Union[MBConv, Identity, ConvBNAct, PoolLinear]
+Op = Union[MBConv, Identity, ConvBNAct, GlobalPool, PoolLinear]

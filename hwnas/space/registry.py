@@ -16,7 +16,7 @@ register_space = SPACES.register
 
 
 def _load_builtin() -> None:
-    from .spaces import mbse, nas_bench_macro, proxyless, tiny  # noqa: F401  (registration side effects)
+    from .spaces import mbse, nas_bench_macro, ofa_mbv3, proxyless, tiny  # noqa: F401  (registration side effects)
 
 
 @lru_cache(maxsize=64)

@@ -13,7 +13,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..errors import HwnasError
-from .ops import Identity, MBConv, Op
+from .ops import GlobalPool, Identity, MBConv, Op
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class Slot:
 
     @property
     def out_size(self) -> int:
+        if isinstance(self.op, GlobalPool):
+            return 1
         return (self.size + self.stride - 1) // self.stride
 
 
@@ -142,8 +144,15 @@ class SearchSpace:
         for combo in itertools.product(*(range(len(layer.choices)) for layer in self.layers)):
             yield self.from_indices(combo)
 
+    @property
+    def compact_by_choice(self) -> bool:
+        """A space of more than 36 ops writes each layer's choice index instead (every layer has <= 36)."""
+        return len(self.ops) > 36
+
     def to_compact(self, arch: "Arch") -> str:
         """One base-36 char per layer: the op's index in ``self.ops`` (NAS-Bench-Macro's key format)."""
+        if self.compact_by_choice:
+            return "".join(np.base_repr(i, 36).lower() for i in self.choice_indices(arch))
         self.validate(arch)
         return "".join(np.base_repr(self._op_index[o], 36).lower() for o in arch.ops)
 
@@ -154,9 +163,15 @@ class SearchSpace:
             if space != self.name:
                 raise HwnasError(f"compact arch is for space {space!r}, not {self.name!r}")
         try:
-            ops = [self.ops[int(ch, 36)].id for ch in text]
+            if self.compact_by_choice:
+                if len(text) != self.num_layers:
+                    raise ValueError
+                ops = [layer.choices[int(ch, 36)].id for layer, ch in zip(self.layers, text)]
+            else:
+                ops = [self.ops[int(ch, 36)].id for ch in text]
         except (ValueError, IndexError):
-            raise HwnasError(f"malformed compact arch {text!r}: expect one char per layer, 0..{len(self.ops) - 1} in base 36") from None
+            what = "a choice index per layer" if self.compact_by_choice else f"0..{len(self.ops) - 1}"
+            raise HwnasError(f"malformed compact arch {text!r}: expect one char per layer, {what} in base 36") from None
         return self.arch(ops)
 
     # ---- cost -----------------------------------------------------------------------
