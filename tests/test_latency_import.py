@@ -82,6 +82,10 @@ def test_import_proxyless_yaml(hwnas_cli, tmp_path):
     r = hwnas_cli("tables", "import", str(src), "--device", "pixel1", "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert "imported 70 entries (1 keys not in space 'proxyless')" in r.stdout.replace("\n", " ")
+    # the widths it chose are said, with what the other variant would have mapped; the unused key with its reason
+    assert "space 'proxyless' with widths=24,40,80,96,192,320 (input 224)" in r.stdout
+    assert "tried resolution=224: 52 blocks mapped; resolution=224, widths=24,40,80,96,192,320: 70 blocks mapped" in r.stdout
+    assert "dropped expanded_conv-input:9x9x9-output:9x9x9-expand:3-kernel:3-stride:1-idskip:1: no expanded_conv block takes input 9x9x9" in r.stdout
     d = json.loads(out.read_text())
     assert d["device"]["name"] == "pixel1" and d["space_args"] == {"widths": list(PROXYLESS_TABLE_WIDTHS)}
     e = d["entries"]["mbconv-in:56x56x24-out:28x28x40-k5-e6-s2-se0-relu6"]

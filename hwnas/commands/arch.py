@@ -25,8 +25,10 @@ def arch_info(arch_text: str, table_path: Optional[Path] = None, force: bool = F
         from ..latency.table import LatencyTable
 
         table = LatencyTable.load(table_path, space=space.name, force=force)
-        ms, unc = table.predict(arch)
-        info["latency"] = {"table": str(table_path), "predicted_ms": ms, "uncertainty_ms": unc, "backend": table.backend}
+        at = arch.at_space_args(table.space_args)  # a table of another input resolution predicts the same ops at its own
+        ms, unc = table.predict(at)
+        info["latency"] = {"table": str(table_path), "predicted_ms": ms, "uncertainty_ms": unc, "backend": table.backend,
+                           "resolution": at.get_space().resolution}
     return info
 
 
@@ -46,7 +48,7 @@ def register(app: typer.Typer) -> None:
         console.print(f"[bold]{d['compact']}[/] space={d['arch']['space']}  FLOPs={d['flops'] / 1e6:.2f}M  params={d['params'] / 1e6:.3f}M")
         if "latency" in d:
             lat = d["latency"]
-            console.print(f"predicted latency: {lat['predicted_ms']:.3f} ± {lat['uncertainty_ms']:.3f} ms ({lat['backend']}, {lat['table']})")
+            console.print(f"predicted latency: {lat['predicted_ms']:.3f} ± {lat['uncertainty_ms']:.3f} ms at input {lat['resolution']} ({lat['backend']}, {lat['table']})")
         t = Table("layer", "stage", "input", "out ch", "stride", "op")
         for r in d["layers"]:
             t.add_row(str(r["index"]), str(r["stage"]), r["in"], str(r["c_out"]), str(r["stride"]), r["op"])

@@ -128,17 +128,36 @@ def register(app: typer.Typer) -> None:
     tables = new_app(help="Latency table files.", no_args_is_help=True)
 
     @tables.command("import")
-    def tables_import(file: Path = typer.Argument(..., help="A ProxylessNAS-style YAML latency table."),
+    def tables_import(files: list[Path] = typer.Argument(..., help="ProxylessNAS- or OFA-style YAML latency tables (one table each; OFA's: one per resolution)."),
                       device: str = typer.Option(..., "--device", help="Name of the device the table was measured on."),
-                      space: str = typer.Option("proxyless", "--space", help="Space whose block keys to map the entries to."),
+                      space: Optional[str] = typer.Option(None, "--space", help="Space whose block keys to map the entries to (default: the one that maps the most)."),
                       width: Optional[str] = typer.Option(None, "--widths", help="Stage widths of the table's skeleton, e.g. 24,40,80,96,192,320 (default: read off the table)."),
                       backend: str = typer.Option("imported", "--backend", help="Backend name to record."),
-                      out: Optional[Path] = typer.Option(None, "--out", help="Output table (default latency_tables/<device>-<space>-<backend>.json).")) -> None:
-        """Import a ProxylessNAS-style YAML table (count/mean/var per key) as an hwnas table."""
-        from ..latency.importer import import_proxyless_yaml
+                      model: Optional[str] = typer.Option(None, "--model", help="The device's model name for its fingerprint, e.g. 'Samsung Galaxy Note10'."),
+                      source: Optional[str] = typer.Option(None, "--source", help="Where the table comes from (recorded in the table's protocol)."),
+                      license_: Optional[str] = typer.Option(None, "--license", help="The source's license (recorded in the table's protocol)."),
+                      out: Optional[Path] = typer.Option(None, "--out", help="Output table (default latency_tables/<device>-<space>[-<resolution>]-<backend>.json); one input file only.")) -> None:
+        """Import published YAML tables (count/mean/var or std per key) as hwnas tables; says what it dropped and why."""
+        from ..errors import HwnasError
+        from ..latency.importer import import_yaml_table
 
+        if out is not None and len(files) > 1:
+            raise HwnasError(f"--out names one table but {len(files)} files were given; drop --out (each gets its default name)")
         widths = _parse_widths(width) if width else None
-        table, report = import_proxyless_yaml(file, device=device, space=space, backend=backend, out=out, widths=widths)
-        console.print(f"imported {report['mapped']} entries ({report['unmapped']} keys not in space {table.space!r}) -> {table.path}")
+        fingerprint = {"model": model} if model else None
+        provenance = {k: v for k, v in (("source_url", source), ("license", license_)) if v}
+        for f in files:
+            table, plan = import_yaml_table(f, device=device, space=space, backend=backend, out=out, widths=widths,
+                                            fingerprint=fingerprint, provenance=provenance)
+            args = ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, (tuple, list)) else v}"
+                             for k, v in sorted(plan.space.args.items())) or "its default args"
+            console.print(f"{f.name}: space {plan.space.name!r} with {args} (input {plan.space.resolution}): {plan.why}", markup=False, highlight=False)
+            console.print(f"imported {len(plan.entries)} entries ({len(plan.dropped)} keys not in space {table.space!r}) -> {table.path}",
+                          markup=False, highlight=False)
+            for key, reason in sorted(plan.dropped.items()):
+                console.print(f"  dropped {key}: {reason}", markup=False, highlight=False)
+            if plan.missing:
+                err_console.print(f"  the table lacks {len(plan.missing)} block(s) of the space (e.g. {plan.missing[0]}): "
+                                  f"archs using them cannot be predicted", markup=False, highlight=False)
 
     app.add_typer(tables, name="tables")

@@ -112,6 +112,12 @@ def verify_latency(table: LatencyTable, arch: Arch, model_path: str | Path, fmt:
     if not measure:
         rep.note = "; ".join(notes + ["not measured (--no-verify)"])
         return rep
+    published = bool(table.device.get("imported_from"))  # a published table: no hwnas protocol, a phone hwnas never saw
+    if published and not serial:
+        label = table.device.get("label") or table.device.get("model") or device_name
+        rep.note = "; ".join(notes + [f"predicted on the {label} table; not measured: no such phone attached "
+                                      "(--serial or --host to time the file on one)"])
+        return rep
     try:
         from ..device.profiles import load_device  # noqa: PLC0415
         from ..latency.backends.base import Protocol, create_backend  # noqa: PLC0415
@@ -132,7 +138,8 @@ def verify_latency(table: LatencyTable, arch: Arch, model_path: str | Path, fmt:
         rep.serial = serial or str(table.device.get("serial") or "") or None
         options = {"serial": rep.serial, "transport": transport or table.device.get("transport") or None}
     try:
-        backend = create_backend(table.backend, device=device, **options)
+        backend_name = "adb" if published and getattr(device, "kind", "host") == "adb" else table.backend
+        backend = create_backend(backend_name, device=device, **options)
         try:
             if getattr(backend, "model_format", fmt) != fmt:
                 rep.note = "; ".join(notes + [f"not measured: the table's backend {table.backend!r} times {backend.model_format} files, this is {fmt}"])

@@ -24,11 +24,20 @@ def _table_header(path: Path) -> dict[str, Any] | None:
     return d if isinstance(d, dict) and "entries" in d and "space" in d else None
 
 
-def find_table(device: str, space: str, tables_dir: str | Path = "latency_tables", backend: str | None = None) -> Path:
-    """The newest table in ``tables_dir`` for ``device`` and ``space`` (and ``backend`` if given).
+def _canonical_args(space: str, args: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    from ..space.registry import drop_defaults, normalize_args
+
+    return normalize_args(drop_defaults(space, dict(args)))
+
+
+def find_table(device: str, space: str, tables_dir: str | Path = "latency_tables", backend: str | None = None,
+               space_args: dict[str, Any] | None = None) -> Path:
+    """The newest table in ``tables_dir`` for ``device`` and ``space`` (and ``backend`` and ``space_args`` if given).
 
     A table belongs to a device when its file is named ``<device>-...json`` or its device
     fingerprint carries ``name == device``; newest by its ``created`` stamp, then file time.
+    With ``space_args`` only a table of that variant of the space counts (a phone with one
+    table per input resolution has one per variant).
     """
     d = Path(tables_dir)
     found: list[tuple[str, float, Path]] = []
@@ -45,6 +54,9 @@ def find_table(device: str, space: str, tables_dir: str | Path = "latency_tables
         if h.get("space") != space:
             other_space.append(f"{p.name} ({h.get('space')})")
             continue
+        if space_args is not None and _canonical_args(space, h.get("space_args") or {}) != _canonical_args(space, space_args):
+            other_space.append(f"{p.name} ({h.get('space')} with {h.get('space_args') or 'default args'})")
+            continue
         found.append((str(h.get("created", "")), p.stat().st_mtime, p))
     if not found:
         hint = f" (only for other spaces: {', '.join(other_space)})" if other_space else ""
@@ -57,7 +69,7 @@ def find_table(device: str, space: str, tables_dir: str | Path = "latency_tables
 def load_table(space: SearchSpace, device: str = "host", table: str | Path | None = None,
                tables_dir: str | Path = "latency_tables", backend: str | None = None) -> LatencyTable:
     """The device's table for ``space`` (``table`` overrides the lookup); another space is an error."""
-    path = Path(table) if table is not None else find_table(device, space.name, tables_dir, backend)
+    path = Path(table) if table is not None else find_table(device, space.name, tables_dir, backend, space_args=space.args)
     t = LatencyTable.load(path)
     if t.space != space.name:
         raise HwnasError(f"latency table {str(path)!r} is for space {t.space!r}, not {space.name!r}; "
@@ -66,7 +78,7 @@ def load_table(space: SearchSpace, device: str = "host", table: str | Path | Non
     if table is not None and dev_name and dev_name != device:
         raise HwnasError(f"latency table {str(path)!r} was measured on device {dev_name!r}, not {device!r}; "
                          f"pass --device {dev_name} or a table of {device!r}")
-    if dict(t.space_args) != dict(space.args):
+    if _canonical_args(t.space, t.space_args) != _canonical_args(space.name, space.args):
         raise HwnasError(f"latency table {str(path)!r} is for {t.space} with {t.space_args or 'default args'}, "
                          f"not {space.args or 'default args'}; profile this variant of the space")
     return t

@@ -34,6 +34,12 @@ class Arch:
 
         return create_space(self.space, **dict(self.space_args))
 
+    def at_space_args(self, args: dict[str, Any]) -> "Arch":
+        """The same ops in another variant of the space (e.g. another input resolution)."""
+        from .registry import create_space
+
+        return create_space(self.space, **dict(args)).arch(list(self.ops))
+
     def compact(self) -> str:
         return f"{self.space}:{self.get_space().to_compact(self)}"
 
@@ -43,12 +49,12 @@ class Arch:
             raise HwnasError(f"{source}: expected a JSON object with 'space' and 'ops'")
         if not isinstance(d["ops"], list) or not all(isinstance(o, str) for o in d["ops"]):
             raise HwnasError(f"{source}: 'ops' must be a list of op ids such as \"k3e3\" or \"id\"")
-        from .registry import normalize_args
+        from .registry import drop_defaults, normalize_args
 
         args = d.get("space_args") or {}
         if not isinstance(args, dict):
             raise HwnasError(f"{source}: 'space_args' must be an object")
-        arch = Arch(str(d["space"]), tuple(d["ops"]), normalize_args(args))
+        arch = Arch(str(d["space"]), tuple(d["ops"]), normalize_args(drop_defaults(str(d["space"]), args)))
         try:
             arch.get_space().validate(arch)
         except HwnasError as e:

@@ -32,11 +32,29 @@ def create_space(name: str, **args: Any) -> SearchSpace:
     Arguments come from files (arch files, tables, checkpoints) as often as from code, so each
     is checked against the builder's signature and default first: an unknown name or a value
     of the wrong kind is one HwnasError line, not a traceback from deep inside the builder.
+    An argument equal to the builder's default is dropped, so ``resolution=224`` and no
+    argument name the same space (and the same tables and archs).
     """
     _load_builtin()
     if name in SPACES and args:
         check_space_args(name, args)
-    return _create(name, normalize_args(args))
+    return _create(name, normalize_args(drop_defaults(name, args)))
+
+
+def drop_defaults(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """``args`` without those equal to the space builder's defaults."""
+    _load_builtin()
+    if name not in SPACES:
+        return args
+    params = inspect.signature(SPACES.builder(name)).parameters
+
+    def same(k: str, v: Any) -> bool:
+        d = params[k].default if k in params else inspect.Parameter.empty
+        if d is inspect.Parameter.empty:
+            return False
+        return (tuple(v) if isinstance(v, list) else v) == (tuple(d) if isinstance(d, list) else d)
+
+    return {k: v for k, v in args.items() if not same(k, v)}
 
 
 def check_space_args(name: str, args: dict[str, Any]) -> None:
