@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         population: Optional[int] = typer.Option(None, "--population", help="NSGA-II/evolution population (default 50)"),
         generations: Optional[int] = typer.Option(None, "--generations", help="NSGA-II generations (default 20)"),
         multi_objective: bool = typer.Option(False, "--multi-objective", help="NSGA-II on (accuracy, latency): the Pareto front is the result"),
-        evaluator: Optional[str] = typer.Option(None, "--evaluator", help="supernet (default with --supernet) or scratch (short training per arch)"),
+        evaluator: Optional[str] = typer.Option(None, "--evaluator", help="supernet (default with --supernet), scratch (short training per arch) or macs (a MACs proxy, no accuracy; default with --resolution)"),
         data: str = typer.Option("builtin", "--data", help="data for --evaluator scratch without a checkpoint"),
         scratch_epochs: float = typer.Option(1.0, "--scratch-epochs", help="training epochs per arch for --evaluator scratch"),
         n_eval: int = typer.Option(1000, "--eval-images", help="held-out images per accuracy evaluation"),
@@ -41,6 +41,7 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = typer.Option(1, "--threads", help="torch threads for accuracy evaluation (1 is fastest on a busy CPU)"),
         out: Optional[Path] = typer.Option(None, "--out", help="output folder (default exports/search-<time>); an existing one is resumed"),
         path_filter: Optional[bool] = typer.Option(None, "--path-filter/--no-path-filter", help="drop offspring the supernet's GreedyNASv2 path filter calls weak or that use merged ops (default: on for a greedy-v2 supernet)"),
+        resolution: Optional[str] = typer.Option(None, "--resolution", help="search the input resolution too, e.g. 160-224: one search per resolution the device has a table for (needs --space; --evaluator macs)"),
     ) -> None:
         """Search the best arch under a latency (and/or FLOPs/params) budget: NSGA-II, random, evolution or FNAS."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -49,11 +50,11 @@ def register(app: typer.Typer) -> None:
         from ..search.api import run_search
         from ..search.termination import ProgressLines
 
-        if evaluator not in (None, "supernet", "scratch"):
+        if evaluator not in (None, "supernet", "scratch", "macs"):
             from ..errors import HwnasError
 
-            raise HwnasError(f"unknown evaluator {evaluator!r}; use supernet or scratch")
-        if supernet is None and benchmark is None and evaluator != "scratch":
+            raise HwnasError(f"unknown evaluator {evaluator!r}; use supernet, scratch or macs")
+        if supernet is None and benchmark is None and evaluator not in ("scratch", "macs") and resolution is None:
             from ..train.runs import newest_run
 
             supernet = newest_run()
@@ -80,7 +81,7 @@ def register(app: typer.Typer) -> None:
                                  multi_objective=multi_objective, evaluator=evaluator, data=data,
                                  scratch_epochs=scratch_epochs, n_eval=n_eval, bn_batches=bn_batches, seed=seed,
                                  threads=threads, out=out, progress=progress, status=status, path_filter=path_filter,
-                                 callbacks=lines)
+                                 callbacks=lines, resolution=resolution)
         res = outcome.result
         for note in outcome.notes:
             err_console.print(f"note: {note}", highlight=False)

@@ -50,16 +50,17 @@ class SearchOutcome:
 
 def build_evaluator(supernet: str | Path | None = None, benchmark: str | None = None, space: str | None = None,
                     evaluator: str | None = None, data: str = "builtin", scratch_epochs: float = 1.0,
-                    n_eval: int = 1000, bn_batches: int = 4, seed: int = 0, threads: int | None = None) -> tuple[Any, Evaluator, list[Arch], str]:
+                    n_eval: int = 1000, bn_batches: int = 4, seed: int = 0, threads: int | None = None,
+                    space_args: dict[str, Any] | None = None) -> tuple[Any, Evaluator, list[Arch], str]:
     """(space, evaluator, candidate pool best-first, description) from the user's choice of source."""
     if supernet is not None and benchmark is not None:
         raise HwnasError("give either --supernet CKPT or --benchmark NAME, not both")
     name = "tabular" if benchmark is not None else evaluator or ("supernet" if supernet is not None else None)
     if name is None:
         raise HwnasError("nothing to judge accuracy with: pass --supernet CKPT (from `hwnas train`), --benchmark nas-bench-macro, "
-                         "or --evaluator scratch --space NAME")
+                         "--evaluator scratch --space NAME, or --evaluator macs --space NAME (a MACs proxy, no accuracy)")
     request = EvaluatorRequest(supernet=supernet, benchmark=benchmark, space=space, data=data, scratch_epochs=scratch_epochs,
-                               n_eval=n_eval, bn_batches=bn_batches, seed=seed, threads=threads)
+                               n_eval=n_eval, bn_batches=bn_batches, seed=seed, threads=threads, space_args=dict(space_args or {}))
     return EVALUATORS.create(name, request=request)
 
 
@@ -228,8 +229,22 @@ def run_search(
     status: Callable[[dict[str, Any]], None] | None = None,
     path_filter: bool | None = None,
     callbacks: Sequence[Any] = (),
+    resolution: str | None = None,
+    space_args: dict[str, Any] | None = None,
 ) -> SearchOutcome:
-    """Search the best arch under the budgets; returns the result and where its files are."""
+    """Search the best arch under the budgets; returns the result and where its files are.
+
+    ``resolution`` ("160-224") searches the input resolution too: see ``search_resolutions``.
+    ``space_args`` picks a variant of ``space`` (e.g. ``{"resolution": 192}``).
+    """
+    if resolution is not None:
+        return search_resolutions(resolution, latency=latency, flops=flops, params=params, device=device, supernet=supernet,
+                                  benchmark=benchmark, space=space, algorithm=algorithm, objective=objective, table=table,
+                                  tables_dir=tables_dir, backend=backend, latency_quantile=latency_quantile, confidence=confidence,
+                                  max_evaluations=max_evaluations, population=population, generations=generations,
+                                  multi_objective=multi_objective, evaluator=evaluator, data=data, scratch_epochs=scratch_epochs,
+                                  n_eval=n_eval, bn_batches=bn_batches, seed=seed, threads=threads, out=out, progress=progress,
+                                  plot=plot, status=status)
     budgets, obj = parse_budgets(latency, flops, params, objective)
     from ..device.profiles import load_device
 
@@ -238,7 +253,8 @@ def run_search(
                                          "multi_objective": multi_objective}, status)  # fails before any loading
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        sp, ev, pool, ev_desc = build_evaluator(supernet, benchmark, space, evaluator, data, scratch_epochs, n_eval, bn_batches, seed, threads)
+        sp, ev, pool, ev_desc = build_evaluator(supernet, benchmark, space, evaluator, data, scratch_epochs, n_eval, bn_batches, seed, threads,
+                                                space_args=space_args)
     checkpoint_warnings = [str(w.message) for w in caught if issubclass(w.category, SkippedCheckpointWarning)]
     for w in caught:  # passed on to the caller as they came
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -265,3 +281,84 @@ def run_search(
     paths = write_results(result, out_dir, extra=extra, history=False, plot=plot)
     return SearchOutcome(result, out_dir, paths, lat_table.path if lat_table is not None else None, ev_desc, resumed,
                          notes, budget_warnings, extra.get("latency_prediction"))
+
+
+def parse_resolutions(text: str) -> tuple[int, int]:
+    """``160-224`` -> (160, 224); ``192`` -> (192, 192)."""
+    parts = text.replace(" ", "").split("-")
+    try:
+        lo, hi = (int(parts[0]), int(parts[-1])) if len(parts) in (1, 2) else (0, -1)
+    except ValueError:
+        lo, hi = 0, -1
+    if lo <= 0 or hi < lo:
+        raise HwnasError(f"resolution range {text!r} is not LOW-HIGH in pixels; give e.g. 160-224 or 192")
+    return lo, hi
+
+
+def search_resolutions(resolution: str, *, space: str | None, device: str, out: str | Path | None,
+                       tables_dir: str | Path = "latency_tables", backend: str | None = None, table: str | Path | None = None,
+                       supernet: str | Path | None = None, benchmark: str | None = None, evaluator: str | None = None,
+                       plot: bool = True, **search: Any) -> SearchOutcome:
+    """Search the input resolution with the blocks: one search per resolution in the range the
+    device has a table for (each with its own table and the same budgets, in
+    ``out/resolution-<R>/``), then the best arch over all of them by score.
+
+    The winner's ``best.json`` holds its arch with its resolution (``space_args``), so
+    ``hwnas export --arch best.json`` builds and times it at that input size. Scores must be
+    comparable across resolutions, so the evaluator must judge any input size (``macs``).
+    """
+    if space is None:
+        raise HwnasError("--resolution needs --space NAME (e.g. --space ofa-mbv3)")
+    if table is not None:
+        raise HwnasError("--resolution picks the device's table of each resolution; drop --table (use --device and --tables-dir)")
+    if supernet is not None or benchmark is not None or evaluator not in (None, "macs"):
+        raise HwnasError("--resolution compares archs of several input sizes, which only the MACs proxy scores alike; "
+                         "use --evaluator macs (or search one resolution with your supernet)")
+    from ..latency.lookup import find_table
+
+    lo, hi = parse_resolutions(resolution)
+    found: list[int] = []
+    without: list[int] = []
+    for r in range(lo, hi + 1):
+        try:
+            sp = create_space(space, resolution=r)
+        except (HwnasError, TypeError):
+            continue  # not an input size of the space
+        try:
+            find_table(device, space, tables_dir, backend, space_args=sp.args)
+        except HwnasError:
+            without.append(r)
+            continue
+        found.append(r)
+    if not found:
+        raise HwnasError(f"device {device!r} has no {space} table for a resolution in {lo}-{hi}"
+                         + (f" (tried {without[0]}-{without[-1]})" if without else "")
+                         + f"; profile one or import a published one with `hwnas tables import`, or widen --resolution")
+    out_dir = Path(out) if out is not None else default_out_dir()
+    outcomes: dict[int, SearchOutcome] = {}
+    notes: list[str] = []
+    if without:
+        notes.append(f"no {device} table for resolution(s) {', '.join(map(str, without))}: not searched")
+    for r in found:
+        try:
+            outcomes[r] = run_search(space=space, device=device, out=out_dir / f"resolution-{r}", tables_dir=tables_dir,
+                                     backend=backend, evaluator="macs", plot=False, space_args={"resolution": r}, **search)
+        except HwnasError as e:  # the budget admits no arch at this resolution
+            notes.append(f"resolution {r}: {e}")
+    done = {r: o for r, o in outcomes.items() if o.result.best is not None}
+    if not done:
+        raise HwnasError(f"no arch at any resolution in {found[0]}-{found[-1]} meets the budget; raise the budget "
+                         f"({'; '.join(notes[-3:])})")
+    best_r = max(done, key=lambda r: (done[r].result.best.score, -r))  # type: ignore[union-attr]
+    win = done[best_r]
+    per_res = {str(r): {"score": o.result.best.score, "latency_ms": o.result.best.latency_ms,  # type: ignore[union-attr]
+                        "compact": o.result.best.arch.get_space().to_compact(o.result.best.arch)} for r, o in done.items()}  # type: ignore[union-attr]
+    extra = {"device": device, "table": str(win.table_path) if win.table_path else None, "evaluator": win.evaluator,
+             "resolution": best_r, "resolutions_searched": per_res,
+             "latency_quantile": search.get("latency_quantile", 0.5)}
+    if win.latency is not None:
+        extra["latency_prediction"] = win.latency
+    paths = write_results(win.result, out_dir, extra=extra, history=True, plot=plot)
+    notes.append(f"searched {len(done)} resolution(s) {found[0]}-{found[-1]}; best at {best_r} (one search each in {out_dir}/resolution-<R>)")
+    return SearchOutcome(win.result, out_dir, paths, win.table_path, win.evaluator, sum(o.resumed for o in outcomes.values()),
+                         notes + win.notes, win.warnings, win.latency)

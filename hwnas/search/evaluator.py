@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -64,6 +64,20 @@ class TabularEvaluator(Evaluator):
 
     def settings(self) -> dict[str, Any]:
         return {"kind": "tabular", "benchmark": "nas-bench-macro"}
+
+
+class MacsProxyEvaluator(Evaluator):
+    """No accuracy source: an arch scores its multiply-adds in millions (the score is not an accuracy).
+
+    For a space with neither a trained supernet nor a benchmark (e.g. ``ofa-mbv3`` searched on
+    a phone's published tables), the search then returns the arch with the most computation
+    that the latency budget admits -- the usual proxy when accuracy cannot be judged. The
+    space's variant (e.g. input resolution) is the arch's own, so archs of several
+    resolutions are scored alike.
+    """
+
+    def _evaluate(self, archs: Sequence[Arch]) -> Sequence[float]:
+        return [a.get_space().flops(a) / 1e6 for a in archs]
 
 
 @contextmanager
@@ -204,6 +218,7 @@ class EvaluatorRequest:
     bn_batches: int = 4
     seed: int = 0
     threads: int | None = None
+    space_args: dict[str, Any] = field(default_factory=dict)  # the space's variant (e.g. its input resolution)
 
 
 EVALUATORS: Registry[tuple[Any, Evaluator, list[Arch], str]] = Registry("evaluator")
@@ -246,7 +261,17 @@ def scratch(request: EvaluatorRequest) -> tuple[Any, Evaluator, list[Arch], str]
         from ..space.registry import create_space
         from ..train.data import build_datasets
 
-        sp = create_space(request.space)
+        sp = create_space(request.space, **request.space_args)
         ds, source, pool = build_datasets(request.data, resolution=sp.resolution, seed=request.seed), request.data, []
     ev = ScratchEvaluator(ds, epochs=request.scratch_epochs, n_eval=request.n_eval, seed=request.seed, threads=request.threads)
     return sp, ev, pool, f"train from scratch ({request.scratch_epochs:g} epoch(s)) on {source}"
+
+
+@EVALUATORS.register("macs")
+def macs(request: EvaluatorRequest) -> tuple[Any, Evaluator, list[Arch], str]:
+    from ..space.registry import create_space
+
+    if request.space is None:
+        raise HwnasError("the MACs proxy needs --space NAME (e.g. --space ofa-mbv3 --evaluator macs)")
+    return (create_space(request.space, **request.space_args), MacsProxyEvaluator(), [],
+            "MACs proxy: no accuracy source, the score is the arch's multiply-adds in millions (not an accuracy)")
