@@ -51,19 +51,24 @@ def test_ofa_arch_int8(tmp_path, fmt):
     print(f"\nofa-mbv3@128 int8 {fmt}: top-1 agreement {100 * p.top1_agreement:.1f}%, max abs err {p.max_abs_err:.3g}")
 
 
-def test_note10_search_under_25ms_picks_a_tabled_resolution(hwnas_cli, tmp_path):
-    out = tmp_path / "s"
-    r = hwnas_cli("search", "--space", "ofa-mbv3", "--device", "note10", "--latency", "25ms", "--resolution", "200-224",
+def _search_note10(hwnas_cli, out, resolutions):
+    """A short search on the shipped Note10 tables under 25 ms; its best.json."""
+    r = hwnas_cli("search", "--space", "ofa-mbv3", "--device", "note10", "--latency", "25ms", "--resolution", resolutions,
                   "--population", "12", "--generations", "3", "--tables-dir", str(REPO / "latency_tables"), "--out", str(out))
     assert r.returncode == 0, r.stderr
-    best = json.loads((out / "best.json").read_text())
+    return json.loads((out / "best.json").read_text())
+
+
+def test_note10_search_under_25ms_picks_a_tabled_resolution(hwnas_cli, tmp_path):
+    best = _search_note10(hwnas_cli, tmp_path / "s", "200-224")
     res = best["resolution"]
     assert res in range(200, 225, 4) and best["space_args"].get("resolution", 224) == res
     assert sorted(int(k) for k in best["resolutions_searched"]) == list(range(200, 225, 4))
-    # the prediction is the shipped table's own for that resolution, and under the budget
+    # the bound the search constrained is at least the shipped table's median for that resolution, and within the budget
     table = LatencyTable.load(REPO / "latency_tables" / f"note10-ofa-mbv3-{res}-tflite.json", space="ofa-mbv3")
     arch = create_space("ofa-mbv3", **best.get("space_args", {})).arch(best["ops"])
-    assert best["latency_ms"] == pytest.approx(table.predict(arch)[0]) and best["latency_ms"] <= 25.0
+    assert table.predict(arch)[0] - 1e-9 <= best["latency_ms"] <= 25.0
+    assert best["table"].endswith(f"note10-ofa-mbv3-{res}-tflite.json")
     # the winner is the best (by its score) of the per-resolution searches
     assert best["score"] == max(v["score"] for v in best["resolutions_searched"].values())
 
@@ -71,10 +76,7 @@ def test_note10_search_under_25ms_picks_a_tabled_resolution(hwnas_cli, tmp_path)
 @pytest.mark.slow
 def test_note10_winner_exports_with_parity_and_says_it_is_not_measured(hwnas_cli, tmp_path):
     out = tmp_path / "s"
-    r = hwnas_cli("search", "--space", "ofa-mbv3", "--device", "note10", "--latency", "25ms", "--resolution", "208-224",
-                  "--population", "12", "--generations", "3", "--tables-dir", str(REPO / "latency_tables"), "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    best = json.loads((out / "best.json").read_text())
+    best = _search_note10(hwnas_cli, out, "208-224")
     table = REPO / "latency_tables" / f"note10-ofa-mbv3-{best['resolution']}-tflite.json"
     r = hwnas_cli("export", "--arch", str(out / "best.json"), "--format", "tflite", "--table", str(table),
                   "--out", str(tmp_path / "e"), "--json", timeout=1800)
@@ -83,4 +85,4 @@ def test_note10_winner_exports_with_parity_and_says_it_is_not_measured(hwnas_cli
     assert side["parity"][0]["passed"] is True
     assert side["input"]["shape"] == [1, 3, best["resolution"], best["resolution"]]
     assert "predicted on the Samsung Galaxy Note10 table; not measured: no such phone attached" in side["latency"]["note"]
-    assert side["latency"]["predicted_ms"] == pytest.approx(best["latency_ms"])
+    assert side["latency"]["predicted_ms"] <= 25.0

@@ -10,9 +10,9 @@ from hwnas.latency.importer import import_yaml_table
 from hwnas.latency.table import LatencyTable
 from hwnas.space import create_space
 
-from .conftest import REPO, SHARED
+from .conftest import REPO
 
-NOTE10 = SHARED / "data" / "ofa_note10"
+NOTE10 = REPO.parent / "shared" / "data" / "ofa_note10"  # the published files (see their README there)
 RESOLUTIONS = list(range(160, 225, 4))
 needs_data = pytest.mark.skipif(not NOTE10.is_dir(), reason="the OFA Note10 tables are not in ../shared/data")
 
