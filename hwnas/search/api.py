@@ -315,6 +315,7 @@ def search_resolutions(resolution: str, *, space: str | None, device: str, out: 
         raise HwnasError("--resolution compares archs of several input sizes, which only the MACs proxy scores alike; "
                          "use --evaluator macs (or search one resolution with your supernet)")
     from ..latency.lookup import find_table
+    from ..space.registry import create_space
 
     lo, hi = parse_resolutions(resolution)
     found: list[int] = []
