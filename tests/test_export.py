@@ -14,6 +14,7 @@ from hwnas.cli import run
 from hwnas.errors import HwnasError
 from hwnas.export import export_arch
 from hwnas.export import parity as parity_mod
+from hwnas.export.api import N_PARITY_QUANTIZED
 from hwnas.export.parity import check_parity, random_inputs
 from hwnas.formats import load_runner
 from hwnas.nn import build_network
@@ -114,7 +115,7 @@ def test_quantized_top1_agreement_of_a_trained_net(tmp_path, trained_tiny, fmt, 
     arch, net, weights, xva, yva = trained_tiny
     r = export_arch(arch, weights=weights, fmt=fmt, precision=precision, out=tmp_path)  # raises if the check fails
     (p,) = r.parity
-    assert p.inputs == "built-in" and p.n == 256 and p.precision == precision and p.passed
+    assert p.inputs == "built-in" and p.n == N_PARITY_QUANTIZED and p.precision == precision and p.passed
     assert p.top1_agreement >= bound, p.summary()
     assert r.warnings == []  # trained weights: the bound is enforced, not waived
     # independently: the held-out validation split, normalized by the training code, file vs PyTorch

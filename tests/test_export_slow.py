@@ -7,6 +7,7 @@ import pytest
 
 from hwnas.space import create_space
 from tests.test_export import check_fp32_parity, quiet_export, random_archs
+from hwnas.export.api import N_PARITY_QUANTIZED
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +42,7 @@ def test_tflite_int8_is_full_integer_and_small(tmp_path):
           f"int8 top-1 agreement {100 * int8.parity[0].top1_agreement:.1f}%")
     assert ratio <= 0.3
     p = int8.parity[0]
-    assert p.precision == "int8" and p.n == 256
+    assert p.precision == "int8" and p.n == N_PARITY_QUANTIZED
     if not p.passed:  # fresh weights: reported, not enforced (see test_quantized_top1_agreement_of_a_trained_net)
         assert any("not enforced" in w for w in int8.warnings)
     interp = Interpreter(model_path=str(int8.path))
