@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ["space", "nn", "formats", "device", "latency", "train", "search", "export", "commands", "cli"]
+LAYERS = ["space", "nn", "formats", "device", "latency", "train", "search", "export", "report", "pipeline", "commands", "cli"]
 
 
 def lint_imports(cwd: Path) -> subprocess.CompletedProcess:
@@ -23,7 +23,8 @@ def lint_imports(cwd: Path) -> subprocess.CompletedProcess:
 def test_contract_lists_the_layers_lowest_first():
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
     (contract,) = [c for c in cfg["contracts"] if c["type"] == "layers"]
-    packages = [name.removeprefix("hwnas.") for name in contract["layers"] if name.startswith("hwnas.")]
+    names = [name.strip("()") for name in contract["layers"]]  # "(hwnas.x)": a layer that may not exist yet
+    packages = [name.removeprefix("hwnas.") for name in names if name.startswith("hwnas.")]
     top_down = [p for p in packages if p in LAYERS]
     assert list(reversed(top_down)) == LAYERS
 
