@@ -1,6 +1,7 @@
 """Drift correction with the anchor network, and resumable validation."""
 
 import json
+import os
 import zlib
 
 import numpy as np
@@ -171,3 +172,40 @@ def test_export_latency_check_reports_the_device_speed_against_the_table(tmp_pat
     assert rep.error_reference_pct == pytest.approx(100 * (table.predict(arch)[0] * speed / file_ms - 1))
     assert "when the table was profiled" in rep.summary()
     assert (tmp_path / "cache" / "networks").is_dir()  # the anchor was exported into the cache, not the user's folder
+
+
+def test_validate_calibrate_holds_the_table_lock_while_it_measures_and_writes(tmp_path):
+    """``validate --calibrate`` writes the table: it is one of its writers and takes the profile's lock."""
+    from hwnas.latency.lock import table_lock
+    from hwnas.latency.validate import validate_table
+
+    sp = create_space("tiny")
+    cache = tmp_path / "blocks"
+    proto = Protocol(runs=5, warmup_runs=0, rounds=1, min_time_s=0.0, max_retries=0, anchor_every=0)
+    path = tmp_path / "t.json"
+    profile_space("host", sp, Drifting(slope=0.0), path, cache_dir=cache, protocol=proto)
+    refused: list[str] = []
+
+    class Probing(Drifting):
+        def _time_runs(self, model_path, protocol):
+            try:
+                with table_lock(path):
+                    pass
+            except HwnasError as e:
+                refused.append(str(e))
+            return super()._time_runs(model_path, protocol)
+
+    proto_v = Protocol.from_dict({**proto.to_dict(), "rounds": 2})
+    rep = validate_table("host", path, samples=6, seed=1, calibrate=True, backend=Probing(slope=0.0), protocol=proto_v,
+                         cache_dir=cache, plot=tmp_path / "p.png")
+    assert rep["calibration"]["residual_n"] == 3
+    assert refused and all("being calibrated" in m and str(os.getpid()) in m for m in refused)
+    assert not path.with_name(path.name + ".lock").exists()  # released when done
+    # and a table another writer holds is refused before anything is measured, the table unchanged
+    before = path.read_bytes()
+    be = Drifting(slope=0.0)
+    with table_lock(path):
+        with pytest.raises(HwnasError, match="being profiled by pid"):
+            validate_table("host", path, samples=6, seed=2, calibrate=True, backend=be, protocol=proto_v, cache_dir=cache,
+                           plot=tmp_path / "p2.png")
+    assert be.calls == 0 and path.read_bytes() == before

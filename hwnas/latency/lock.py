@@ -1,10 +1,12 @@
-"""One writer per latency table: ``hwnas profile`` holds ``<table>.lock`` while it works.
+"""One writer per latency table: ``hwnas profile`` and ``hwnas validate --calibrate`` (which
+stores the calibration in the table) hold ``<table>.lock`` while they work.
 
 Two profiles of one table would both measure everything, and once one removed the journal the
 other would go on appending to a journal without its header. The lock is an ``flock`` on the
 lock file, so the kernel releases it when its holder dies however it dies (kill -9 included):
 the lock of a killed profile is simply taken by the next one. The file also records who holds
-it (pid, host, start time), which a refused second profile names.
+it (pid, host, start time, what it is doing: profiled or calibrated), which a refused second
+writer names.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ def lock_path(table_path: Path) -> Path:
 
 
 @contextmanager
-def table_lock(table_path: str | Path) -> Iterator[Path]:
-    """Hold the table's lock for the ``with`` block; an HwnasError naming the holder if taken."""
+def table_lock(table_path: str | Path, doing: str = "profiled") -> Iterator[Path]:
+    """Hold the table's lock for the ``with`` block; an HwnasError naming the holder if taken.
+
+    ``doing`` (``profiled``, ``calibrated``) is recorded for the message a refused writer prints."""
     path = lock_path(Path(table_path))
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
@@ -35,9 +39,9 @@ def table_lock(table_path: str | Path) -> Iterator[Path]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _holder(fd)
+            holder, what = _holder(fd)
             os.close(fd)
-            raise HwnasError(f"latency table {str(table_path)!r} is being profiled by {holder}; wait for it to finish "
+            raise HwnasError(f"latency table {str(table_path)!r} is being {what} by {holder}; wait for it to finish "
                              f"(or stop it), then run this again") from None
         # the holder before us may have removed the file after we opened it: lock the file at the path
         try:
@@ -48,7 +52,7 @@ def table_lock(table_path: str | Path) -> Iterator[Path]:
             break
         os.close(fd)
     try:
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "doing": doing,
                 "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
@@ -61,9 +65,10 @@ def table_lock(table_path: str | Path) -> Iterator[Path]:
         os.close(fd)
 
 
-def _holder(fd: int) -> str:
+def _holder(fd: int) -> tuple[str, str]:
+    """Who holds the lock and what it is doing to the table (a lock file of an older version: profiled)."""
     try:
         info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
-        return f"pid {info['pid']} on {info['host']} since {info['started']}"
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        return "another process (its lock file gives no details)"
+        return f"pid {info['pid']} on {info['host']} since {info['started']}", str(info.get("doing", "profiled"))
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, AttributeError):
+        return "another process (its lock file gives no details)", "written"

@@ -31,6 +31,7 @@ from .confidence import uncertainty_record
 from .drift import DEFAULT_WINDOW, AnchoredTimer, AnchorLog, anchor_file, journal_anchor, table_anchor_reference
 from .journal import Journal
 from .keys import arch_keys
+from .lock import table_lock
 from . import predictor
 from .predictor import arch_sums
 from .profiler import ProfileEvent, resolve_device
@@ -183,6 +184,21 @@ def validate_table(device: DeviceProfile | str, table: LatencyTable | str | Path
     """Predicted vs. measured for ``samples`` random archs; the report as a dict (see module doc)."""
     if samples < 2:
         raise HwnasError(f"--samples must be at least 2 (got {samples}); use 20 or more for a meaningful share")
+    if calibrate:  # the calibration is stored in the table: one writer per table, as while profiling
+        path = table.path if isinstance(table, LatencyTable) else table
+        if path:
+            with table_lock(path, doing="calibrated"):
+                if not isinstance(table, LatencyTable):
+                    table = LatencyTable.load(table, force=force)  # read under the lock: the state it will write over
+                return _validate(device, table, samples=samples, seed=seed, calibrate=calibrate, plot=plot, noise=noise,
+                                 force=force, backend=backend, protocol=protocol, cache_dir=cache_dir, progress=progress)
+    return _validate(device, table, samples=samples, seed=seed, calibrate=calibrate, plot=plot, noise=noise, force=force,
+                     backend=backend, protocol=protocol, cache_dir=cache_dir, progress=progress)
+
+
+def _validate(device: DeviceProfile | str, table: LatencyTable | str | Path, *, samples: int, seed: int, calibrate: bool,
+              plot: str | Path | None, noise: bool, force: bool, backend: Backend | None, protocol: Protocol | None,
+              cache_dir: Path | None, progress: Callable[[ProfileEvent], None] | None) -> dict[str, Any]:
     dev = resolve_device(device)
     tab = table if isinstance(table, LatencyTable) else LatencyTable.load(table, force=force)
     be = backend or create_backend(tab.backend, device=dev)
