@@ -119,7 +119,7 @@ def test_best_json_states_median_interval_and_probability(tmp_path):
     median, spread = LatencyModel(t, space)(arch)
     unc = LatencyUncertainty.from_calibration(t.calibration)
     lp = best["latency_prediction"]
-    assert best["latency_confidence"] == 0.9
+    assert best["latency_bound"]["kind"] == "confidence" and best["latency_bound"]["confidence"] == 0.9
     assert lp["median_ms"] == pytest.approx(median, abs=1e-6) and lp["interval_confidence"] == 0.9
     assert lp["interval_ms"] == pytest.approx([float(v) for v in unc.interval(median, spread, 0.9)], abs=1e-6)
     assert lp["p_within_budget"] == pytest.approx(float(unc.p_within(median, spread, T)), abs=1e-4)

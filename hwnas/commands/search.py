@@ -89,7 +89,9 @@ def register(app: typer.Typer) -> None:
             err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
         space_name = res.history[0].arch.space if res.history else ""
         t = Table(title=f"top {len(res.top(10))} of {res.n_evaluations} {space_name} archs evaluated ({res.algorithm}, {res.budgets.describe()})")
-        for col in ("#", "arch", "acc %", "latency ms", "MFLOPs", "Mparams", "score", "eval"):
+        bound = outcome.latency_bound
+        lat_title = f"latency ms ({bound['label']})" if bound else "latency ms"
+        for col in ("#", "arch", outcome.score_label, lat_title, "MFLOPs", "Mparams", "score", "eval"):
             t.add_column(col, justify="left" if col == "arch" else "right")
         for i, r in enumerate(res.top(10), 1):
             lat = "-" if r.latency_ms is None else f"{r.latency_ms:.3f}±{r.latency_std_ms or 0:.3f}"

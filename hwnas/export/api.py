@@ -257,7 +257,9 @@ def search_result(arch_text: str) -> dict[str, Any]:
     budget = (d.get("budgets") or {}).get("latency_ms") if isinstance(d.get("budgets"), dict) else None
     if isinstance(budget, (int, float)) and budget > 0:
         out["budget_ms"] = float(budget)
-    conf = d.get("latency_confidence")
+    bound = d.get("latency_bound")
+    # a best.json names its bound in latency_bound; an older one had latency_confidence beside latency_quantile
+    conf = bound.get("confidence") if isinstance(bound, dict) else d.get("latency_confidence")
     if isinstance(conf, (int, float)) and 0 < conf < 1:
         out["confidence"] = float(conf)
     if isinstance(d.get("normalization"), dict):

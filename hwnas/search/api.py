@@ -46,6 +46,8 @@ class SearchOutcome:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # settings that defeat their purpose, e.g. a budget no arch exceeds
     latency: dict[str, Any] | None = None  # the winner's predicted median, interval and P(within budget) (LatencyModel.describe)
+    latency_bound: dict[str, Any] | None = None  # what the records' latency_ms is (LatencyModel.bound)
+    score_label: str = "accuracy %"  # what the records' accuracy is (Evaluator.score_label)
 
 
 def build_evaluator(supernet: str | Path | None = None, benchmark: str | None = None, space: str | None = None,
@@ -168,13 +170,13 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def result_extras(out_dir: Path, device: str, table: Any, lat_model: Any, latency_quantile: float, ev: Evaluator,
+def result_extras(out_dir: Path, device: str, table: Any, lat_model: Any, ev: Evaluator,
                   ev_desc: str, resumed: int, pool: list[Arch], supernet: str | Path | None, result: SearchResult,
                   budgets: Budgets, admission: Any) -> dict[str, Any]:
     """What best.json and summary.json record besides the result (table, evaluator, supernet...)."""
     extra: dict[str, Any] = {
-        "device": device, "table": str(table.path) if table is not None else None, "latency_quantile": latency_quantile,
-        "latency_confidence": lat_model.confidence if lat_model is not None else None,
+        "device": device, "table": str(table.path) if table is not None else None,
+        "latency_bound": lat_model.bound() if lat_model is not None else None, "score_label": ev.score_label,
         "evaluator": ev_desc, "resumed_evaluations": resumed, "candidate_pool": len(pool),
         "path_filter": admission.describe() if admission is not None else None,
     }
@@ -276,11 +278,11 @@ def run_search(
     resumed = problem.preload(old)
     result = searcher.run(problem, max_evaluations=max_evaluations, seed=seed, progress=progress,
                           callbacks=[HistoryWriter(out_dir / "history.jsonl"), *callbacks])
-    extra = result_extras(out_dir, device, lat_table, lat_model, latency_quantile, ev, ev_desc, resumed, pool, supernet,
+    extra = result_extras(out_dir, device, lat_table, lat_model, ev, ev_desc, resumed, pool, supernet,
                           result, budgets, admission)
     paths = write_results(result, out_dir, extra=extra, history=False, plot=plot)
     return SearchOutcome(result, out_dir, paths, lat_table.path if lat_table is not None else None, ev_desc, resumed,
-                         notes, budget_warnings, extra.get("latency_prediction"))
+                         notes, budget_warnings, extra.get("latency_prediction"), extra["latency_bound"], ev.score_label)
 
 
 def parse_resolutions(text: str) -> tuple[int, int]:
@@ -355,11 +357,11 @@ def search_resolutions(resolution: str, *, space: str | None, device: str, out: 
     per_res = {str(r): {"score": o.result.best.score, "latency_ms": o.result.best.latency_ms,  # type: ignore[union-attr]
                         "compact": o.result.best.arch.get_space().to_compact(o.result.best.arch)} for r, o in done.items()}  # type: ignore[union-attr]
     extra = {"device": device, "table": str(win.table_path) if win.table_path else None, "evaluator": win.evaluator,
-             "resolution": best_r, "resolutions_searched": per_res,
-             "latency_quantile": search.get("latency_quantile", 0.5)}
+             "resolution": best_r, "resolutions_searched": per_res, "latency_bound": win.latency_bound,
+             "score_label": win.score_label}
     if win.latency is not None:
         extra["latency_prediction"] = win.latency
     paths = write_results(win.result, out_dir, extra=extra, history=True, plot=plot)
     notes.append(f"searched {len(done)} resolution(s) {found[0]}-{found[-1]}; best at {best_r} (one search each in {out_dir}/resolution-<R>)")
     return SearchOutcome(win.result, out_dir, paths, win.table_path, win.evaluator, sum(o.resumed for o in outcomes.values()),
-                         notes + win.notes, win.warnings, win.latency)
+                         notes + win.notes, win.warnings, win.latency, win.latency_bound, win.score_label)

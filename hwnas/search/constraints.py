@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import HwnasError
 from ..latency.confidence import DEFAULT_CONFIDENCE, LatencyUncertainty, check_confidence, prediction_summary
+from ..latency.confidence import describe as describe_uncertainty
 from ..latency.predictor import MEDIAN, LatencyPredictor, entry_field
 from ..latency.lookup import find_table, load_table
 from ..latency.table import LatencyTable
@@ -115,12 +116,23 @@ class LatencyModel:
             return lo, hi
         return tuple(float(self.uncertainty.quantile(v, 0.0, self.confidence)) for v in (lo, hi))  # type: ignore[return-value]
 
+    def bound(self) -> dict[str, Any]:
+        """What a record's ``latency_ms`` is: best.json's and summary.json's ``latency_bound`` and the
+        results table's latency column. One field, so a confidence and a block quantile never
+        stand side by side as if they were two quantiles of one prediction."""
+        if self.confidence is not None:
+            return {"kind": "confidence", "confidence": self.confidence, "label": f"{self.confidence:g} quantile",
+                    "meaning": f"latency_ms is the latency the file stays under with probability {self.confidence:g} "
+                               f"(the {self.confidence:g} quantile of the table's error model: {describe_uncertainty(self.uncertainty)})"}
+        label = "blocks' median sum" if self.quantile == MEDIAN else f"blocks' p{round(100 * self.quantile)} sum"
+        return {"kind": "block quantile", "block_quantile": self.quantile, "label": label,
+                "meaning": f"latency_ms is the sum of the blocks' {label.split()[1]} latencies, calibrated (no error model)"}
+
     def describe(self, arch: Arch, budget_ms: float | None, confidence: float | None = None) -> dict[str, Any]:
         """What best.json and the summary state of an arch: median, interval, P(within budget)."""
         median, spread = self.predictor.predict_with_spread(arch)
         d = prediction_summary(self.uncertainty, median, spread, budget_ms, confidence or self.confidence or DEFAULT_CONFIDENCE)
-        d["constrained"] = (f"{self.confidence:g} quantile" if self.confidence is not None
-                            else ("block medians" if self.quantile == MEDIAN else "block p90 sums"))
+        d["constrained"] = self.bound()["label"]
         return d
 
 

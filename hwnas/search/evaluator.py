@@ -26,6 +26,9 @@ from ..space.arch import Arch
 class Evaluator(ABC):
     """Accuracy (percent) of archs. Cached: asking twice for an arch costs one evaluation."""
 
+    # what the score is, as the search's results table and summary title it
+    score_label = "accuracy %"
+
     def __init__(self) -> None:
         self.cache: dict[Arch, float] = {}
         self.n_evaluations = 0
@@ -75,6 +78,8 @@ class MacsProxyEvaluator(Evaluator):
     space's variant (e.g. input resolution) is the arch's own, so archs of several
     resolutions are scored alike.
     """
+
+    score_label = "MACs proxy (M)"
 
     def _evaluate(self, archs: Sequence[Arch]) -> Sequence[float]:
         return [a.get_space().flops(a) / 1e6 for a in archs]
