@@ -316,3 +316,8 @@ def test_validate_tiny_reports_and_calibrates(hwnas_cli, tmp_path, cache_env, ti
     assert rep["noise"]["median_abs_pct"] == pytest.approx(np.median(spread), rel=1e-3, abs=1e-3)
     # the measured whole nets are real: sum of blocks and measured time are the same order of magnitude
     assert np.all((0.2 < raw / meas) & (raw / meas < 5))
+    # the report is also left next to the table, for `hwnas report`: the plotted pairs are the held-out ones
+    saved = json.loads(out.with_suffix(".validate.json").read_text())
+    assert saved["results"] == rep["results"] and saved["archs"] == rep["archs"]
+    pairs = saved["series"]["calibrated (held-out)"]
+    assert np.allclose(pairs["predicted_ms"], cal_pred[held], rtol=1e-3) and np.allclose(pairs["measured_ms"], meas[held])

@@ -147,6 +147,7 @@ def fit_calibration(raw: np.ndarray, nblocks: np.ndarray, meas: np.ndarray) -> d
 
 
 def scatter_plot(path: Path, series: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> Path:
+    """The validation's scatter plot as a PNG (see ``draw_predicted_vs_measured``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -155,19 +156,7 @@ def scatter_plot(path: Path, series: dict[str, tuple[np.ndarray, np.ndarray]], t
     from ..io import atomic_write_bytes
 
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    lo = min(float(min(m.min(), p.min())) for p, m in series.values())
-    hi = max(float(max(m.max(), p.max())) for p, m in series.values())
-    xs = np.linspace(lo * 0.9, hi * 1.1, 10)
-    ax.plot(xs, xs, "k-", lw=1, label="predicted = measured")
-    for f, style in ((0.05, "--"), (0.10, ":")):
-        ax.plot(xs, xs * (1 + f), "k" + style, lw=0.7, label=f"±{int(f * 100)}%")
-        ax.plot(xs, xs * (1 - f), "k" + style, lw=0.7)
-    for name, (p, m) in series.items():
-        ax.scatter(m, p, s=12, alpha=0.7, label=name)
-    ax.set_xlabel("measured (ms)")
-    ax.set_ylabel("predicted (ms)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    draw_predicted_vs_measured(ax, series, title)
     import io as _io
 
     buf = _io.BytesIO()
@@ -177,11 +166,44 @@ def scatter_plot(path: Path, series: dict[str, tuple[np.ndarray, np.ndarray]], t
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def draw_predicted_vs_measured(ax: Any, series: dict[str, tuple[Any, Any]], title: str) -> None:
+    """Predicted against measured latency on matplotlib axes, with the ±5% and ±10% bands.
+
+    ``series`` maps a label to (predicted, measured) arrays; ``hwnas validate``'s plot and
+    ``hwnas report`` (which adds the exported file's point) draw through this one function.
+    """
+    series = {k: (np.asarray(p, dtype=float), np.asarray(m, dtype=float)) for k, (p, m) in series.items() if len(p)}
+    if not series:
+        return
+    lo = min(float(min(m.min(), p.min())) for p, m in series.values())
+    hi = max(float(max(m.max(), p.max())) for p, m in series.values())
+    xs = np.linspace(lo * 0.9, hi * 1.1, 10)
+    ax.plot(xs, xs, "k-", lw=1, label="predicted = measured")
+    for f, style in ((0.05, "--"), (0.10, ":")):
+        ax.plot(xs, xs * (1 + f), "k" + style, lw=0.7, label=f"±{int(f * 100)}%")
+        ax.plot(xs, xs * (1 - f), "k" + style, lw=0.7)
+    for name, (p, m) in series.items():
+        big = len(p) == 1  # a single file (the export) stands out
+        ax.scatter(m, p, s=140 if big else 12, alpha=1.0 if big else 0.7, marker="*" if big else "o", zorder=5 if big else 3, label=name)
+    ax.set_xlabel("measured (ms)")
+    ax.set_ylabel("predicted (ms)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+
+
+def validation_report_path(table_path: str | Path) -> Path:
+    """Where ``hwnas validate`` leaves its report as JSON: next to the table (read by ``hwnas report``)."""
+    return Path(table_path).with_suffix(".validate.json")
+
+
 def validate_table(device: DeviceProfile | str, table: LatencyTable | str | Path, *, samples: int = 20, seed: int = 0,
                    calibrate: bool = False, plot: str | Path | None = None, noise: bool = True, force: bool = False,
                    backend: Backend | None = None, protocol: Protocol | None = None, cache_dir: Path | None = None,
                    progress: Callable[[ProfileEvent], None] | None = None) -> dict[str, Any]:
     """Predicted vs. measured for ``samples`` random archs; the report as a dict (see module doc)."""
+    from .. import quick
+
+    samples = quick.cap("validate_samples", samples) or samples
     if samples < 2:
         raise HwnasError(f"--samples must be at least 2 (got {samples}); use 20 or more for a meaningful share")
     if calibrate:  # the calibration is stored in the table: one writer per table, as while profiling
@@ -219,6 +241,11 @@ def _validate(device: DeviceProfile | str, table: LatencyTable | str | Path, *, 
     _noise_and_archs(run, timed, noise, report)
     plot_path = Path(plot) if plot else (Path(tab.path).with_suffix(".validate.png") if tab.path else Path("validate.png"))
     report["plot"] = str(scatter_plot(plot_path, series, f"{tab.space} on {dev.name} ({tab.backend}): {len(run.archs)} archs"))
+    report["series"] = {name: {"predicted_ms": [float(x) for x in p], "measured_ms": [float(x) for x in m]} for name, (p, m) in series.items()}
+    if tab.path:
+        from ..io import atomic_write_json
+
+        report["report"] = str(atomic_write_json(validation_report_path(tab.path), report))
     journal.remove()
     return report
 

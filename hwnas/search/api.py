@@ -83,6 +83,21 @@ def parse_budgets(latency: str | float | None, flops: str | float | None, params
     return budgets, Objective(objective, budgets.latency_ms)
 
 
+def _quick_sizes(algorithm: str, population: int | None, generations: int | None, max_evaluations: int | None,
+                 n_eval: int) -> tuple[int | None, int | None, int | None, int]:
+    """The search's sizes under ``HWNAS_QUICK`` (hwnas.quick); unchanged without it."""
+    from .. import quick
+
+    if not quick.enabled():
+        return population, generations, max_evaluations, n_eval
+    options = searcher_class(algorithm).options
+    if "population" in options:
+        population = quick.cap("search_population", population)
+    if "generations" in options:
+        generations = quick.cap("search_generations", generations)
+    return population, generations, quick.cap("search_evaluations", max_evaluations), quick.cap("eval_images", n_eval)  # type: ignore[return-value]
+
+
 def make_searcher(algorithm: str, options: dict[str, Any], status: Callable[[dict[str, Any]], None] | None = None) -> Searcher:
     """The registered searcher with the options the user set (None/False: not set); an option the
     searcher does not declare is a one-line error naming the searchers that take it."""
@@ -248,6 +263,7 @@ def run_search(
                                   n_eval=n_eval, bn_batches=bn_batches, seed=seed, threads=threads, out=out, progress=progress,
                                   plot=plot, status=status)
     budgets, obj = parse_budgets(latency, flops, params, objective)
+    population, generations, max_evaluations, n_eval = _quick_sizes(algorithm, population, generations, max_evaluations, n_eval)
     from ..device.profiles import load_device
 
     load_device(device)  # an unknown device is an error even when only FLOPs are constrained

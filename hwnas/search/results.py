@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..errors import HwnasError
 from ..io import atomic_write_bytes, atomic_write_json
@@ -84,7 +84,7 @@ def _has_latency(result: SearchResult) -> bool:
 
 
 def plot_front(result: SearchResult, path: str | Path) -> Path:
-    """Every evaluated arch (grey: over budget), the Pareto front, the budget line and the winner."""
+    """Every evaluated arch (grey: over budget), the Pareto front, the budget line and the winner, as a PNG."""
     import io
 
     import matplotlib
@@ -92,33 +92,43 @@ def plot_front(result: SearchResult, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    use_lat = _has_latency(result)
-
-    def x_of(r: Record) -> float:
-        return float(r.latency_ms) if use_lat else r.flops / 1e6
-
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
-    feas = [r for r in result.history if r.feasible]
-    infeas = [r for r in result.history if not r.feasible]
-    if infeas:
-        ax.scatter([x_of(r) for r in infeas], [r.accuracy for r in infeas], s=8, c="0.75", label="over budget")
-    if feas:
-        ax.scatter([x_of(r) for r in feas], [r.accuracy for r in feas], s=8, c="tab:blue", alpha=0.6, label="evaluated")
-    if result.front:
-        fr = sorted(result.front, key=x_of)
-        ax.step([x_of(r) for r in fr], [r.accuracy for r in fr], where="post", c="tab:orange", label="Pareto front")
-    budget = result.budgets.latency_ms if use_lat else (result.budgets.flops / 1e6 if result.budgets.flops else None)
-    if budget is not None:
-        ax.axvline(budget, c="tab:red", ls="--", lw=1, label="budget")
-    if result.best is not None:
-        ax.scatter([x_of(result.best)], [result.best.accuracy], marker="*", s=160, c="tab:red", zorder=5, label="best")
-    ax.set_xlabel("predicted latency (ms)" if use_lat else "FLOPs (M multiply-adds)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"{result.algorithm}: {result.n_evaluations} archs evaluated")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    budget = result.budgets.latency_ms if _has_latency(result) else (result.budgets.flops / 1e6 if result.budgets.flops else None)
+    draw_front(ax, result.history, result.front, result.best, budget, f"{result.algorithm}: {result.n_evaluations} archs evaluated")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def draw_front(ax: Any, history: Sequence[Record], front: Sequence[Record], best: Record | None, budget: float | None,
+               title: str) -> None:
+    """Draw a search on matplotlib axes: accuracy against predicted latency (FLOPs when no arch has a latency).
+
+    ``budget`` is in the x axis' unit (ms, or M multiply-adds). The search's pareto.png and
+    ``hwnas report`` draw the same picture through this one function.
+    """
+    use_lat = any(r.latency_ms is not None for r in history)
+
+    def x_of(r: Record) -> float:
+        return float(r.latency_ms) if use_lat and r.latency_ms is not None else r.flops / 1e6
+
+    feas = [r for r in history if r.feasible]
+    infeas = [r for r in history if not r.feasible]
+    if infeas:
+        ax.scatter([x_of(r) for r in infeas], [r.accuracy for r in infeas], s=8, c="0.75", label="over budget")
+    if feas:
+        ax.scatter([x_of(r) for r in feas], [r.accuracy for r in feas], s=8, c="tab:blue", alpha=0.6, label="evaluated")
+    if front:
+        fr = sorted(front, key=x_of)
+        ax.step([x_of(r) for r in fr], [r.accuracy for r in fr], where="post", c="tab:orange", label="Pareto front")
+    if budget is not None:
+        ax.axvline(budget, c="tab:red", ls="--", lw=1, label="budget")
+    if best is not None:
+        ax.scatter([x_of(best)], [best.accuracy], marker="*", s=160, c="tab:red", zorder=5, label="best")
+    ax.set_xlabel("predicted latency (ms)" if use_lat else "FLOPs (M multiply-adds)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -373,6 +373,10 @@ def train_supernet(config: TrainConfig, out_dir: str | Path | None = None, resum
     command run again: a finished run is reused as it is (the summary says ``"reused": True``)
     and an interrupted one continues. A run with other settings is refused, naming them.
     """
+    from .. import quick
+
+    if quick.enabled():
+        config = replace(config, max_iters=quick.cap("train_iterations", config.max_iters))
     same_run_again = False
     if not resume and out_dir is not None and ((Path(out_dir) / f"{FINAL_NAME}.json").exists() or list_checkpoints(out_dir)):
         diffs = settings_differences(config, out_dir)
