@@ -63,10 +63,13 @@ def figure_svg(fig: Any, plot_id: str) -> str:
 
 
 def pareto_plot(history: Sequence[Record], front: Sequence[Record], best: Record | None, budget_ms: float | None,
-                title: str) -> Plot:
+                title: str, latency_label: str | None = None) -> Plot:
+    """``latency_label`` says which bound the records' latency is (best.json's ``latency_bound``)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.4))
     draw_front(ax, history, front, best, budget_ms, title)
+    if latency_label and any(r.latency_ms is not None for r in history):
+        ax.set_xlabel(f"predicted latency (ms, {latency_label})")
     fig.tight_layout()
     return Plot("plot-pareto", figure_svg(fig, "plot-pareto"),
                 "Every evaluated arch (grey: over the budget), the Pareto front of accuracy against predicted latency, "

@@ -83,13 +83,18 @@ def _search(c: RunContents) -> str:
     if "search" in c.missing:
         return "\n".join(out + [_missing(c.missing["search"])])
     algo = (c.best or {}).get("algorithm", "search")
-    out.append(_figure(pareto_plot(c.history, c.front, c.best_record, c.budget_ms, f"{algo}: {len(c.history)} archs evaluated")))
+    bound = (c.best or {}).get("latency_bound") or {}
+    out.append(_figure(pareto_plot(c.history, c.front, c.best_record, c.budget_ms, f"{algo}: {len(c.history)} archs evaluated",
+                                   bound.get("label"))))
+    if bound.get("meaning"):
+        out.append(f"<p>{escape(bound['meaning'])}.</p>")
     n_feasible = sum(r.feasible for r in c.history)
     out.append(f"<p>{len(c.history)} archs evaluated, {n_feasible} within the budget, {len(c.front)} on the Pareto front.</p>")
     if c.best_record is not None:
         b, lp = c.best_record, (c.best or {}).get("latency_prediction") or {}
         rows = [("arch", b.arch.get_space().to_compact(b.arch)), ("accuracy (%)", b.accuracy),
-                ("predicted latency (ms)", b.latency_ms), ("latency budget (ms)", c.budget_ms),
+                (f"predicted latency (ms, {bound.get('label', 'as searched')})", b.latency_ms),
+                ("predicted median (ms)", lp.get("median_ms")), ("latency budget (ms)", c.budget_ms),
                 ("FLOPs (M)", b.flops / 1e6), ("params (M)", b.params / 1e6)]
         if lp.get("interval_ms"):
             lo, hi = lp["interval_ms"]
