@@ -2,8 +2,9 @@
 
 The one place the variable is read. With it set, ``cap`` lowers a size to its quick value and
 says so on stderr, once per size and process, so a quick result is never mistaken for a full
-one: training iterations, the search's population, generations, evaluations and held-out images,
-and the number of whole networks ``hwnas validate`` times. Unset (or ``0``), nothing changes.
+one: training iterations and images (training, validation, path evaluation), the search's
+population, generations, evaluations and held-out images, and the number of whole networks
+``hwnas validate`` times. Unset (or ``0``), nothing changes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ ENV = "HWNAS_QUICK"
 # name -> (quick value, what it is, for the message)
 CAPS: dict[str, tuple[int, str]] = {
     "train_iterations": (20, "training iterations"),
+    "train_images": (1024, "training images"),
+    "validation_images": (256, "validation images"),
+    "path_eval_images": (64, "images per path evaluation while training"),
     "search_population": (6, "search population"),
     "search_generations": (2, "search generations"),
     "search_evaluations": (12, "archs the search evaluates"),

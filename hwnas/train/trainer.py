@@ -376,7 +376,9 @@ def train_supernet(config: TrainConfig, out_dir: str | Path | None = None, resum
     from .. import quick
 
     if quick.enabled():
-        config = replace(config, max_iters=quick.cap("train_iterations", config.max_iters))
+        config = replace(config, max_iters=quick.cap("train_iterations", config.max_iters), n_train=quick.cap("train_images", config.n_train),
+                         n_val=quick.cap("validation_images", config.n_val) if config.n_val or config.data.startswith("builtin") else None,
+                         n_path_eval=quick.cap("path_eval_images", config.n_path_eval))
     same_run_again = False
     if not resume and out_dir is not None and ((Path(out_dir) / f"{FINAL_NAME}.json").exists() or list_checkpoints(out_dir)):
         diffs = settings_differences(config, out_dir)
