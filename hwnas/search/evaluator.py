@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -24,7 +24,13 @@ from ..space.arch import Arch
 
 
 class Evaluator(ABC):
-    """Accuracy (percent) of archs. Cached: asking twice for an arch costs one evaluation."""
+    """Accuracy (percent) of archs. Cached: asking twice for an arch costs one evaluation.
+
+    With ``dist`` (a ``hwnas.train.distributed.DistContext`` of a ``torchrun`` launch) every
+    rank takes a contiguous share of each batch (in ``share_key`` order, so neighbours that
+    share work land together), and the accuracies are gathered so that every rank holds all
+    of them and the ranks' searchers stay in step.
+    """
 
     # what the score is, as the search's results table and summary title it
     score_label = "accuracy %"
@@ -32,23 +38,50 @@ class Evaluator(ABC):
     def __init__(self) -> None:
         self.cache: dict[Arch, float] = {}
         self.n_evaluations = 0
+        self.dist = None
 
     def evaluate(self, archs: Sequence[Arch]) -> np.ndarray:
         todo = [a for a in dict.fromkeys(archs) if a not in self.cache]
         if todo:
-            scores = self._evaluate(todo)
+            scores = self._evaluate_batch(todo)
             for a, s in zip(todo, scores):
                 self.cache[a] = float(s)
             self.n_evaluations += len(todo)
         return np.array([self.cache[a] for a in archs], dtype=float)
 
+    def _evaluate_batch(self, archs: Sequence[Arch]) -> Sequence[float]:
+        """A batch of archs none of which is cached (an evaluator with stages overrides this)."""
+        return self.shared(self._evaluate, archs)
+
     @abstractmethod
     def _evaluate(self, archs: Sequence[Arch]) -> Sequence[float]:
         """Accuracy of each arch (none of them cached)."""
 
+    def share_key(self, arch: Arch) -> Any:
+        """Order in which a batch is cut into the ranks' shares (default: as asked)."""
+        return 0
+
+    def shared(self, fn: Callable[[Sequence[Arch]], Sequence[float]], archs: Sequence[Arch]) -> list[float]:
+        """``fn(archs)``, each rank computing its share; every rank gets all results, in order."""
+        if self.dist is None or not self.dist.enabled:
+            return [float(v) for v in fn(archs)]
+        order = sorted(range(len(archs)), key=lambda i: self.share_key(archs[i]))
+        lo, hi = share_bounds(len(archs), self.dist.rank, self.dist.world)
+        mine = [archs[i] for i in order[lo:hi]]
+        parts = self.dist.all_gather_object([float(v) for v in fn(mine)] if mine else [])
+        out = [0.0] * len(archs)
+        for pos, value in enumerate(v for part in parts for v in part):
+            out[order[pos]] = value
+        return out
+
     def settings(self) -> dict[str, Any]:
         """What the accuracies depend on: two evaluators with equal settings give equal accuracies."""
         return {"kind": type(self).__name__}
+
+
+def share_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
+    """[lo, hi) of rank's contiguous share of n items (sizes differ by at most one)."""
+    return rank * n // world, (rank + 1) * n // world
 
 
 class TabularEvaluator(Evaluator):
@@ -110,10 +143,20 @@ class SupernetEvaluator(Evaluator):
     of ``batch_size``. The held-out subset is taken from the validation images *after* the
     path-evaluation images the GreedyNAS sampler ranked paths with during training, when the
     split is large enough, so the search does not select on data the pool was built on.
+
+    A batch of archs is scored by ``PathScorer``: images prepared once, the stem's output and
+    every shared prefix computed once (``cache_mb`` bounds the activations kept), the same
+    numbers as one arch at a time. ``halving`` (successive halving) first scores every arch of
+    a batch on the first ``halving`` held-out images and completes only the best
+    ``halving_keep`` share on the rest; an arch not promoted keeps its screening accuracy, capped
+    at the lowest full accuracy of the promoted ones (it was judged worse than they are), and is
+    listed in ``screened``. ``baseline=True`` is the one-arch-at-a-time loop this replaced, kept
+    only so benchmarks can compare against it.
     """
 
     def __init__(self, trained, datasets=None, n_eval: int = 1000, bn_batches: int = 4, bn_batch_size: int = 64,
-                 batch_size: int = 250, seed: int = 0, threads: int | None = None) -> None:
+                 batch_size: int = 250, seed: int = 0, threads: int | None = None, halving: int | None = None,
+                 halving_keep: float = 0.5, cache_mb: int = 1024, baseline: bool = False) -> None:
         super().__init__()
         self.threads = threads
         import torch
@@ -135,29 +178,101 @@ class SupernetEvaluator(Evaluator):
         self.bn_batch_size = bn_batch_size
         self.batch_size = batch_size
         self.seed = seed
+        if halving is not None and not 0 < halving < len(self.eval_set):
+            raise HwnasError(f"--halving {halving} must be between 1 and the {len(self.eval_set)} held-out images - 1; "
+                             "lower it or drop it")
+        if not 0 < halving_keep <= 1:
+            raise HwnasError(f"--halving-keep {halving_keep} must be a share in (0, 1]; e.g. 0.5")
+        self.halving, self.halving_keep = halving, halving_keep
+        self.cache_mb = cache_mb
+        self.baseline = baseline
+        self.screened: set[Arch] = set()
+        self._scorer = None
         self.eval_seconds = 0.0
 
-    def _evaluate(self, archs: Sequence[Arch]) -> Sequence[float]:
+    def share_key(self, arch: Arch) -> Any:
+        return tuple(self.space.choice_indices(arch))  # neighbours in this order share prefixes
+
+    @property
+    def scorer(self):
+        """The ``PathScorer`` over the prepared images (built on first use)."""
+        if self._scorer is None:
+            from ..train.evaluate import recalibration_indices
+            from ..train.path_scoring import PathScorer
+
+            bn_x, _ = self.train_set.batch(recalibration_indices(len(self.train_set), self.n_bn_images, self.seed))
+            x, y = self.eval_set.batch(torch_arange(len(self.eval_set)))
+            self._scorer = PathScorer(self.supernet, bn_x, x, y, self.bn_batch_size, self.batch_size,
+                                      cache_bytes=int(self.cache_mb) << 20)
+        return self._scorer
+
+    def _evaluate_batch(self, archs: Sequence[Arch]) -> Sequence[float]:
         import time
 
-        from ..train.evaluate import evaluate_path, recalibrate_bn
-
-        out = []
         t0 = time.perf_counter()
         with torch_threads(self.threads):
-            for arch in archs:
-                path = self.space.choice_indices(arch)
-                recalibrate_bn(self.supernet, path, self.train_set, n_images=self.n_bn_images,
-                               batch_size=self.bn_batch_size, seed=self.seed)
-                _, acc = evaluate_path(self.supernet, path, self.eval_set, batch_size=self.batch_size)
-                out.append(acc)
+            if self.baseline or self.halving is None:
+                out = self.shared(self._evaluate, archs)
+            else:
+                out = self._halving(archs)
         self.eval_seconds += time.perf_counter() - t0
         return out
 
+    def _evaluate(self, archs: Sequence[Arch]) -> Sequence[float]:
+        if self.baseline:
+            return self._baseline(archs)
+        n = len(self.eval_set)
+        return list(100.0 * self.scorer.correct([self.space.choice_indices(a) for a in archs]) / n)
+
+    def _halving(self, archs: Sequence[Arch]) -> list[float]:
+        """Successive halving over one batch: every arch on the first ``halving`` images, the best on all."""
+        n, n1 = len(self.eval_set), int(self.halving)  # type: ignore[arg-type]
+
+        def screen(part: Sequence[Arch]) -> list[float]:
+            return [float(c) for c in self.scorer.correct([self.space.choice_indices(a) for a in part], rows=(0, n1),
+                                                          keep_states=True)]
+
+        def complete(part: Sequence[Arch]) -> list[float]:
+            return [float(c) for c in self.scorer.correct([self.space.choice_indices(a) for a in part], rows=(n1, n))]
+
+        first = self.shared(screen, archs)
+        keep = max(1, int(np.ceil(self.halving_keep * len(archs))))
+        promoted = sorted(range(len(archs)), key=lambda i: (-first[i], i))[:keep]
+        rest = self.shared(complete, [archs[i] for i in promoted])
+        out = [100.0 * c / n1 for c in first]
+        for i, c in zip(promoted, rest):
+            out[i] = 100.0 * (first[i] + c) / n
+        floor = min(out[i] for i in promoted)
+        for i in set(range(len(archs))) - set(promoted):
+            out[i] = min(out[i], floor)
+            self.screened.add(archs[i])
+        return out
+
+    def _baseline(self, archs: Sequence[Arch]) -> list[float]:
+        """The loop before ``PathScorer``: per arch, re-estimate BN and score, re-preparing the images each time."""
+        from ..train.evaluate import evaluate_path, recalibrate_bn
+
+        out = []
+        for arch in archs:
+            path = self.space.choice_indices(arch)
+            recalibrate_bn(self.supernet, path, self.train_set, n_images=self.n_bn_images,
+                           batch_size=self.bn_batch_size, seed=self.seed)
+            out.append(evaluate_path(self.supernet, path, self.eval_set, batch_size=self.batch_size)[1])
+        return out
+
     def settings(self) -> dict[str, Any]:
-        return {"kind": "supernet", "checkpoint": str(Path(self.trained.path).resolve()) if self.trained.path else None,
-                "iteration": self.trained.meta.get("iteration"), "eval_images": len(self.eval_set),
-                "bn_images": self.n_bn_images, "seed": self.seed}
+        out = {"kind": "supernet", "checkpoint": str(Path(self.trained.path).resolve()) if self.trained.path else None,
+               "iteration": self.trained.meta.get("iteration"), "eval_images": len(self.eval_set),
+               "bn_images": self.n_bn_images, "seed": self.seed}
+        if self.halving is not None:
+            out["halving"] = {"images": self.halving, "keep": self.halving_keep}
+        return out
+
+
+def torch_arange(n: int):
+    import torch
+
+    return torch.arange(n)
 
 
 class ScratchEvaluator(Evaluator):

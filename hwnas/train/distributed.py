@@ -45,6 +45,14 @@ class DistContext:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj``, in rank order, on every rank."""
+        if not self.enabled:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
     def all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
         """Sum a CPU tensor over ranks in place (moved to the device for nccl and back)."""
         if self.enabled:

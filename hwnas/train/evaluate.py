@@ -6,6 +6,7 @@ searchers score archs with ``recalibrate_bn`` followed by ``evaluate_path`` on t
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Sequence
 
 import torch
@@ -46,13 +47,11 @@ def path_bn_modules(supernet: nn.Module, path: PathLike) -> list[nn.modules.batc
     return [m for mod in mods for m in mod.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
-@torch.no_grad()
-def recalibrate_bn(supernet: nn.Module, path: PathLike, data: ImageSet, n_images: int = 1000, batch_size: int = 100,
-                   seed: int = 0) -> None:
-    """Reset the BN statistics of the path's modules and re-estimate them (cumulative average)
-    on ``n_images`` training images drawn with ``seed``: the standard fix for inherited weights
-    whose running statistics were averaged over many paths."""
-    bns = path_bn_modules(supernet, path)
+@contextmanager
+def recalibrating(supernet: nn.Module, bns: Sequence[nn.modules.batchnorm._BatchNorm]):
+    """Inside: ``bns`` have fresh statistics and accumulate a cumulative average (momentum None)
+    of every batch they see in train mode, the rest of the net is in eval mode; after: the
+    modes and momenta are restored (the new statistics stay)."""
     saved = [(m.momentum, m.training) for m in bns]
     for m in bns:
         m.reset_running_stats()
@@ -61,14 +60,29 @@ def recalibrate_bn(supernet: nn.Module, path: PathLike, data: ImageSet, n_images
     supernet.eval()
     for m in bns:
         m.train()
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(data), generator=g)[:n_images]
     try:
-        for s in range(0, len(idx), batch_size):
-            x, _ = data.batch(idx[s:s + batch_size])
-            supernet(x, list(path))
+        yield
     finally:
         for m, (mom, tr) in zip(bns, saved):
             m.momentum = mom
             m.train(tr)
         supernet.train(was)
+
+
+def recalibration_indices(n: int, n_images: int, seed: int) -> torch.Tensor:
+    """The training images BN statistics are re-estimated on: the same for every path of a search."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=g)[:n_images]
+
+
+@torch.no_grad()
+def recalibrate_bn(supernet: nn.Module, path: PathLike, data: ImageSet, n_images: int = 1000, batch_size: int = 100,
+                   seed: int = 0) -> None:
+    """Reset the BN statistics of the path's modules and re-estimate them (cumulative average)
+    on ``n_images`` training images drawn with ``seed``: the standard fix for inherited weights
+    whose running statistics were averaged over many paths."""
+    idx = recalibration_indices(len(data), n_images, seed)
+    with recalibrating(supernet, path_bn_modules(supernet, path)):
+        for s in range(0, len(idx), batch_size):
+            x, _ = data.batch(idx[s:s + batch_size])
+            supernet(x, list(path))
