@@ -53,7 +53,8 @@ class SearchOutcome:
 def build_evaluator(supernet: str | Path | None = None, benchmark: str | None = None, space: str | None = None,
                     evaluator: str | None = None, data: str = "builtin", scratch_epochs: float = 1.0,
                     n_eval: int = 1000, bn_batches: int = 4, seed: int = 0, threads: int | None = None,
-                    space_args: dict[str, Any] | None = None) -> tuple[Any, Evaluator, list[Arch], str]:
+                    space_args: dict[str, Any] | None = None, halving: int | None = None,
+                    halving_keep: float = 0.5) -> tuple[Any, Evaluator, list[Arch], str]:
     """(space, evaluator, candidate pool best-first, description) from the user's choice of source."""
     if supernet is not None and benchmark is not None:
         raise HwnasError("give either --supernet CKPT or --benchmark NAME, not both")
@@ -61,8 +62,11 @@ def build_evaluator(supernet: str | Path | None = None, benchmark: str | None = 
     if name is None:
         raise HwnasError("nothing to judge accuracy with: pass --supernet CKPT (from `hwnas train`), --benchmark nas-bench-macro, "
                          "--evaluator scratch --space NAME, or --evaluator macs --space NAME (a MACs proxy, no accuracy)")
+    if halving is not None and name != "supernet":
+        raise HwnasError(f"--halving screens archs with a supernet; the {name} evaluator has no cheaper first stage: drop --halving")
     request = EvaluatorRequest(supernet=supernet, benchmark=benchmark, space=space, data=data, scratch_epochs=scratch_epochs,
-                               n_eval=n_eval, bn_batches=bn_batches, seed=seed, threads=threads, space_args=dict(space_args or {}))
+                               n_eval=n_eval, bn_batches=bn_batches, seed=seed, threads=threads, space_args=dict(space_args or {}),
+                               halving=halving, halving_keep=halving_keep)
     return EVALUATORS.create(name, request=request)
 
 
@@ -179,6 +183,23 @@ def open_history(out_dir: Path, settings: dict[str, Any]) -> list[Record]:
     return old
 
 
+def open_shared_history(out_dir: Path, settings: dict[str, Any], dist: Any = None) -> list[Record]:
+    """``open_history`` on rank 0 of a torchrun launch, its records (or its refusal) sent to every rank:
+    all ranks resume from the same history and run the same search."""
+    if dist is None or not dist.enabled:
+        return open_history(out_dir, settings)
+    reply: tuple[str, Any] = ("ok", None)
+    if dist.is_main:
+        try:
+            reply = ("ok", [r.to_dict() for r in open_history(out_dir, settings)])
+        except HwnasError as e:
+            reply = ("error", str(e))
+    kind, value = dist.broadcast_object(reply)
+    if kind == "error":
+        raise HwnasError(value)
+    return [Record.from_dict(d) for d in value]
+
+
 def _show(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k} {v}" for k, v in value.items() if v is not None) or "none"
@@ -248,12 +269,20 @@ def run_search(
     callbacks: Sequence[Any] = (),
     resolution: str | None = None,
     space_args: dict[str, Any] | None = None,
+    halving: int | None = None,
+    halving_keep: float = 0.5,
+    dist: Any = None,
 ) -> SearchOutcome:
     """Search the best arch under the budgets; returns the result and where its files are.
+
+    ``dist`` (a ``DistContext`` of a ``torchrun`` launch): every rank runs the same search and
+    evaluates its share of each batch of archs; rank 0 alone reads and writes the files.
 
     ``resolution`` ("160-224") searches the input resolution too: see ``search_resolutions``.
     ``space_args`` picks a variant of ``space`` (e.g. ``{"resolution": 192}``).
     """
+    if resolution is not None and dist is not None and dist.enabled:
+        raise HwnasError("--resolution scores archs with the MACs proxy, which is too cheap to spread: run it without torchrun")
     if resolution is not None:
         return search_resolutions(resolution, latency=latency, flops=flops, params=params, device=device, supernet=supernet,
                                   benchmark=benchmark, space=space, algorithm=algorithm, objective=objective, table=table,
@@ -272,7 +301,7 @@ def run_search(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         sp, ev, pool, ev_desc = build_evaluator(supernet, benchmark, space, evaluator, data, scratch_epochs, n_eval, bn_batches, seed, threads,
-                                                space_args=space_args)
+                                                space_args=space_args, halving=halving, halving_keep=halving_keep)
     checkpoint_warnings = [str(w.message) for w in caught if issubclass(w.category, SkippedCheckpointWarning)]
     for w in caught:  # passed on to the caller as they came
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -284,19 +313,24 @@ def run_search(
     budget_warnings = checkpoint_warnings + budget_warnings
 
     out_dir = Path(out) if out is not None else default_out_dir()
+    if dist is not None and dist.enabled:  # every rank must write to (and resume from) the same folder
+        out_dir = Path(dist.broadcast_object(str(out_dir)))
+    main = dist is None or dist.is_main
+    ev.dist = dist
     admission = _path_admission(ev, path_filter)
     settings = search_settings(sp, budgets, obj, lat_table, lat_model, ev.settings(), admission)
-    old = open_history(out_dir, settings)
+    old = open_shared_history(out_dir, settings, dist)
     problem = SearchProblem(sp, ev, latency=lat_model, budgets=budgets, objective=obj, initial_pool=pool)
     if admission is not None:  # GreedyNASv2: weak offspring and merged ops are infeasible, repaired before evaluation
         problem.constraints.admission = admission
         notes.append(f"offspring filtered by the supernet's {admission.describe()}")
     resumed = problem.preload(old)
-    result = searcher.run(problem, max_evaluations=max_evaluations, seed=seed, progress=progress,
-                          callbacks=[HistoryWriter(out_dir / "history.jsonl"), *callbacks])
+    listeners = [HistoryWriter(out_dir / "history.jsonl"), *callbacks] if main else []
+    result = searcher.run(problem, max_evaluations=max_evaluations, seed=seed, progress=progress if main else None,
+                          callbacks=listeners)
     extra = result_extras(out_dir, device, lat_table, lat_model, ev, ev_desc, resumed, pool, supernet,
                           result, budgets, admission)
-    paths = write_results(result, out_dir, extra=extra, history=False, plot=plot)
+    paths = write_results(result, out_dir, extra=extra, history=False, plot=plot) if main else {}
     return SearchOutcome(result, out_dir, paths, lat_table.path if lat_table is not None else None, ev_desc, resumed,
                          notes, budget_warnings, extra.get("latency_prediction"), extra["latency_bound"], ev.score_label)
 

@@ -339,6 +339,8 @@ class EvaluatorRequest:
     seed: int = 0
     threads: int | None = None
     space_args: dict[str, Any] = field(default_factory=dict)  # the space's variant (e.g. its input resolution)
+    halving: int | None = None  # successive halving: screening images (supernet evaluator only)
+    halving_keep: float = 0.5
 
 
 EVALUATORS: Registry[tuple[Any, Evaluator, list[Arch], str]] = Registry("evaluator")
@@ -363,8 +365,10 @@ def supernet(request: EvaluatorRequest) -> tuple[Any, Evaluator, list[Arch], str
     if request.supernet is None:
         raise HwnasError("the supernet evaluator needs --supernet CKPT (a run folder of `hwnas train`)")
     trained = load_checkpoint(request.supernet, space=request.space)
-    ev = SupernetEvaluator(trained, n_eval=request.n_eval, bn_batches=request.bn_batches, seed=request.seed, threads=request.threads)
-    desc = f"supernet {trained.path} (BN recalibrated, {len(ev.eval_set)} held-out images)"
+    ev = SupernetEvaluator(trained, n_eval=request.n_eval, bn_batches=request.bn_batches, seed=request.seed, threads=request.threads,
+                           halving=request.halving, halving_keep=request.halving_keep)
+    desc = f"supernet {trained.path} (BN recalibrated, {len(ev.eval_set)} held-out images"
+    desc += f"; successive halving: all on {request.halving}, the best {request.halving_keep:.0%} on all)" if request.halving else ")"
     return trained.space, ev, [a for a, _ in trained.pool], desc
 
 

@@ -156,13 +156,16 @@ class NSGA2Search(Searcher):
         archs = sp.encoding.decode_many(X)
         F = np.full((len(X), 2 if self.multi_objective else 1), BIG)
         new = 0
+        scored, asked = [], set()
         for i in np.flatnonzero(ok):
-            known = sp.record_of(archs[i])
-            if known is None:
+            if sp.record_of(archs[i]) is None and archs[i] not in asked:
                 if new >= limit:
                     continue
                 new += 1
-            rec = known or sp.evaluate([archs[i]])[0]
+                asked.add(archs[i])
+            scored.append(i)
+        # the generation's new archs in one call: the evaluator shares work (and torchrun ranks) over them
+        for i, rec in zip(scored, sp.evaluate([archs[i] for i in scored])):
             if self.multi_objective:
                 F[i, 0] = -rec.accuracy
                 F[i, 1] = rec.latency_ms if rec.latency_ms is not None else rec.flops / 1e6

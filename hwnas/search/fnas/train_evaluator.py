@@ -60,6 +60,11 @@ class TrainEvaluator(Evaluator):
         self.lr = lr
         self.seed = seed
         self.details: dict[Arch, dict] = {}
+        self._trained: list[tuple[Arch, dict]] = []
+        self._mine: list[Arch] = []
+
+    def _spread(self) -> bool:
+        return self.dist is not None and self.dist.enabled
 
     def _evaluate(self, archs: Sequence[Arch]) -> Sequence[float]:
         out = []
@@ -70,8 +75,31 @@ class TrainEvaluator(Evaluator):
             info = self.pool.initialize(net, space, arch) if self.pool is not None else {}
             train(net, self.train_data, self.iterations, self.batch, self.lr, self.seed)
             acc = accuracy(net, self.val_data, ACCURACY_BATCH)
-            if self.pool is not None:
+            if self.pool is not None and self._spread():
+                self._trained.append((arch, net.state_dict()))
+            elif self.pool is not None:
                 self.pool.store(net, space, arch, self.iterations)
             self.details[arch] = {"accuracy": acc, **info}
+            self._mine.append(arch)
             out.append(acc)
+        return out
+
+    def _evaluate_batch(self, archs: Sequence[Arch]) -> Sequence[float]:
+        """Under torchrun each rank trains its share of the batch from the pool as it stood at the
+        batch's start; then every rank stores all the batch's trained nets, in batch order, so the
+        ranks' pools stay equal (one process stores each net as soon as it is trained)."""
+        self._trained: list[tuple[Arch, dict]] = []
+        self._mine: list[Arch] = []
+        out = super()._evaluate_batch(archs)
+        if self._spread():
+            parts = self.dist.all_gather_object((self._trained, {a: self.details[a] for a in self._mine}))
+            trained = dict(t for part, _ in parts for t in part)
+            for _, details in parts:
+                self.details.update(details)
+            for arch in archs:
+                if arch in trained:
+                    space = arch.get_space()
+                    net = Network(space, arch)
+                    net.load_state_dict(trained[arch])
+                    self.pool.store(net, space, arch, self.iterations)
         return out
