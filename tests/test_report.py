@@ -96,6 +96,16 @@ def test_report_shows_every_part_of_a_real_run(real_run):
     assert len(all_ids) == len(set(all_ids))
 
 
+def test_report_command_writes_the_page(real_run, tmp_path):
+    out = tmp_path / "page.html"
+    r = run_hwnas("report", str(real_run), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"report: {out}"
+    from hwnas.report import write_report
+
+    assert plot_ids(out.read_text()) == plot_ids(write_report(real_run, tmp_path / "library.html").read_text())
+
+
 def test_report_states_missing_pieces(real_run, tmp_path):
     from hwnas.report import write_report
 
