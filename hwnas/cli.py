@@ -32,9 +32,9 @@ app = new_app(
 
 
 def _register_commands() -> None:
-    from .commands import arch, devices, export, filter as filter_cmd, latency, report, search, spaces, train
+    from .commands import arch, devices, export, filter as filter_cmd, latency, report, search, shrink, spaces, train
 
-    for module in (spaces, arch, latency, devices, train, filter_cmd, search, export, report):
+    for module in (spaces, arch, latency, devices, train, shrink, filter_cmd, search, export, report):
         module.register(app)
 
 

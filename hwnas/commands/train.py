@@ -70,6 +70,8 @@ def register(app: typer.Typer) -> None:
         ckpt_every: int = typer.Option(100, "--ckpt-every", help="Checkpoint every N iterations."),
         threads: int = typer.Option(1, "--threads", help="Torch intra-op threads per process (more only on idle cores: oversubscribed OpenMP threads slow training many-fold)."),
         space_arg: list[str] = typer.Option([], "--space-arg", help="Space option name=value (repeatable)."),
+        expand: Optional[int] = typer.Option(None, "--expand", help="SE-NAS: adjacent layers whose choices multiply to <= T train one weight copy per combination (T = 6 in the paper)."),
+        expand_archs: int = typer.Option(50, "--expand-archs", help="SE-NAS with --expand: a space of at most this many archs shares no weight at all."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:
@@ -86,8 +88,8 @@ def register(app: typer.Typer) -> None:
                       filter_args=_space_args(filter_arg, "--filter-arg"), epochs=epochs,
                       max_iters=max_iters, batch_size=batch, eval_batch=eval_batch, lr=lr, weight_decay=weight_decay,
                       label_smoothing=label_smoothing, max_flops=max_flops, latency=latency, table=table, seed=seed,
-                      ckpt_every=ckpt_every)
-        out_dir = out or Path("runs") / f"{space}-{sampler}"
+                      ckpt_every=ckpt_every, expand=expand, expand_archs=expand_archs)
+        out_dir = out or Path("runs") / f"{Path(space).stem if space.endswith('.json') else space}-{sampler}"
         ctx = init_distributed()
         torch.set_num_threads(max(1, threads))
         try:
@@ -106,6 +108,10 @@ def _config(*, max_flops: Optional[str], latency: Optional[str], table: Optional
 
     if fields["sampler"] not in ("greedy", "greedy-v2", "uniform"):
         raise HwnasError(f"unknown sampler {fields['sampler']!r}; use greedy, greedy-v2 or uniform")
+    if fields.get("expand") is not None and fields["expand"] < 2:
+        raise HwnasError(f"--expand {fields['expand']} merges nothing; give a threshold >= 2 (6 in SE-NAS)")
+    if fields.get("expand_archs", 50) < 1:
+        raise HwnasError(f"--expand-archs {fields['expand_archs']} must be >= 1")
     if fields["filter_args"]:
         from ..train.path_filter import FilterConfig
 

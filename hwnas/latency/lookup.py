@@ -25,9 +25,10 @@ def _table_header(path: Path) -> dict[str, Any] | None:
 
 
 def _canonical_args(space: str, args: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    from ..space.registry import drop_defaults, normalize_args
+    """The args that pick a table: a shrunk space's ``choices`` do not (its blocks are its base's)."""
+    from ..space.registry import CHOICES_ARG, drop_defaults, normalize_args
 
-    return normalize_args(drop_defaults(space, dict(args)))
+    return normalize_args(drop_defaults(space, {k: v for k, v in args.items() if k != CHOICES_ARG}))
 
 
 def find_table(device: str, space: str, tables_dir: str | Path = "latency_tables", backend: str | None = None,

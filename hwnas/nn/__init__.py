@@ -3,5 +3,6 @@
 from .modules import build_block
 from .network import Network, build_network
 from .supernet import SuperNet
+from .expanded import ExpandedSuperNet, build_supernet
 
-__all__ = ["build_block", "Network", "build_network", "SuperNet"]
+__all__ = ["build_block", "Network", "build_network", "SuperNet", "ExpandedSuperNet", "build_supernet"]

@@ -61,6 +61,11 @@ class SuperNet(nn.Module):
         net.load_state_dict({k: v.clone() for k, v in self.path_state_dict(arch).items()})
         return net
 
+    def path_modules(self, path: Arch | Sequence[int]) -> list[nn.Module]:
+        """The modules one path runs (stem, head, its block in each layer): e.g. whose BN to recalibrate."""
+        idx = self.space.choice_indices(path) if isinstance(path, Arch) else list(path)
+        return [self.stem, self.head, *(layer.choices[int(i)] for layer, i in zip(self.layers, idx))]
+
     def path_parameters(self, arch: Arch | Sequence[int]) -> list[nn.Parameter]:
         idx = self.space.choice_indices(arch) if isinstance(arch, Arch) else list(arch)
         params = list(self.stem.parameters()) + list(self.head.parameters())

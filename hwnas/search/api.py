@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import HwnasError, SkippedCheckpointWarning
 from ..space.arch import Arch
+from ..space.shrunk import space_args_json
 from ..io import atomic_write_json, atomic_write_text
 from .base import (Budgets, ProgressFn, Record, SearchProblem, SearchResult, Searcher, list_searchers, read_history,
                    searcher_class)
@@ -147,7 +148,7 @@ def search_settings(sp: Any, budgets: Budgets, objective: Objective, table: Any,
     if table is not None:
         digest = hashlib.sha256(json.dumps(table.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
         table_id = {"path": str(table.path), "sha256": digest}
-    return {"space": sp.name, "space_args": {k: list(v) if isinstance(v, tuple) else v for k, v in sp.args.items()},
+    return {"space": sp.name, "space_args": space_args_json(sp),
             "budgets": budgets.to_dict(),
             "objective": {"kind": objective.kind, "target_ms": objective.target},
             "latency_quantile": lat_model.quantile if lat_model is not None else None,

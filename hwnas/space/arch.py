@@ -101,6 +101,6 @@ def resolve_arch(text: str) -> Arch:
     if ":" in text:
         from .registry import create_space
 
-        space_name = text.split(":", 1)[0]
-        return create_space(space_name).from_compact(text)
+        space_name, code = text.rsplit(":", 1)  # the space may be a shrunk space file (``hwnas shrink``)
+        return create_space(space_name).from_compact(code)
     raise HwnasError(f"unknown arch {text!r}; give a JSON file, a named arch ({', '.join(NAMED_ARCHS.names())}) or space:compact")

@@ -11,6 +11,7 @@ from ..errors import HwnasError
 from ..registry import Registry
 from .space import SearchSpace
 
+CHOICES_ARG = "choices"  # the op ids each layer of a shrunk space keeps (see shrunk.py)
 SPACES: Registry[SearchSpace] = Registry("search space")
 register_space = SPACES.register
 
@@ -21,7 +22,14 @@ def _load_builtin() -> None:
 
 @lru_cache(maxsize=64)
 def _create(name: str, items: tuple[tuple[str, Any], ...]) -> SearchSpace:
-    space = SPACES.create(name, **dict(items))
+    args = dict(items)
+    if CHOICES_ARG in args:  # a shrunk space: its base, narrowed
+        from .shrunk import restrict
+
+        choices = args.pop(CHOICES_ARG)
+        space = restrict(_create(name, normalize_args(args)), choices)
+    else:
+        space = SPACES.create(name, **args)
     space.args = dict(items)  # only what the user asked for, so default archs carry no args
     return space
 
@@ -34,11 +42,25 @@ def create_space(name: str, **args: Any) -> SearchSpace:
     of the wrong kind is one HwnasError line, not a traceback from deep inside the builder.
     An argument equal to the builder's default is dropped, so ``resolution=224`` and no
     argument name the same space (and the same tables and archs).
+    A name ending in ``.json`` is a shrunk space file (``hwnas shrink``); the argument
+    ``choices`` (the op ids each layer keeps) narrows the space to a shrunk one.
     """
+    from .shrunk import canonical_choices, is_space_file, read_space_file
+
+    if is_space_file(name):
+        base, base_args, kept = read_space_file(name)
+        return create_space(base, **{**base_args, CHOICES_ARG: kept, **args})
     _load_builtin()
+    args = dict(args)
+    choices = args.pop(CHOICES_ARG, None)
     if name in SPACES and args:
         check_space_args(name, args)
-    return _create(name, normalize_args(drop_defaults(name, args)))
+    items = normalize_args(drop_defaults(name, args))
+    if choices is not None:
+        kept = canonical_choices(_create(name, items), choices)
+        if kept is not None:
+            items = normalize_args({**dict(items), CHOICES_ARG: kept})
+    return _create(name, items)
 
 
 def drop_defaults(name: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +104,12 @@ def check_space_args(name: str, args: dict[str, Any]) -> None:
 
 
 def normalize_args(args: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in args.items()))
+    return tuple(sorted((k, _frozen(v)) for k, v in args.items()))
+
+
+def _frozen(v: Any) -> Any:
+    """Lists (also nested, as a shrunk space's ``choices``) as tuples, so args can key a cache."""
+    return tuple(_frozen(x) for x in v) if isinstance(v, (list, tuple)) else v
 
 
 def list_spaces(pattern: str = "*") -> list[str]:

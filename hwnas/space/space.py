@@ -64,6 +64,9 @@ class SearchSpace:
     ops: tuple[Op, ...]  # every op of the space, in the order of the compact encoding
     args: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    # per layer, the op ids a choice-index compact form counts in: a shrunk space keeps its base
+    # space's, so an arch's compact text is the same in both (None: the layer's own choices)
+    encoding: tuple[tuple[str, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         self._op_index = {op.id: i for i, op in enumerate(self.ops)}
@@ -152,9 +155,13 @@ class SearchSpace:
     def to_compact(self, arch: "Arch") -> str:
         """One base-36 char per layer: the op's index in ``self.ops`` (NAS-Bench-Macro's key format)."""
         if self.compact_by_choice:
-            return "".join(np.base_repr(i, 36).lower() for i in self.choice_indices(arch))
+            self.validate(arch)
+            return "".join(np.base_repr(ids.index(o), 36).lower() for ids, o in zip(self._encoding(), arch.ops))
         self.validate(arch)
         return "".join(np.base_repr(self._op_index[o], 36).lower() for o in arch.ops)
+
+    def _encoding(self) -> tuple[tuple[str, ...], ...]:
+        return self.encoding if self.encoding is not None else tuple(layer.choice_ids for layer in self.layers)
 
     def from_compact(self, text: str) -> "Arch":
         text = text.strip()
@@ -166,7 +173,7 @@ class SearchSpace:
             if self.compact_by_choice:
                 if len(text) != self.num_layers:
                     raise ValueError
-                ops = [layer.choices[int(ch, 36)].id for layer, ch in zip(self.layers, text)]
+                ops = [ids[int(ch, 36)] for ids, ch in zip(self._encoding(), text)]
             else:
                 ops = [self.ops[int(ch, 36)].id for ch in text]
         except (ValueError, IndexError):

@@ -168,8 +168,9 @@ def load_checkpoint(path: str | Path, space: str | None = None) -> TrainedSupern
 
     ``space``: the space the caller expects; a checkpoint of another space is an HwnasError.
     """
-    from ..nn import SuperNet
+    from ..nn import build_supernet
     from ..space import create_space
+    from ..space.shrunk import is_space_file
 
     p = Path(path)
     skipped: list[str] = []
@@ -184,6 +185,10 @@ def load_checkpoint(path: str | Path, space: str | None = None) -> TrainedSupern
     else:
         jp = p
         meta, tensors = read_checkpoint(p)
+    wanted = None
+    if space is not None and is_space_file(space):  # a shrunk space file: its base name and its choices
+        wanted = create_space(space)
+        space = wanted.name
     if space is not None and meta.get("space") != space:
         raise HwnasError(f"checkpoint {str(jp)!r} is a supernet of space {meta.get('space')!r}, not {space!r}; train one for {space!r} or pick the matching checkpoint")
     try:
@@ -192,7 +197,11 @@ def load_checkpoint(path: str | Path, space: str | None = None) -> TrainedSupern
         raise
     except Exception as e:
         raise HwnasError(f"checkpoint {str(jp)!r} names an unusable space ({e}); retrain") from None
-    net = SuperNet(sp)
+    if wanted is not None and sp.args != wanted.args:
+        raise HwnasError(f"checkpoint {str(jp)!r} is a supernet of another variant of {sp.name!r} than the space file asks for "
+                         f"({sp.size:,} vs {wanted.size:,} archs); train one with --space on that file")
+    cfg = meta.get("config") or {}
+    net = build_supernet(sp, cfg.get("expand"), int(cfg.get("expand_archs") or 50))
     state = tensors.get("model") if isinstance(tensors, dict) else None
     if not isinstance(state, dict):
         raise HwnasError(f"checkpoint {str(jp)!r} has no supernet weights; retrain")

@@ -43,7 +43,7 @@ def evaluate_path(supernet: nn.Module, path: PathLike, data: ImageSet, batch_siz
 
 
 def path_bn_modules(supernet: nn.Module, path: PathLike) -> list[nn.modules.batchnorm._BatchNorm]:
-    mods: list[nn.Module] = [supernet.stem, supernet.head] + [layer.choices[int(i)] for layer, i in zip(supernet.layers, path)]
+    mods: list[nn.Module] = supernet.path_modules(list(path))
     return [m for mod in mods for m in mod.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 

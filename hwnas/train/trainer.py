@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import HwnasError
-from ..nn import SuperNet
+from ..nn import build_supernet
 from ..space import create_space
+from ..space.shrunk import is_space_file, space_args_json
 from .checkpoint import CKPT_DIR, FINAL_NAME, latest_good, list_checkpoints, save_checkpoint
 from . import seeds
 from .data import Datasets, FolderImageSet, ImageSet, Subset, augment_batch, build_datasets, dataset_fingerprint
@@ -76,6 +77,8 @@ class TrainConfig:
     seed: int = 0
     ckpt_every: int = 100
     keep_ckpts: int = 3
+    expand: int | None = None  # SE-NAS: merged layer groups (product of choices <= expand) get their own weights
+    expand_archs: int = 50  # SE-NAS: a space of at most this many archs shares no weight at all (with expand)
     data_workers: int | None = None  # DataLoader worker processes; None: 2 for image folders, 0 for in-memory data (never changes a batch)
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,6 +88,14 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+    def with_space_resolved(self) -> "TrainConfig":
+        """This config with a shrunk space file (``--space shrunk.json``) put as its base space and
+        ``choices``, so the run records the space itself, not a path that may move or change."""
+        if not is_space_file(self.space):
+            return self
+        space = create_space(self.space, **self.space_args)
+        return replace(self, space=space.name, space_args=space_args_json(space))
 
     def sampler_kwargs(self) -> dict[str, Any]:
         if self.sampler == "greedy-v2":
@@ -127,6 +138,8 @@ class SupernetTrainer:
         if c.batch_size % self.ctx.world:
             raise HwnasError(f"--batch {c.batch_size} does not split over {self.ctx.world} processes; use a multiple of {self.ctx.world}")
         self.space = create_space(c.space, **c.space_args)
+        resolved = c.with_space_resolved()
+        c.space, c.space_args = resolved.space, resolved.space_args
         self.datasets = datasets or build_datasets(c.data, resolution=self.space.resolution, n_path_eval=c.n_path_eval,
                                                    n_val=c.n_val, n_train=c.n_train, seed=c.data_seed)
         if self.datasets.num_classes != self.space.num_classes:
@@ -145,7 +158,7 @@ class SupernetTrainer:
         self.sampler.setup(self.total_iters)
 
         torch.manual_seed(seeds.mix_seed(c.seed, seeds.INIT))
-        self.supernet = SuperNet(self.space)
+        self.supernet = build_supernet(self.space, c.expand, c.expand_archs)
         self.device = self.ctx.device
         if self.ctx.enabled:
             self.supernet = convert_sync_bn(self.supernet, self.device)  # type: ignore[assignment]
@@ -379,6 +392,7 @@ def train_supernet(config: TrainConfig, out_dir: str | Path | None = None, resum
         config = replace(config, max_iters=quick.cap("train_iterations", config.max_iters), n_train=quick.cap("train_images", config.n_train),
                          n_val=quick.cap("validation_images", config.n_val) if config.n_val or config.data.startswith("builtin") else None,
                          n_path_eval=quick.cap("path_eval_images", config.n_path_eval))
+    config = config.with_space_resolved()
     same_run_again = False
     if not resume and out_dir is not None and ((Path(out_dir) / f"{FINAL_NAME}.json").exists() or list_checkpoints(out_dir)):
         diffs = settings_differences(config, out_dir)
