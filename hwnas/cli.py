@@ -28,13 +28,28 @@ app = new_app(
     name=PROG,
     help="Find the best network for a real phone under a latency budget measured on that phone.",
     no_args_is_help=True,
+    add_completion=True,  # `hwnas --install-completion` (bash, zsh, fish, PowerShell)
 )
 
 
-def _register_commands() -> None:
-    from .commands import arch, devices, export, filter as filter_cmd, latency, report, search, shrink, spaces, train
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
 
-    for module in (spaces, arch, latency, devices, train, shrink, filter_cmd, search, export, report):
+        print(f"{PROG} {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
+                                          callback=_print_version)) -> None:
+    """Find the best network for a real phone under a latency budget measured on that phone."""
+
+
+def _register_commands() -> None:
+    from .commands import arch, devices, export, filter as filter_cmd, latency, report, run as run_cmd, search, shrink, spaces, train
+
+    for module in (run_cmd, spaces, arch, latency, devices, train, shrink, filter_cmd, search, export, report):
         module.register(app)
 
 

@@ -18,7 +18,7 @@ import socket
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from ..errors import HwnasError
 
@@ -32,7 +32,16 @@ def table_lock(table_path: str | Path, doing: str = "profiled") -> Iterator[Path
     """Hold the table's lock for the ``with`` block; an HwnasError naming the holder if taken.
 
     ``doing`` (``profiled``, ``calibrated``) is recorded for the message a refused writer prints."""
-    path = lock_path(Path(table_path))
+    with file_lock(lock_path(Path(table_path)), doing,
+                   lambda holder, what: f"latency table {str(table_path)!r} is being {what} by {holder}; wait for it to finish "
+                                        f"(or stop it), then run this again") as path:
+        yield path
+
+
+@contextmanager
+def file_lock(path: Path, doing: str, busy: Callable[[str, str], str]) -> Iterator[Path]:
+    """Hold an ``flock`` on ``path`` for the ``with`` block (released however the holder dies);
+    if another process holds it, an HwnasError with ``busy(holder, what it is doing)``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -41,8 +50,7 @@ def table_lock(table_path: str | Path, doing: str = "profiled") -> Iterator[Path
         except BlockingIOError:
             holder, what = _holder(fd)
             os.close(fd)
-            raise HwnasError(f"latency table {str(table_path)!r} is being {what} by {holder}; wait for it to finish "
-                             f"(or stop it), then run this again") from None
+            raise HwnasError(busy(holder, what)) from None
         # the holder before us may have removed the file after we opened it: lock the file at the path
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino

@@ -54,6 +54,7 @@ class GreedyV2Sampler(PathSampler):
     """GreedyNASv2: filter-rejected uniform sampling with operation merging (see module doc)."""
 
     name = "greedy-v2"
+    status_names = ("q", "pool_size", "u")  # weak-path share and the filter's agreement
 
     def __init__(self, budget: PathBudget, warmup: float = 0.2, early_stop: bool = True,
                  filter_args: dict[str, Any] | None = None, seed: int = 0) -> None:

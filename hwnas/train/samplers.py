@@ -103,6 +103,8 @@ class PathSampler(ABC):
     """Decides which paths the next iterations train."""
 
     name = "base"
+    # What the three figures of ``status()`` are, as metrics.csv / TensorBoard name them.
+    status_names: tuple[str, str, str] = ("epsilon", "pool_size", "pi")
 
     def __init__(self, budget: PathBudget) -> None:
         self.budget = budget

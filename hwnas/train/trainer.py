@@ -34,6 +34,7 @@ from .checkpoint import CKPT_DIR, FINAL_NAME, latest_good, list_checkpoints, sav
 from . import seeds
 from .data import Datasets, FolderImageSet, ImageSet, Subset, augment_batch, build_datasets, dataset_fingerprint
 from .loader import EpochBatchSampler, batch_loader
+from .metrics import TensorBoardLog, write_metrics_csv
 from .distributed import DistContext, convert_sync_bn
 from .samplers import PathBudget, PathSampler, create_sampler
 
@@ -174,11 +175,12 @@ class SupernetTrainer:
         self.rng = np.random.default_rng(seeds.mix_seed(c.seed, seeds.PATHS))
         self.pending: list[tuple[int, ...]] = []
         self.counters = Counters()
-        self.history: list[list[float]] = []  # [iteration, loss, acc, eps, pool, pi]
+        self.history: list[list[float]] = []  # [iteration, loss, acc, eps, pool, pi (-1: not known yet), lr]
         self.stop_reason: str | None = None
         self.workers = c.data_workers if c.data_workers is not None else default_workers(self.datasets.train)
         self._batches: Any = None  # iterator over the DataLoader, from iteration self._next_batch
         self._next_batch = -1
+        self._tb: TensorBoardLog | None = None  # TensorBoard events while run() trains into out_dir
         n_eval = min(c.eval_batch, len(self.datasets.path_eval))
         self.eval_x, self.eval_y = (t.to(self.device) for t in self.datasets.path_eval.batch(torch.arange(n_eval)))
         self.fingerprint = dataset_fingerprint(self.datasets)
@@ -254,27 +256,46 @@ class SupernetTrainer:
         st = self.sampler.status(it + 1)
         rec = {"iteration": it + 1, "loss": float(stats[0] / stats[2]), "acc": float(100 * stats[1] / stats[2]),
                "epsilon": st.epsilon, "pool": st.pool_size, "pi": st.pi, "path": list(path), "lr": self.scheduler.get_last_lr()[0]}
-        self.history.append([rec["iteration"], rec["loss"], rec["acc"], rec["epsilon"], rec["pool"], -1.0 if st.pi is None else st.pi])
+        self.history.append([rec["iteration"], rec["loss"], rec["acc"], rec["epsilon"], rec["pool"], -1.0 if st.pi is None else st.pi,
+                             rec["lr"]])
+        if self._tb is not None:
+            a, b, c = self.sampler.status_names
+            self._tb.add(it + 1, {"loss": rec["loss"], "accuracy": rec["acc"], "lr": rec["lr"], a: st.epsilon, b: st.pool_size, c: st.pi})
         return rec
 
     def run(self, callback: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Train until the planned iterations are done or the sampler's stop rule fires."""
         c = self.config
-        while self.counters.iteration < self.total_iters and self.stop_reason is None:
-            rec = self.step()
-            if callback:
-                callback(rec)
-            it = self.counters.iteration
-            if self.out_dir is not None and c.ckpt_every and it % c.ckpt_every == 0 and it < self.total_iters:
-                self.save_periodic()
-            if not self.pending:
-                self.stop_reason = self.sampler.should_stop(it)
-        self.close_loader()
-        if self.stop_reason is None:
-            self.stop_reason = f"planned iterations done ({self.total_iters})"
-        if self.out_dir is not None:
-            self.save_final()
+        if self.out_dir is not None and self.ctx.is_main:  # a resumed run drops the events past its checkpoint
+            self._tb = TensorBoardLog(self.out_dir, purge_step=self.counters.iteration + 1 if self.counters.iteration else None)
+        try:
+            while self.counters.iteration < self.total_iters and self.stop_reason is None:
+                rec = self.step()
+                if callback:
+                    callback(rec)
+                it = self.counters.iteration
+                if self.out_dir is not None and c.ckpt_every and it % c.ckpt_every == 0 and it < self.total_iters:
+                    self.save_periodic()
+                if not self.pending:
+                    self.stop_reason = self.sampler.should_stop(it)
+            self.close_loader()
+            if self.stop_reason is None:
+                self.stop_reason = f"planned iterations done ({self.total_iters})"
+            if self.out_dir is not None:
+                self.save_final()
+        finally:
+            if self._tb is not None:
+                self._tb.close()
+                self._tb = None
         return self.summary()
+
+    def write_metrics(self) -> None:
+        """metrics.csv from the history (the checkpoint's iterations exactly) and the TensorBoard events so far."""
+        if self.out_dir is None or not self.ctx.is_main:
+            return
+        write_metrics_csv(self.out_dir, self.history, self.sampler.status_names)
+        if self._tb is not None:
+            self._tb.flush()
 
     # ---- results -----------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
@@ -317,6 +338,7 @@ class SupernetTrainer:
         if not self.ctx.is_main or self.out_dir is None:
             return None
         path = save_checkpoint(self.out_dir / CKPT_DIR, f"iter-{self.counters.iteration:07d}", self._tensors(), self._meta(False))
+        self.write_metrics()
         for old in list_checkpoints(self.out_dir)[self.config.keep_ckpts:]:
             old.with_suffix(".pt").unlink(missing_ok=True)
             old.unlink(missing_ok=True)
@@ -326,6 +348,7 @@ class SupernetTrainer:
         if not self.ctx.is_main or self.out_dir is None:
             return None
         path = save_checkpoint(self.out_dir, FINAL_NAME, self._tensors(), self._meta(True))
+        self.write_metrics()
         from ..io import atomic_write_json
 
         atomic_write_json(self.out_dir / "summary.json", self.summary())
