@@ -55,6 +55,8 @@ def test_newest_run_is_the_last_finished_one(tmp_path):
     assert newest_run(runs) == runs / "new"
     _fake_run(runs / "unfinished", 3, finished=False, mtime=3_000_000)  # still training: not used silently
     assert newest_run(runs) == runs / "new"
+    _fake_run(runs / "host-tiny-0.25ms" / "supernet", 4, mtime=4_000_000)  # the training folder of an `hwnas run`
+    assert newest_run(runs) == runs / "host-tiny-0.25ms" / "supernet"
 
 
 def test_newest_run_with_only_an_unfinished_run_says_how_to_finish_it(tmp_path):

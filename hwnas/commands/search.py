@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .common import console, err_console
+from .common import console, err_console, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -44,6 +44,7 @@ def register(app: typer.Typer) -> None:
         halving: Optional[int] = typer.Option(None, "--halving", help="successive halving: score each generation's archs on the first N held-out images, then only the best --halving-keep share on all (supernet evaluator)"),
         halving_keep: float = typer.Option(0.5, "--halving-keep", help="share of a generation completed on all held-out images under --halving"),
         resolution: Optional[str] = typer.Option(None, "--resolution", help="search the input resolution too, e.g. 160-224: one search per resolution the device has a table for (needs --space; --evaluator macs)"),
+        as_json: bool = typer.Option(False, "--json", help="print the outcome as JSON (the winner, the top 10, the files; stdout holds nothing else)"),
     ) -> None:
         """Search the best arch under a latency (and/or FLOPs/params) budget: NSGA-II, random, evolution or FNAS.
 
@@ -73,7 +74,7 @@ def register(app: typer.Typer) -> None:
         finally:
             shutdown_distributed(ctx)
         if ctx.is_main:
-            _report(outcome)
+            _report(outcome, as_json)
 
 
 def _search(ctx, **options):
@@ -101,8 +102,8 @@ def _search(ctx, **options):
         return run_search(progress=progress, status=status, callbacks=lines if ctx.is_main else [], dist=ctx, **options)
 
 
-def _report(outcome) -> None:
-    """The result table, notes and next step (what rank 0 prints)."""
+def _report(outcome, as_json: bool = False) -> None:
+    """The result table, notes and next step (what rank 0 prints); with ``as_json`` the outcome as JSON."""
     import math
 
     from rich.table import Table
@@ -112,6 +113,9 @@ def _report(outcome) -> None:
         err_console.print(f"note: {note}", highlight=False)
     for warning in outcome.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if as_json:
+        print_json(outcome_dict(outcome))
+        return
     space_name = res.history[0].arch.space if res.history else ""
     t = Table(title=f"top {len(res.top(10))} of {res.n_evaluations} {space_name} archs evaluated ({res.algorithm}, {res.budgets.describe()})")
     bound = outcome.latency_bound
@@ -142,3 +146,15 @@ def _report(outcome) -> None:
     table_arg = f" --table {outcome.table_path}" if outcome.table_path else ""
     console.print(f"next: hwnas export --arch {outcome.paths['best']} --format tflite{table_arg}",
                   highlight=False, markup=False, soft_wrap=True)
+
+
+def outcome_dict(outcome) -> dict:
+    """What ``--json`` prints: the winner, the top 10, the evaluation counts and the files written."""
+    res = outcome.result
+    return {"best": res.best.to_dict() if res.best is not None else None, "top10": [r.to_dict() for r in res.top(10)],
+            "algorithm": res.algorithm, "budgets": res.budgets.to_dict(), "evaluations": res.n_evaluations,
+            "evaluated_now": int(res.info.get("evaluations_this_run", 0) or 0), "resumed": outcome.resumed,
+            "evaluator": outcome.evaluator, "table": str(outcome.table_path) if outcome.table_path else None,
+            "latency": outcome.latency, "notes": outcome.notes, "warnings": outcome.warnings,
+            "out_dir": str(outcome.out_dir), "files": {k: str(v) for k, v in outcome.paths.items()},
+            "wall_time_s": round(res.wall_time_s, 3)}

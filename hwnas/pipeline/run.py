@@ -173,7 +173,7 @@ def _profile(cfg: RunConfig, layout: RunLayout, man: Manifest, hooks: Hooks, tab
         fingerprint = be.fingerprint()
     finally:
         be.close()
-    found, why, out = find_valid_table(cfg, fingerprint)
+    found, why, out = find_valid_table(cfg, fingerprint, dev.name)
     if found is not None:
         man.set_table(found, fingerprint, dev.name, cfg.backend)
         return "skipped", {"table": str(found), "why": f"a valid table exists ({why}):"}, found
@@ -186,7 +186,7 @@ def _profile(cfg: RunConfig, layout: RunLayout, man: Manifest, hooks: Hooks, tab
     return "done", {"table": str(out), "blocks": len(t.entries), "why": "profiled"}, out
 
 
-def find_valid_table(cfg: RunConfig, fingerprint: dict[str, Any]) -> tuple[Path | None, str, Path]:
+def find_valid_table(cfg: RunConfig, fingerprint: dict[str, Any], device_name: str) -> tuple[Path | None, str, Path]:
     """(a table of this device, space and backend holding every block of the space, why, where to profile otherwise).
 
     The default path ``<tables_dir>/<device>-<space>-<backend>.json`` first, then the
@@ -204,7 +204,7 @@ def find_valid_table(cfg: RunConfig, fingerprint: dict[str, Any]) -> tuple[Path 
 
     sp = create_space(cfg.space, **cfg.space_args)
     keys = list(space_slots(sp))
-    default = Path(cfg.tables_dir) / default_table_path(cfg.device, cfg.space, cfg.backend).name
+    default = Path(cfg.tables_dir) / default_table_path(device_name, cfg.space, cfg.backend).name
     tag = hashlib.sha256(json.dumps({k: fingerprint.get(k) for k in sorted(fingerprint)}, sort_keys=True).encode()).hexdigest()[:8]
     own = default.with_name(f"{default.stem}-{tag}.json")
     space_args = {k: list(v) if isinstance(v, tuple) else v for k, v in dict(sp.args).items()}

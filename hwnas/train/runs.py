@@ -1,7 +1,8 @@
 """Where ``hwnas train`` leaves its runs, and which one a later command uses by default.
 
-``hwnas train`` writes ``runs/<space>-<sampler>`` (or ``--out``); ``hwnas search`` without
-``--supernet`` takes the newest finished run there, so the README's short commands work as
+``hwnas train`` writes ``runs/<space>-<sampler>`` (or ``--out``) and ``hwnas run`` a
+``supernet/`` folder inside ``runs/<run-name>``; ``hwnas search`` without ``--supernet`` takes
+the newest finished training run of either, so the README's short commands work as
 printed. A run still training is never taken silently: it is named with the command that
 finishes it.
 """
@@ -19,7 +20,8 @@ RUNS_DIR = Path("runs")
 def newest_run(root: str | Path = RUNS_DIR) -> Path:
     """The run folder under ``root`` whose final supernet was written last (HwnasError if none)."""
     root = Path(root)
-    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    tops = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    folders = [f for p in tops for f in (p, p / "supernet") if f.is_dir()]
     finished = [(final.stat().st_mtime, p) for p in folders if (final := p / f"{FINAL_NAME}.json").is_file()]
     if finished:
         return max(finished)[1]
