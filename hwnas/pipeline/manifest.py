@@ -10,7 +10,6 @@ Every write replaces the file atomically.
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import resource
 import time
@@ -20,6 +19,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import HwnasError
+from ..export.api import file_sha256
 from ..io import atomic_write_json, read_json_file
 from .layout import STAGES, RunLayout
 
@@ -28,14 +28,6 @@ FORMAT = 1
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def versions() -> dict[str, str]:
