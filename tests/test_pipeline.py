@@ -181,7 +181,7 @@ def test_a_second_process_on_the_same_run_is_refused(tmp_path, fake_stages):
     from hwnas.latency.lock import file_lock
 
     (tmp_path / "r").mkdir()
-    with file_lock(tmp_path / "r" / ".lock", lambda h: h):
+    with file_lock(tmp_path / "r" / ".lock", "run", lambda holder, what: holder):
         with pytest.raises(HwnasError, match=r"is being run by pid \d+"):
             pipeline_run.run_pipeline(_cfg(), runs_dir=tmp_path, report=False)
 
@@ -194,3 +194,11 @@ def test_the_report_is_skipped_with_a_line_until_its_package_exists(tmp_path, fa
     lines: list[str] = []
     r = pipeline_run.run_pipeline(_cfg(), runs_dir=tmp_path, hooks=pipeline_run.Hooks(log=lines.append))
     assert r.report is None and lines[-1] == "report: skipped (hwnas.report is not part of this version)"
+
+
+def test_a_quick_run_is_not_taken_for_a_full_one(tmp_path, fake_stages, monkeypatch):
+    monkeypatch.setenv("HWNAS_QUICK", "1")
+    pipeline_run.run_pipeline(_cfg(), runs_dir=tmp_path, report=False)
+    monkeypatch.delenv("HWNAS_QUICK")
+    with pytest.raises(HwnasError, match=r"run\.quick True -> False"):
+        pipeline_run.run_pipeline(_cfg(), runs_dir=tmp_path, report=False)

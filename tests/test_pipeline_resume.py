@@ -46,6 +46,8 @@ def _outcome(folder):
     best = json.loads(layout.best.read_text())
     best.pop("resumed_evaluations")  # how the search got there, not what it found
     model = layout.exported_model()
+    entries = json.loads((folder / "tables" / "fixed-tiny-fixed.json").read_text())["entries"]
+    best["_table_medians"] = {k: e["median_ms"] for k, e in entries.items()}  # the profiled table, less its timestamps
     return best, hashlib.sha256(model.read_bytes()).hexdigest(), json.loads(layout.manifest.read_text())
 
 
@@ -75,7 +77,7 @@ def _kill_and_resume(hwnas_cli, tmp_path, cache_env, reference, stage):
     assert sha == ref_sha
     assert manifest["stages"][stage]["attempts"] == 2
     assert all(manifest["stages"][s]["status"] in ("done", "skipped") for s in manifest["stages"])
-    assert manifest["table"]["sha256"] == ref_manifest["table"]["sha256"] or stage == "profile"
+    assert manifest["table"]["path"] == ref_manifest["table"]["path"] == "tables/fixed-tiny-fixed.json"
     return again
 
 
@@ -84,11 +86,14 @@ def test_kill_during_search_then_rerun_gives_the_uninterrupted_result(hwnas_cli,
     manifest = json.loads(RunLayout.for_name("t", tmp_path / "runs").manifest.read_text())
     assert manifest["stages"]["search"]["outputs"]["resumed_evaluations"] == KILL_AT["search"]  # not evaluated twice
     assert manifest["stages"]["train"]["attempts"] == 1  # the stages before it were not run again
-    # and once finished, the same command does nothing
-    third = hwnas_cli("none", "0", "run", *TINY, "--json", cwd=tmp_path, env=cache_env, module="tests.kill_stage")
-    assert third.returncode == 0 and "is finished: nothing to do" in third.stderr
+    # and once finished, the same command does nothing (but write the report, which this one asks for)
+    args = [a for a in TINY if a != "--no-report"]
+    third = hwnas_cli("none", "0", "run", *args, "--json", cwd=tmp_path, env=cache_env, module="tests.kill_stage")
+    assert third.returncode == 0 and "is finished: nothing to do" in third.stderr, third.stderr
     out = json.loads(third.stdout)  # --json: stdout is the JSON and nothing else
     assert out["already_finished"] is True and out["ran"] == []
+    report = tmp_path / out["report"]
+    assert report == tmp_path / "runs" / "t" / "report.html" and report.read_text().lstrip().lower().startswith("<!doctype html")
     assert out["stages"]["verify"]["outputs"]["parity_verified"] is True
     assert hashlib.sha256((tmp_path / out["model"]).read_bytes()).hexdigest() == reference[1]
 

@@ -58,6 +58,7 @@ class RunConfig:
     backend: str = ""
     threads: int = 1
     tables_dir: str = "latency_tables"
+    quick: bool = False  # HWNAS_QUICK was set (hwnas.quick): reduced sizes; a full run of the same name is another run
     space_args: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     search: dict[str, Any] = field(default_factory=dict)
@@ -118,6 +119,9 @@ def resolve(raw: dict[str, Any], default_name: str | None = None) -> RunConfig:
     run_fields = {f.name for f in fields(RunConfig)} - set(SECTIONS)
     _refuse_unknown("run", run, run_fields)
     cfg = RunConfig(**{k: v for k, v in run.items() if v is not None})
+    from .. import quick
+
+    cfg.quick = quick.enabled()  # from the environment, whatever a file says
     cfg.space_args = dict(raw.get("space_args", {}))
 
     train = dict(raw.get("train", {}))

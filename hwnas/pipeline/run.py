@@ -178,7 +178,12 @@ def _profile(cfg: RunConfig, layout: RunLayout, man: Manifest, hooks: Hooks, tab
         man.set_table(found, fingerprint, dev.name, cfg.backend)
         return "skipped", {"table": str(found), "why": f"a valid table exists ({why}):"}, found
     hooks.say(f"profile: {why}; timing every block of {cfg.space} on {dev.name} with {cfg.backend} -> {out}")
-    t = profile_space(dev, cfg.space, cfg.backend, out, space_args=cfg.space_args, progress=hooks.profile_progress)
+    if dev.kind == "adb":  # the phone the profile names (or the one attached), as `hwnas profile --device` does
+        from ..latency.multi import profile_on_phones
+
+        (t,) = profile_on_phones(dev, cfg.space, cfg.backend, out, progress=hooks.profile_progress, log=hooks.log)[:1]
+    else:
+        t = profile_space(dev, cfg.space, cfg.backend, out, space_args=cfg.space_args, progress=hooks.profile_progress)
     if t.failed:
         raise HwnasError(f"{len(t.failed)} block(s) of {cfg.space} could not be timed on {dev.name} (e.g. {next(iter(t.failed))}); "
                          f"see {out} and run again")
