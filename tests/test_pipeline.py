@@ -149,6 +149,7 @@ def test_a_killed_stage_left_running_reruns_from_it(tmp_path, fake_stages):
         pipeline_run.run_pipeline(_cfg(), runs_dir=tmp_path, report=False)
     layout = RunLayout.for_name("r", tmp_path)
     m = json.loads(layout.manifest.read_text())
+    assert m["stages"]["export"]["status"] == "failed" and m["stages"]["export"]["error"] == "interrupted"  # Ctrl-C
     m["stages"]["export"]["status"] = "running"  # what kill -9 leaves: no chance to record the failure
     layout.manifest.write_text(json.dumps(m))
     calls.clear()

@@ -106,7 +106,8 @@ def _run_locked(config: RunConfig, layout: RunLayout, hooks: Hooks, report: bool
         hooks.say(f"{layout.root} is finished: nothing to do (all {len(STAGES)} stages done; another --name starts a new run)")
     else:
         if man.status(start) in ("running", "failed"):
-            was = "was interrupted" if man.status(start) == "running" else "failed"
+            interrupted = man.status(start) == "running" or man.stage(start).get("error") == "interrupted"
+            was = "was interrupted" if interrupted else "failed"
             hooks.say(f"{layout.root}: stage {start} {was}; continuing from it")
         man.reset_from(start)
         table = Path(man.data["table"]["path"]) if man.data.get("table") else None
@@ -115,7 +116,7 @@ def _run_locked(config: RunConfig, layout: RunLayout, hooks: Hooks, report: bool
             try:
                 status, outputs, table = _STAGE_FN[stage](config, layout, man, hooks, table)
             except BaseException as e:
-                msg = str(e) if isinstance(e, HwnasError) else f"{type(e).__name__}: {e}"
+                msg = str(e) if isinstance(e, HwnasError) else "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
                 man.end(stage, "failed", error=msg)
                 raise
             man.end(stage, status, outputs)
