@@ -107,3 +107,21 @@ def test_shrunk_space_file_round_trips_train_search_export(hwnas_cli, tmp_path):
     _shrunk_tiny(tmp_path / "other.json", keep=3)
     r = hwnas_cli("search", "--space", str(tmp_path / "other.json"), "--supernet", str(run), "--flops", "100G")
     assert r.returncode == 2 and r.stderr.startswith("error:") and "another variant" in r.stderr
+
+
+def test_tabular_search_of_a_shrunk_benchmark_space(hwnas_cli, tmp_path):
+    base = create_space("nas-bench-macro")
+    spec = tmp_path / "macro.json"
+    write_space_file(spec, create_space("nas-bench-macro", choices=[layer.choice_ids[1:] for layer in base.layers]))
+    out = tmp_path / "search"
+    r = hwnas_cli("search", "--benchmark", "nas-bench-macro", "--space", str(spec), "--algorithm", "random",
+                  "--max-evaluations", "8", "--flops", "10G", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    hist = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert len(hist) == 8 and all("id" not in h["ops"] for h in hist)  # every layer's first op ("id") was dropped
+    from hwnas.space.tabular import load_nas_bench_macro
+
+    bench = load_nas_bench_macro()
+    assert all(h["accuracy"] == bench.accuracy(base.arch(h["ops"])) for h in hist)
+    r = hwnas_cli("search", "--benchmark", "nas-bench-macro", "--space", "tiny", "--flops", "10G", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "has its own space" in r.stderr

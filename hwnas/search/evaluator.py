@@ -353,9 +353,12 @@ def tabular(request: EvaluatorRequest) -> tuple[Any, Evaluator, list[Arch], str]
 
     if request.benchmark not in BENCHMARKS:
         raise HwnasError(f"unknown benchmark {request.benchmark!r}; known: {', '.join(BENCHMARKS)}")
+    space = create_space(request.benchmark)
     if request.space is not None and request.space != request.benchmark:
-        raise HwnasError(f"benchmark {request.benchmark!r} has its own space; drop --space {request.space}")
-    return create_space(request.benchmark), TabularEvaluator(), [], f"tabular ({request.benchmark})"
+        space = create_space(request.space)  # a shrunk space file of the benchmark's space is a part of its table
+        if space.name != request.benchmark:
+            raise HwnasError(f"benchmark {request.benchmark!r} has its own space; drop --space {request.space}")
+    return space, TabularEvaluator(), [], f"tabular ({request.benchmark})"
 
 
 @EVALUATORS.register("supernet")
