@@ -203,3 +203,12 @@ def test_a_quick_run_is_not_taken_for_a_full_one(tmp_path, fake_stages, monkeypa
     monkeypatch.delenv("HWNAS_QUICK")
     with pytest.raises(HwnasError, match=r"run\.quick True -> False"):
         pipeline_run.run_pipeline(_cfg(), runs_dir=tmp_path, report=False)
+
+
+def test_cli_bad_settings_are_one_line_errors(hwnas_cli, tmp_path):
+    for args, words in ((["--set", "foo"], "--set 'foo' must look like name=value, e.g. train.epochs=1"),
+                        (["--set", "train.epoch=1"], "[train] has no setting 'epoch'"),
+                        ([str(tmp_path / "none.toml")], "not found")):
+        r = hwnas_cli("run", "--runs-dir", str(tmp_path), *args)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and words in r.stderr, r.stderr
+    assert not any(tmp_path.iterdir())  # nothing was started

@@ -6,29 +6,13 @@ Thin: the options become a ``RunConfig`` (``hwnas.pipeline.config.load_config``)
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
 from .common import console, err_console, print_json
-
-
-def _settings(items: list[str]) -> dict[str, Any]:
-    """``--set train.epochs=1`` -> {"train.epochs": 1} (values read as JSON, else as text)."""
-    from ..errors import HwnasError
-
-    out: dict[str, Any] = {}
-    for it in items:
-        key, sep, value = it.partition("=")
-        if not sep or "." not in key:
-            raise HwnasError(f"--set {it!r} must look like SECTION.KEY=VALUE, e.g. train.epochs=1 or search.population=10")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
+from .train import _space_args
 
 
 def register(app: typer.Typer) -> None:
@@ -57,7 +41,7 @@ def register(app: typer.Typer) -> None:
 
         overrides = {f"run.{k}": v for k, v in (("device", device), ("space", space), ("latency", latency), ("backend", backend),
                                                  ("name", name), ("seed", seed)) if v is not None}
-        overrides.update(_settings(settings))
+        overrides.update(_space_args(settings, "--set"))
         cfg = load_config(config, overrides)
         say = lambda text: err_console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
         hooks = Hooks(log=say)

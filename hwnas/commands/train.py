@@ -17,14 +17,18 @@ import typer
 from .common import console, err_console, print_json
 
 
+EXAMPLES = {"--space-arg": "num_classes=100", "--filter-arg": "iterations=300", "--set": "train.epochs=1"}
+
+
 def _space_args(items: list[str], option: str = "--space-arg") -> dict[str, Any]:
+    """``name=value`` options (``--space-arg``, ``--filter-arg``, ``hwnas run --set``) -> {name: value read as JSON, else text}."""
     from ..errors import HwnasError
 
     out: dict[str, Any] = {}
     for it in items:
         key, sep, value = it.partition("=")
         if not sep or not key:
-            raise HwnasError(f"{option} {it!r} must look like name=value, e.g. {'iterations=300' if option == '--filter-arg' else 'num_classes=100'}")
+            raise HwnasError(f"{option} {it!r} must look like name=value, e.g. {EXAMPLES.get(option, EXAMPLES['--space-arg'])}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
