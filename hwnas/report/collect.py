@@ -8,7 +8,6 @@ report. Only a folder that is not a run at all is an error.
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from ..io import read_json_file, read_text_file
 from ..latency.table import LatencyTable
 from ..latency.validate import validation_report_path
 from ..search.base import Record, pareto_front, read_history
+from ..train.metrics import read_metrics_csv
 from .layout import RunLayout
 
 
@@ -139,31 +139,23 @@ def _read_metrics(c: RunContents) -> None:
     if not p.is_file():
         c.missing["training"] = f"no training metrics ({_rel(p, c.layout.root)}): the train stage has not run yet"
         return
-    c.metrics = read_metrics_csv(p)
+    c.metrics = numeric_columns(p)
     if not c.metrics.get("iteration"):
         c.missing["training"] = f"{_rel(p, c.layout.root)} holds no iterations yet"
 
 
-def read_metrics_csv(path: Path) -> dict[str, list[float]]:
-    """Numeric columns of a metrics CSV (first column ``iteration``); a column with any text
-    value is left out, an empty cell is NaN."""
-    text = read_text_file(path, "training metrics", "delete it and re-run the train stage")
-    rows = list(csv.reader(text.splitlines()))
-    if not rows:
-        return {}
-    header, body = rows[0], [r for r in rows[1:] if len(r) == len(rows[0])]
+def numeric_columns(path: Path) -> dict[str, list[float]]:
+    """The CSV's columns that hold a number somewhere (an empty cell is NaN), through the
+    trainer's own reader (``hwnas.train.metrics``)."""
+    try:
+        raw = read_metrics_csv(path)
+    except (OSError, ValueError) as e:
+        raise HwnasError(f"{str(path)!r} is not a metrics CSV ({e}); delete it and re-run the train stage") from None
     out: dict[str, list[float]] = {}
-    for j, name in enumerate(header):
-        vals: list[float] = []
-        for r in body:
-            cell = r[j].strip()
-            try:
-                vals.append(float(cell) if cell else math.nan)
-            except ValueError:
-                break
-        else:
-            if any(math.isfinite(v) for v in vals):
-                out[name] = vals
+    for name, vals in raw.items():
+        nums = [math.nan if v is None else float(v) for v in vals]
+        if any(math.isfinite(v) for v in nums):
+            out[name] = nums
     return out
 
 
