@@ -212,3 +212,26 @@ def test_cli_bad_settings_are_one_line_errors(hwnas_cli, tmp_path):
         r = hwnas_cli("run", "--runs-dir", str(tmp_path), *args)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and words in r.stderr, r.stderr
     assert not any(tmp_path.iterdir())  # nothing was started
+
+
+def test_progress_off_a_terminal_is_a_line_every_ten_seconds_and_at_the_end():
+    from hwnas.commands.run import _Lines
+
+    out: list[str] = []
+    now = [0.0]
+    lines = _Lines(out.append, every_s=10.0)
+    lines.clock, lines.last = (lambda: now[0]), 0.0
+
+    class Trainer:
+        total_iters = 30
+
+    lines.train_start(Trainer())
+    for i in range(1, 31):  # one iteration a second
+        now[0] = float(i)
+        lines.train_step({"iteration": i, "loss": 1.0, "acc": 50.0})
+    assert [x.split(",")[0] for x in out] == ["train: iteration 10/30", "train: iteration 20/30", "train: iteration 30/30"]
+    out.clear()
+    for d in range(1, 5):
+        now[0] = 30.0 + 4 * d
+        lines.search_step(d, 4, None)
+    assert out == ["search: 3/4 archs evaluated", "search: 4/4 archs evaluated"]  # 12 s after the last line, then the end

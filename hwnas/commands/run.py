@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(config, overrides)
         say = lambda text: err_console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
         hooks = Hooks(log=say)
-        bars = None if (as_json or quiet or not err_console.is_terminal) else _Bars()
+        bars = None if (as_json or quiet) else _Bars() if err_console.is_terminal else _Lines(say)
         if bars is not None:
             hooks.train_start, hooks.train_progress, hooks.search_progress = bars.train_start, bars.train_step, bars.search_step
         say(f"run {runs_dir / cfg.name}: {cfg.device}, space {cfg.space}, budget {cfg.latency}, seed {cfg.seed}")
@@ -94,6 +94,38 @@ class _Bars:
     def stop(self) -> None:
         if self.started:
             self.progress.stop()
+
+
+class _Lines:
+    """Off a terminal (a log file, CI): a progress line per stage at most every ``every_s`` seconds."""
+
+    def __init__(self, say: Any, every_s: float = 10.0) -> None:
+        import time
+
+        self.say, self.every_s, self.clock = say, every_s, time.monotonic
+        self.last = self.clock()
+        self.total = 0
+
+    def _due(self) -> bool:
+        now = self.clock()
+        if now - self.last < self.every_s:
+            return False
+        self.last = now
+        return True
+
+    def train_start(self, trainer: Any) -> None:
+        self.total = trainer.total_iters
+
+    def train_step(self, rec: dict[str, Any]) -> None:
+        if self._due() or rec["iteration"] == self.total:
+            self.say(f"train: iteration {rec['iteration']}/{self.total}, loss {rec['loss']:.3f}, accuracy {rec['acc']:.1f}%")
+
+    def search_step(self, done: int, total: int, best: Any) -> None:
+        if self._due() or done == total:
+            self.say(f"search: {done}/{total} archs evaluated" + (f", best {best.accuracy:.2f}%" if best is not None else ""))
+
+    def stop(self) -> None:
+        pass
 
 
 def _print(result: Any) -> None:
