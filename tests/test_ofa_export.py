@@ -2,6 +2,7 @@
 and the Note10 flow: search under 25 ms over the resolutions the phone has tables for, export the winner."""
 
 import json
+import re
 
 import pytest
 
@@ -56,11 +57,21 @@ def _search_note10(hwnas_cli, out, resolutions):
     r = hwnas_cli("search", "--space", "ofa-mbv3", "--device", "note10", "--latency", "25ms", "--resolution", resolutions,
                   "--population", "12", "--generations", "3", "--tables-dir", str(REPO / "latency_tables"), "--out", str(out))
     assert r.returncode == 0, r.stderr
-    return json.loads((out / "best.json").read_text())
+    return json.loads((out / "best.json").read_text()), r
 
 
 def test_note10_search_under_25ms_picks_a_tabled_resolution(hwnas_cli, tmp_path):
-    best = _search_note10(hwnas_cli, tmp_path / "s", "200-224")
+    best, r = _search_note10(hwnas_cli, tmp_path / "s", "200-224")
+    # off a terminal: which resolution is being searched, and progress lines for every one of them
+    parts = r.stderr.split("searching resolution ")[1:]
+    assert [p.split("\n", 1)[0] for p in parts] == [f"{res} ({i} of 7)" for i, res in enumerate(range(200, 225, 4), 1)]
+    for part in parts:  # each search starts and ends with a line; the best is a MACs count, not a percentage
+        lines = [line for line in part.splitlines() if line.startswith("search: ")]
+        assert re.match(r"search: 0/\d+ archs evaluated", lines[0])
+        assert " MMACs, " in lines[-1] and "%" not in lines[-1]
+    # the score is the MACs proxy, not an accuracy: the table does not call it one
+    header = next(line for line in r.stdout.splitlines() if "arch" in line and "latency ms" in line)
+    assert "acc %" not in header and "MMACs" in header
     res = best["resolution"]
     assert res in range(200, 225, 4) and best["space_args"].get("resolution", 224) == res
     assert sorted(int(k) for k in best["resolutions_searched"]) == list(range(200, 225, 4))
@@ -76,7 +87,7 @@ def test_note10_search_under_25ms_picks_a_tabled_resolution(hwnas_cli, tmp_path)
 @pytest.mark.slow
 def test_note10_winner_exports_with_parity_and_says_it_is_not_measured(hwnas_cli, tmp_path):
     out = tmp_path / "s"
-    best = _search_note10(hwnas_cli, out, "208-224")
+    best, _ = _search_note10(hwnas_cli, out, "208-224")
     table = REPO / "latency_tables" / f"note10-ofa-mbv3-{best['resolution']}-tflite.json"
     r = hwnas_cli("export", "--arch", str(out / "best.json"), "--format", "tflite", "--table", str(table),
                   "--out", str(tmp_path / "e"), "--json", timeout=1800)

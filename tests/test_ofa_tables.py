@@ -44,6 +44,26 @@ def test_all_17_files_import_every_entry_mapped(hwnas_cli, tmp_path):
 
 
 @needs_data
+def test_import_never_replaces_an_existing_table_silently(hwnas_cli, tmp_path):
+    """Importing onto an existing table (e.g. the shipped Note10 ones, whose provenance names the
+    source and license) is refused, naming what would work; --force replaces it."""
+    src = str(NOTE10 / "160_lookup_table.yaml")
+    args = ("tables", "import", src, "--device", "note10", "--backend", "tflite")
+    r = hwnas_cli(*args, "--license", "Apache-2.0", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    table = tmp_path / "latency_tables" / "note10-ofa-mbv3-160-tflite.json"
+    before = table.read_bytes()
+    r = hwnas_cli(*args, cwd=tmp_path)
+    assert r.returncode != 0 and table.read_bytes() == before
+    (line,) = [x for x in r.stderr.splitlines() if x.strip()]
+    assert line.startswith("error: ") and "note10-ofa-mbv3-160-tflite.json' already exists" in line
+    assert "--force" in line and "--device" in line
+    r = hwnas_cli(*args, "--force", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "license" not in LatencyTable.load(table, space="ofa-mbv3").protocol  # replaced
+
+
+@needs_data
 def test_each_key_kind_maps_to_its_block(tmp_path):
     """Stem, MBConv with/without SE, h-swish and residual, and the four head entries, with std as the spread."""
     src = _yaml(NOTE10 / "224_lookup_table.yaml")

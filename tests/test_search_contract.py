@@ -97,6 +97,23 @@ def test_progress_lines_off_a_terminal_come_at_least_every_interval():
     assert "(10 evaluations done)" in lines[-1]
 
 
+def test_progress_lines_report_every_search_they_are_given_to():
+    """One ProgressLines for several searches in a row (``--resolution``: one per input size): the
+    background lines keep coming after the first search has ended."""
+    import time as _time
+
+    lines = []
+    cb = ProgressLines(lines.append, every_s=0.05)
+    space = create_space("nas-bench-macro")
+    for _ in range(2):
+        prob = SearchProblem(space, TabularEvaluator())
+        cb.on_start(prob, 10)
+        n = len(lines)
+        _time.sleep(0.5)
+        assert len(lines) > n  # the background thread wrote while the search ran
+        cb.on_end(prob, "done")
+
+
 # ---- resume: same settings continue, other settings are refused ------------------------------
 def _search(tmp_path, **kw):
     args = dict(benchmark="nas-bench-macro", algorithm="random", max_evaluations=10, out=tmp_path / "s", plot=False)

@@ -136,7 +136,8 @@ def register(app: typer.Typer) -> None:
                       model: Optional[str] = typer.Option(None, "--model", help="The device's model name for its fingerprint, e.g. 'Samsung Galaxy Note10'."),
                       source: Optional[str] = typer.Option(None, "--source", help="Where the table comes from (recorded in the table's protocol)."),
                       license_: Optional[str] = typer.Option(None, "--license", help="The source's license (recorded in the table's protocol)."),
-                      out: Optional[Path] = typer.Option(None, "--out", help="Output table (default latency_tables/<device>-<space>[-<resolution>]-<backend>.json); one input file only.")) -> None:
+                      out: Optional[Path] = typer.Option(None, "--out", help="Output table (default latency_tables/<device>-<space>[-<resolution>]-<backend>.json); one input file only."),
+                      force: bool = typer.Option(False, "--force", help="Replace an existing table at the output path.")) -> None:
         """Import published YAML tables (count/mean/var or std per key) as hwnas tables; says what it dropped and why."""
         from ..errors import HwnasError
         from ..latency.importer import import_yaml_table
@@ -148,7 +149,7 @@ def register(app: typer.Typer) -> None:
         provenance = {k: v for k, v in (("source_url", source), ("license", license_)) if v}
         for f in files:
             table, plan = import_yaml_table(f, device=device, space=space, backend=backend, out=out, widths=widths,
-                                            fingerprint=fingerprint, provenance=provenance)
+                                            fingerprint=fingerprint, provenance=provenance, force=force)
             args = ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, (tuple, list)) else v}"
                              for k, v in sorted(plan.space.args.items())) or "its default args"
             console.print(f"{f.name}: space {plan.space.name!r} with {args} (input {plan.space.resolution}): {plan.why}", markup=False, highlight=False)

@@ -250,12 +250,13 @@ def _best_other_space(entries_in: dict[str, dict[str, float]], exclude: str) -> 
 
 def import_yaml_table(path: str | Path, *, device: str, space: str | None = None, backend: str = "imported",
                       out: str | Path | None = None, widths: tuple[int, ...] | None = None,
-                      fingerprint: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None
-                      ) -> tuple[LatencyTable, ImportPlan]:
+                      fingerprint: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None,
+                      force: bool = False) -> tuple[LatencyTable, ImportPlan]:
     """Import one YAML table for a user-named device (``space`` None: the space that maps the most keys).
 
     Returns the saved table and the plan: the space variant chosen and why, the keys dropped
-    with their reasons, the blocks of the space the table lacks.
+    with their reasons, the blocks of the space the table lacks. An existing table at the
+    output path (a shipped one carries its source and license) is replaced only with ``force``.
     """
     if not device or not device.strip():
         raise HwnasError("name the device the table was measured on with --device NAME")
@@ -284,5 +285,8 @@ def import_yaml_table(path: str | Path, *, device: str, space: str | None = None
     if out is None:
         res = f"-{plan.space.resolution}" if table_resolution(list(entries_in)) == plan.space.resolution else ""
         out = Path("latency_tables") / f"{device}-{plan.space.name}{res}-{backend}.json"
+    if Path(out).exists() and not force:
+        raise HwnasError(f"{str(out)!r} already exists; importing {src.name} would replace it: name another device "
+                         f"(--device) or output (--out) for a new table, or pass --force to replace it")
     table.save(out)
     return table, plan

@@ -273,13 +273,15 @@ def run_search(
     halving: int | None = None,
     halving_keep: float = 0.5,
     dist: Any = None,
+    on_resolution: Callable[[int, int, int], None] | None = None,
 ) -> SearchOutcome:
     """Search the best arch under the budgets; returns the result and where its files are.
 
     ``dist`` (a ``DistContext`` of a ``torchrun`` launch): every rank runs the same search and
     evaluates its share of each batch of archs; rank 0 alone reads and writes the files.
 
-    ``resolution`` ("160-224") searches the input resolution too: see ``search_resolutions``.
+    ``resolution`` ("160-224") searches the input resolution too: see ``search_resolutions``
+    (``on_resolution`` hears each resolution's search begin).
     ``space_args`` picks a variant of ``space`` (e.g. ``{"resolution": 192}``).
     """
     if resolution is not None and dist is not None and dist.enabled:
@@ -291,7 +293,8 @@ def run_search(
                                   max_evaluations=max_evaluations, population=population, generations=generations,
                                   multi_objective=multi_objective, evaluator=evaluator, data=data, scratch_epochs=scratch_epochs,
                                   n_eval=n_eval, bn_batches=bn_batches, seed=seed, threads=threads, out=out, progress=progress,
-                                  plot=plot, status=status)
+                                  plot=plot, status=status, path_filter=path_filter, callbacks=callbacks,
+                                  on_resolution=on_resolution)
     budgets, obj = parse_budgets(latency, flops, params, objective)
     population, generations, max_evaluations, n_eval = _quick_sizes(algorithm, population, generations, max_evaluations, n_eval)
     from ..device.profiles import load_device
@@ -351,7 +354,8 @@ def parse_resolutions(text: str) -> tuple[int, int]:
 def search_resolutions(resolution: str, *, space: str | None, device: str, out: str | Path | None,
                        tables_dir: str | Path = "latency_tables", backend: str | None = None, table: str | Path | None = None,
                        supernet: str | Path | None = None, benchmark: str | None = None, evaluator: str | None = None,
-                       plot: bool = True, **search: Any) -> SearchOutcome:
+                       plot: bool = True, on_resolution: Callable[[int, int, int], None] | None = None,
+                       **search: Any) -> SearchOutcome:
     """Search the input resolution with the blocks: one search per resolution in the range the
     device has a table for (each with its own table and the same budgets, in
     ``out/resolution-<R>/``), then the best arch over all of them by score.
@@ -359,6 +363,7 @@ def search_resolutions(resolution: str, *, space: str | None, device: str, out: 
     The winner's ``best.json`` holds its arch with its resolution (``space_args``), so
     ``hwnas export --arch best.json`` builds and times it at that input size. Scores must be
     comparable across resolutions, so the evaluator must judge any input size (``macs``).
+    ``on_resolution(resolution, i, n)`` hears each search begin (the i-th of n).
     """
     if space is None:
         raise HwnasError("--resolution needs --space NAME (e.g. --space ofa-mbv3)")
@@ -393,7 +398,9 @@ def search_resolutions(resolution: str, *, space: str | None, device: str, out: 
     notes: list[str] = []
     if without:
         notes.append(f"no {device} table for resolution(s) {', '.join(map(str, without))}: not searched")
-    for r in found:
+    for i, r in enumerate(found, 1):
+        if on_resolution is not None:
+            on_resolution(r, i, len(found))
         try:
             outcomes[r] = run_search(space=space, device=device, out=out_dir / f"resolution-{r}", tables_dir=tables_dir,
                                      backend=backend, evaluator="macs", plot=False, space_args={"resolution": r}, **search)

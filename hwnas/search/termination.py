@@ -138,13 +138,14 @@ class ProgressLines(SearchCallback):
         self.write, self.every_s, self.clock, self.background = write, float(every_s), clock, background
         self.done = self.total = self.start_n = 0
         self.best: Any = None
+        self.score_label = "acc %"
         self.t0 = self.last = 0.0
         self._stop = threading.Event()
         self._thread: Any = None
 
     def line(self) -> str:
         elapsed = self.clock() - self.t0
-        best = f", best {self.best.accuracy:.2f}%" if self.best is not None else ""
+        best = f", best {score_text(self.best.accuracy, self.score_label)}" if self.best is not None else ""
         eta = _clock_text(elapsed / self.done * (self.total - self.done)) if self.done else "unknown"
         return f"search: {self.done}/{self.total} archs evaluated{best}, {_clock_text(elapsed)} elapsed, ETA {eta}"
 
@@ -157,8 +158,10 @@ class ProgressLines(SearchCallback):
     def on_start(self, problem: "SearchProblem", max_evaluations: int) -> None:
         self.start_n, self.total = problem.n_evaluations, max_evaluations - problem.n_evaluations
         self.best = problem.best()
+        self.score_label = getattr(problem.evaluator, "score_label", "acc %")
         self.t0 = self.last = self.clock()
         self.write(self.line())
+        self._stop.clear()  # the same callback may hear several searches in a row (one per input resolution)
         if self.background:
             import threading
 
@@ -178,6 +181,11 @@ class ProgressLines(SearchCallback):
         if self._thread is not None:
             self._thread.join()
         self.write(self.line().replace(", ETA", f" ({reason}), ETA").rsplit(", ETA", 1)[0])
+
+
+def score_text(score: float, label: str) -> str:
+    """A score as the evaluator means it: ``91.20%`` for an accuracy, ``274.04 MMACs`` for the MACs proxy."""
+    return f"{score:.2f}%" if label == "acc %" else f"{score:.2f} {label}"
 
 
 def _clock_text(seconds: float) -> str:
