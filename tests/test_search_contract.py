@@ -108,7 +108,10 @@ def test_progress_lines_report_every_search_they_are_given_to():
     for _ in range(2):
         prob = SearchProblem(space, TabularEvaluator())
         cb.on_start(prob, 10)
+        assert lines[-1].startswith("search: 0/10 archs evaluated")  # counts from this search's start
         n = len(lines)
+        prob.evaluate([space.from_compact("00000000")])
+        cb.on_record(prob, prob.history[-1])
         _time.sleep(0.5)
         assert len(lines) > n  # the background thread wrote while the search ran
         cb.on_end(prob, "done")

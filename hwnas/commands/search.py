@@ -99,7 +99,12 @@ def _search(ctx, **options):
             bar.update(task, description=f"R {line['mean_reward']:.2f}  trusted {line['trusted']}/{line['batch']}  "
                                          f"replayed {line['replayed']}  buffer {line['buffer']}  evals {line['evaluations']}")
 
-        return run_search(progress=progress, status=status, callbacks=lines if ctx.is_main else [], dist=ctx, **options)
+        def on_resolution(r: int, i: int, n: int) -> None:  # --resolution: one search per input size
+            if ctx.is_main:
+                err_console.print(f"searching resolution {r} ({i} of {n})", highlight=False, markup=False)
+
+        return run_search(progress=progress, status=status, callbacks=lines if ctx.is_main else [], dist=ctx,
+                          on_resolution=on_resolution, **options)
 
 
 def _report(outcome, as_json: bool = False) -> None:

@@ -138,7 +138,7 @@ class ProgressLines(SearchCallback):
         self.write, self.every_s, self.clock, self.background = write, float(every_s), clock, background
         self.done = self.total = self.start_n = 0
         self.best: Any = None
-        self.score_label = "acc %"
+        self.score_label = "accuracy %"
         self.t0 = self.last = 0.0
         self._stop = threading.Event()
         self._thread: Any = None
@@ -156,9 +156,9 @@ class ProgressLines(SearchCallback):
             self.write(self.line())
 
     def on_start(self, problem: "SearchProblem", max_evaluations: int) -> None:
-        self.start_n, self.total = problem.n_evaluations, max_evaluations - problem.n_evaluations
+        self.start_n, self.total, self.done = problem.n_evaluations, max_evaluations - problem.n_evaluations, 0
         self.best = problem.best()
-        self.score_label = getattr(problem.evaluator, "score_label", "acc %")
+        self.score_label = getattr(problem.evaluator, "score_label", "accuracy %")
         self.t0 = self.last = self.clock()
         self.write(self.line())
         self._stop.clear()  # the same callback may hear several searches in a row (one per input resolution)
@@ -184,8 +184,9 @@ class ProgressLines(SearchCallback):
 
 
 def score_text(score: float, label: str) -> str:
-    """A score as the evaluator means it: ``91.20%`` for an accuracy, ``274.04 MMACs`` for the MACs proxy."""
-    return f"{score:.2f}%" if label == "acc %" else f"{score:.2f} {label}"
+    """A score as the evaluator means it (``Evaluator.score_label``): ``91.20%`` for an accuracy,
+    ``MACs proxy (M) 274.04`` for the MACs proxy."""
+    return f"{score:.2f}%" if label.endswith("%") else f"{label} {score:.2f}"
 
 
 def _clock_text(seconds: float) -> str:
