@@ -164,8 +164,10 @@ def test_a_finished_stage_whose_output_is_gone_runs_again(tmp_path, fake_stages)
     pipeline_run.run_pipeline(_cfg(), runs_dir=tmp_path, report=False)
     (tmp_path / "r" / "search.out").unlink()
     calls.clear()
-    pipeline_run.run_pipeline(_cfg(), runs_dir=tmp_path, report=False)
+    lines: list[str] = []
+    pipeline_run.run_pipeline(_cfg(), runs_dir=tmp_path, hooks=pipeline_run.Hooks(log=lines.append), report=False)
     assert calls == ["search", "export", "verify"]
+    assert "what stage search made is gone from the run folder; running it again" in lines[0]
 
 
 def test_the_same_name_with_other_settings_is_refused_naming_them(tmp_path, fake_stages):

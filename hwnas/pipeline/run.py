@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -109,6 +110,8 @@ def _run_locked(config: RunConfig, layout: RunLayout, hooks: Hooks, report: bool
             interrupted = man.status(start) == "running" or man.stage(start).get("error") == "interrupted"
             was = "was interrupted" if interrupted else "failed"
             hooks.say(f"{layout.root}: stage {start} {was}; continuing from it")
+        elif man.status(start) in ("done", "skipped"):
+            hooks.say(f"{layout.root}: what stage {start} made is gone from the run folder; running it again")
         man.reset_from(start)
         table = Path(man.data["table"]["path"]) if man.data.get("table") else None
         for stage in STAGES[STAGES.index(start):]:
@@ -286,7 +289,8 @@ def _export_once(cfg: RunConfig, layout: RunLayout, table: Path | None, verify: 
     from ..export.api import export_arch
     from ..export.quiet import banners_filtered
 
-    with banners_filtered():
+    with warnings.catch_warnings(), banners_filtered():  # the converters' own deprecation chatter, as `hwnas export` hides it
+        warnings.simplefilter("ignore")
         return export_arch(str(layout.best), fmt=cfg.export["format"], precision=cfg.export["precision"], out=layout.export,
                            table=table, verify=verify, measure_latency=bool(cfg.verify["measure_latency"]),
                            latency_runs=cfg.verify.get("runs"), seed=cfg.seed, force=not verify)
