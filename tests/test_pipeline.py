@@ -237,3 +237,17 @@ def test_progress_off_a_terminal_is_a_line_every_ten_seconds_and_at_the_end():
         now[0] = 30.0 + 4 * d
         lines.search_step(d, 4, None)
     assert out == ["search: 3/4 archs evaluated", "search: 4/4 archs evaluated"]  # 12 s after the last line, then the end
+
+
+def test_a_report_that_fails_is_a_warning_not_a_failed_run(tmp_path, fake_stages, monkeypatch):
+    import hwnas.report
+
+    def broken(run_dir):
+        raise ImportError("cannot import name 'x'")
+
+    monkeypatch.setattr(hwnas.report, "write_report", broken)
+    lines: list[str] = []
+    r = pipeline_run.run_pipeline(_cfg(), runs_dir=tmp_path, hooks=pipeline_run.Hooks(log=lines.append))
+    assert r.report is None and r.ran == list(STAGES)
+    assert lines[-1].startswith("warning: the report could not be written (ImportError: cannot import name 'x')")
+    assert f"`hwnas report {tmp_path / 'r'}` writes it" in lines[-1]

@@ -328,9 +328,14 @@ def _write_report(layout: RunLayout, man: Manifest, hooks: Hooks, already_finish
         return None
     if already_finished and layout.report.exists():
         return layout.report
-    from ..report import write_report  # type: ignore[attr-defined]
+    try:  # the run is complete whatever happens here: a report that fails is a warning, not a failed run
+        from ..report import write_report  # type: ignore[attr-defined]
 
-    path = Path(write_report(layout.root))
+        path = Path(write_report(layout.root))
+    except Exception as e:  # noqa: BLE001
+        hooks.say(f"warning: the report could not be written ({e if isinstance(e, HwnasError) else f'{type(e).__name__}: {e}'}); "
+                  f"the run is complete, `hwnas report {layout.root}` writes it")
+        return None
     man.data["report"] = str(path.relative_to(layout.root)) if path.is_relative_to(layout.root) else str(path)
     man.save()
     return path
