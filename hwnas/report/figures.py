@@ -89,7 +89,8 @@ def latency_check_plot(validation: dict[str, Any] | None, sidecar_latency: dict[
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 5.0))
     n = (validation or {}).get("samples", 0)
-    draw_predicted_vs_measured(ax, series, f"{n} validation archs" + (" and the exported file" if "exported file" in series else ""))
+    parts = ([f"{n} validation archs"] if n else []) + (["the exported file"] if "exported file" in series else [])
+    draw_predicted_vs_measured(ax, series, " and ".join(parts))
     fig.tight_layout()
     return Plot("plot-latency-check", figure_svg(fig, "plot-latency-check"),
                 "Predicted against measured whole-network latency: the table's validation archs and the exported file.")

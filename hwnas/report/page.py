@@ -21,7 +21,8 @@ STYLE = """
 body { font-family: sans-serif; margin: 0 auto; max-width: 1100px; padding: 0 16px 40px; color: #222; background: #fff; }
 h1 { font-size: 1.5em; margin-top: 24px; } h2 { font-size: 1.2em; border-bottom: 1px solid #ccc; margin-top: 32px; }
 table { border-collapse: collapse; margin: 8px 0; font-size: 0.9em; }
-td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
+td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; overflow-wrap: anywhere; }
+table { max-width: 100%; }
 th { background: #f4f4f4; }
 figure.plot { margin: 12px 0; max-width: 760px; }
 figure.plot.small { display: inline-block; width: 48%; max-width: 520px; vertical-align: top; margin-right: 1%; }
