@@ -9,7 +9,8 @@ Figure 5 analogue: the real samplers (uniform, GreedyNAS, GreedyNASv2 from ``hwn
 run on the benchmark's space with the supernet's path evaluation *simulated*: the loss of a
 path is -(its benchmark accuracy + Gaussian noise), a fresh draw at every evaluation, with the
 noise's standard deviation calibrated so that Kendall's tau between noisy and true accuracy
-over the whole space is 0.5. Reported: the average percentile rank (0% = the best arch) of
+over the whole space is 0.5 (``calibrate_noise`` + ``noisy_path_loss``, importable by other
+benchmarks as the one noise model). Reported: the average percentile rank (0% = the best arch) of
 the paths each sampler trains, after the warm-up and overall.
 
 Top-10% Kendall tau, a *model*: a path's final supernet evaluation is its accuracy plus noise
@@ -26,19 +27,21 @@ paper's 128-d, batch 1024, one training iteration takes seconds on the shared 2-
 3000 iterations x 40 runs is out of reach; ``--sensitivity`` measures on one seed how the
 figures move with the iteration count.
 
-    python benchmarks/path_filter_bench.py [--seeds 5] [--iterations 300] [--sim-seeds 3] [--quick]
+    python benchmarks/path_filter_bench.py [--parts cost,table4,figure5] [--seeds 5] [--iterations 300]
+        [--sim-iters 10000] [--sim-seeds 3] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
+import json
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from scipy import stats
 
-from common import print_table, write_results  # noqa: I001  (benchmarks/ on sys.path)
+from common import RESULTS, print_table, write_results  # noqa: I001  (benchmarks/ on sys.path)
 
 from hwnas.train.path_filter import FilterConfig, PathFilter
 from hwnas.train.path_filter_eval import benchmark_matrix, evaluate_filter
@@ -68,6 +71,18 @@ def calibrate_noise(acc: np.ndarray, target_tau: float = 0.5, seed: int = 0) -> 
     return 0.5 * (lo + hi)
 
 
+def noisy_path_loss(X: np.ndarray, acc: np.ndarray, sd: float, seed: int) -> Callable[[Sequence[Sequence[int]]], list[float]]:
+    """The simulated supernet evaluation (the noise model): loss of a path = -(its benchmark
+    accuracy + N(0, sd²)), a fresh draw at every call; ``sd`` from ``calibrate_noise``."""
+    row = {tuple(int(i) for i in r): j for j, r in enumerate(X)}
+    noise = np.random.default_rng([seed, 7])
+
+    def evaluate(paths: Sequence[Sequence[int]]) -> list[float]:
+        return [-(acc[row[tuple(int(i) for i in p)]] + sd * noise.standard_normal()) for p in paths]
+
+    return evaluate
+
+
 def simulate(sampler_name: str, X: np.ndarray, acc: np.ndarray, sd: float, iters: int, seed: int,
              v2_filter: dict[str, Any]) -> dict[str, Any]:
     from hwnas.space import create_space
@@ -75,10 +90,7 @@ def simulate(sampler_name: str, X: np.ndarray, acc: np.ndarray, sd: float, iters
 
     space = create_space("nas-bench-macro")
     row = {tuple(int(i) for i in r): j for j, r in enumerate(X)}
-    noise = np.random.default_rng([seed, 7])
-
-    def evaluate(paths):
-        return [-(acc[row[p]] + sd * noise.standard_normal()) for p in paths]
+    evaluate = noisy_path_loss(X, acc, sd, seed)
 
     kw: dict[str, Any] = {}
     if sampler_name == "greedy":
@@ -126,6 +138,13 @@ def scoring_seconds(n_choices: list[int], dim: int, n: int = 10_000) -> dict[str
     return {"cpu": time.process_time() - c0, "wall": time.perf_counter() - t0}
 
 
+def _kept_parts(path) -> dict[str, Any]:
+    """The results of an earlier run, without its stamp (``write_results`` stamps this run)."""
+    if not path.exists():
+        return {}
+    return {k: v for k, v in json.loads(path.read_text()).items() if k not in ("benchmark", "when", "machine")}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=5)
@@ -137,8 +156,10 @@ def main() -> None:
     ap.add_argument("--sim-seeds", type=int, default=3)
     ap.add_argument("--sim-iters", type=int, default=2000)
     ap.add_argument("--sim-filter-iters", type=int, default=150, help="filter iterations per refresh in the simulation")
-    ap.add_argument("--skip-table4", action="store_true")
+    ap.add_argument("--parts", default="cost,table4,figure5",
+                    help="which parts to run; the others are kept from the existing results file")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, few iterations")
+    ap.add_argument("--out-name", default="", help="results file name (default path_filter_bench)")
     a = ap.parse_args()
     import torch
 
@@ -147,17 +168,23 @@ def main() -> None:
         a.seeds, a.iterations, a.sim_seeds, a.sim_iters, a.fractions, a.sim_filter_iters = 1, 20, 1, 300, "0.1", 20
     fractions = [float(x) for x in a.fractions.split(",")]
     cfg = FilterConfig(dim=a.dim, batch=a.batch, iterations=a.iterations)
-    payload: dict[str, Any] = {"filter": cfg.to_dict(), "paper_table4": {f"{m} {f}": v for (m, f), v in PAPER_T4.items()}}
+    parts = set(a.parts.split(","))
+    out_name = a.out_name or ("path_filter_bench_quick" if a.quick else "path_filter_bench")
+    old = RESULTS / f"{out_name}.json"
+    payload: dict[str, Any] = _kept_parts(old) if parts != {"cost", "table4", "figure5"} else {}
+    payload["paper_table4"] = {f"{m} {f}": v for (m, f), v in PAPER_T4.items()}
 
     X, acc, n_choices = benchmark_matrix("nas-bench-macro")
     # ---- filter cost
-    cost = {f"dim {d}": scoring_seconds(n_choices, d) for d in sorted({128, a.dim})}
-    payload["score_10k_paths_seconds"] = cost
-    print_table(["filter size", "CPU s to score 10,000 paths", "wall s"], [[k, v["cpu"], v["wall"]] for k, v in cost.items()],
-                "filter cost (1 thread)")
+    if "cost" in parts:
+        cost = {f"dim {d}": scoring_seconds(n_choices, d) for d in sorted({128, a.dim})}
+        payload["score_10k_paths_seconds"] = cost
+        print_table(["filter size", "CPU s to score 10,000 paths", "wall s"], [[k, v["cpu"], v["wall"]] for k, v in cost.items()],
+                    "filter cost (1 thread)")
 
     # ---- Table 4
-    if not a.skip_table4:
+    if "table4" in parts:
+        payload["filter"] = cfg.to_dict()
         t4 = evaluate_filter("nas-bench-macro", fractions, range(a.seeds), ("pu", "pn"), cfg=cfg,
                              progress=lambda r: print(f"  {r['method']} {r['fraction']:g} seed {r['seed']}: "
                                                       f"P {r['precision']:.2f} R {r['recall']:.2f} ({r['fit_seconds']}s)", flush=True))
@@ -185,36 +212,39 @@ def main() -> None:
         payload["sensitivity"] = sens
 
     # ---- Figure 5 analogue and top-10% tau
-    sd = calibrate_noise(acc)
-    z = np.random.default_rng(1).standard_normal(len(acc))
-    check_tau = float(stats.kendalltau(acc, acc + sd * z).statistic)
-    pct = 100.0 * stats.rankdata(-acc, method="average") / len(acc)
-    v2_filter = dict(dim=a.dim, batch=a.batch, iterations=a.sim_filter_iters, m=200, every=0.1, agreement_paths=2000)
-    sim: dict[str, Any] = {"noise_sd": sd, "noise_tau_check": check_tau, "iterations": a.sim_iters, "v2_filter": v2_filter, "runs": []}
-    for name in ("uniform", "greedy", "greedy-v2"):
-        for seed in range(a.sim_seeds):
-            r = simulate(name, X, acc, sd, a.sim_iters, seed, v2_filter)
-            w = int(round(0.2 * a.sim_iters))
-            rec = {"sampler": name, "seed": seed, "rank_all": float(pct[r["trained"]].mean()),
-                   "rank_after_warmup": float(pct[r["trained"][w:]].mean()),
-                   "tau_top10_model": exposure_tau10(X, acc, r["trained"], sd, seed),
-                   "evaluated_paths": r["evaluated_paths"], "seconds": round(r["seconds"], 1)}
-            if "report" in r:
-                rec["v2"] = {k: r["report"][k] for k in ("refreshes", "u", "merged_ops", "frozen")}
-            sim["runs"].append(rec)
-            print(f"  {name} seed {seed}: rank {rec['rank_all']:.1f}% (after warm-up {rec['rank_after_warmup']:.1f}%), "
-                  f"top-10% tau {rec['tau_top10_model']:.3f}", flush=True)
-    rows = []
-    for name in ("uniform", "greedy", "greedy-v2"):
-        rs = [r for r in sim["runs"] if r["sampler"] == name]
-        ra, rw, tt = (np.array([r[k] for r in rs]) for k in ("rank_all", "rank_after_warmup", "tau_top10_model"))
-        lo, hi = interval(rw)
-        rows.append([name, f"{ra.mean():.1f}", f"{rw.mean():.1f} ({lo:.1f}-{hi:.1f})", PAPER_RANK[name],
-                     f"{100 * tt.mean():.1f}", PAPER_TAU10[name]])
-    print_table(["sampler", "avg pct rank, all (%)", "after warm-up (90% CI)", "paper", "top-10% tau, model (%)", "paper"], rows,
-                f"Figure 5 analogue: noise sd {sd:.3f} (tau {check_tau:.3f}), {a.sim_iters} iterations, {a.sim_seeds} seeds")
-    payload["figure5"] = sim
-    print(write_results("path_filter_bench_quick" if a.quick else "path_filter_bench", payload))
+    if "figure5" in parts:
+        sd = calibrate_noise(acc)
+        z = np.random.default_rng(1).standard_normal(len(acc))
+        check_tau = float(stats.kendalltau(acc, acc + sd * z).statistic)
+        pct = 100.0 * stats.rankdata(-acc, method="average") / len(acc)
+        v2_filter = dict(dim=a.dim, batch=a.batch, iterations=a.sim_filter_iters, m=200, every=0.1, agreement_paths=2000)
+        sim: dict[str, Any] = {"noise_sd": sd, "noise_tau_check": check_tau, "iterations": a.sim_iters, "v2_filter": v2_filter, "runs": []}
+        for name in ("uniform", "greedy", "greedy-v2"):
+            for seed in range(a.sim_seeds):
+                r = simulate(name, X, acc, sd, a.sim_iters, seed, v2_filter)
+                w = int(round(0.2 * a.sim_iters))
+                rec = {"sampler": name, "seed": seed, "rank_all": float(pct[r["trained"]].mean()),
+                       "rank_after_warmup": float(pct[r["trained"][w:]].mean()),
+                       "tau_top10_model": exposure_tau10(X, acc, r["trained"], sd, seed),
+                       "evaluated_paths": r["evaluated_paths"], "seconds": round(r["seconds"], 1)}
+                if "report" in r:
+                    rec["v2"] = {k: r["report"][k] for k in ("refreshes", "u", "merged_ops", "frozen")}
+                sim["runs"].append(rec)
+                print(f"  {name} seed {seed}: rank {rec['rank_all']:.1f}% (after warm-up {rec['rank_after_warmup']:.1f}%), "
+                      f"top-10% tau {rec['tau_top10_model']:.3f}", flush=True)
+        rows = []
+        for name in ("uniform", "greedy", "greedy-v2"):
+            rs = [r for r in sim["runs"] if r["sampler"] == name]
+            ra, rw, tt = (np.array([r[k] for r in rs]) for k in ("rank_all", "rank_after_warmup", "tau_top10_model"))
+            lo, hi = interval(rw)
+            rows.append([name, f"{ra.mean():.1f}", f"{rw.mean():.1f} ({lo:.1f}-{hi:.1f})", PAPER_RANK[name],
+                         f"{100 * tt.mean():.1f}", PAPER_TAU10[name]])
+        print_table(["sampler", "avg pct rank, all (%)", "after warm-up (90% CI)", "paper", "top-10% tau, model (%)", "paper"], rows,
+                    f"Figure 5 analogue: noise sd {sd:.3f} (tau {check_tau:.3f}), {a.sim_iters} iterations, {a.sim_seeds} seeds")
+        payload["figure5"] = sim
+    if old.exists():  # another part may have been written meanwhile: keep its keys, replace this run's
+        payload = {**_kept_parts(old), **payload}
+    print(write_results(out_name, payload))
 
 
 if __name__ == "__main__":

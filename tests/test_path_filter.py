@@ -70,6 +70,25 @@ def test_filter_learns_weak_paths_positive_unlabelled():
     assert precision > 0.9 and recall > 0.75, (precision, recall)
 
 
+def test_filter_does_not_collapse_when_weak_paths_are_the_large_majority():
+    """GreedyNASv2's setting: 90% of paths are weak (Table 4: top 10% good). VPU's loss is
+    scale-invariant and its gain over a constant Φ is only -log 0.9 = 0.105 nats here, so
+    Adam's coupled L2 decay (5e-3 added to tiny gradients) used to shrink the net to a constant
+    Φ, which the max-normalised rule calls weak everywhere: precision = the 90% base rate,
+    recall 100%. With the paper's decay applied decoupled (AdamW) the filter separates them."""
+    rng = np.random.default_rng(0)
+    X = np.array(np.meshgrid(*[np.arange(3)] * 8, indexing="ij")).reshape(8, -1).T
+    score = np.random.default_rng(1).normal(size=(8, 3))[np.arange(8), X].sum(1)
+    weak = score < np.quantile(score, 0.9)
+    f = PathFilter([3] * 8, FilterConfig(dim=16, batch=128, iterations=250), seed=0)
+    assert f.cfg.weight_decay == 5e-3
+    f.fit(X[weak][rng.choice(weak.sum(), 300)], X[rng.choice(len(X), 3000)], seed=0)
+    pred = f.is_weak(X)
+    precision, recall = (pred & weak).sum() / pred.sum(), (pred & weak).sum() / weak.sum()
+    assert weak.mean() == pytest.approx(0.9, abs=0.01)
+    assert precision > 0.97 and recall > 0.75, (precision, recall)
+
+
 def test_agreement_is_the_share_of_equal_labels():
     X = np.random.default_rng(0).integers(0, 3, (1000, 8))
     a = PathFilter([3] * 8, FilterConfig(dim=8), seed=0)
@@ -111,11 +130,14 @@ def test_u_above_beta_stops_and_freezes_the_filter():
     s2.setup(50)
     trained, calls = _run(s2, 50)
     assert len(trained) == 50 and calls == [40, 40] and s2.should_stop(50) is None
+    # the saved evaluations: 8 refreshes planned (10, 15, ..., 45), 2 run, 6 x m = 240 paths not evaluated
+    assert s2.scheduled_refreshes() == 8 and s2.report()["evaluations_saved_paths"] == 6 * 40
     # β = 1 is never exceeded: every scheduled refresh happens (10, 15, ..., 45)
     s3 = GreedyV2Sampler(PathBudget(space), warmup=0.2, filter_args=dict(SMALL, beta=1.0, merge=False))
     s3.setup(50)
     _, calls = _run(s3, 50)
     assert len(calls) == 8 and len(s3.agreements) == 7 and not s3.frozen
+    assert s3.scheduled_refreshes() == 8 and s3.evaluations_saved() == 0
 
 
 def test_filtered_sampling_prefers_good_paths():
@@ -218,6 +240,19 @@ def test_train_greedy_v2_end_to_end_then_kill_and_resume_bit_for_bit(hwnas_cli, 
         assert torch.equal(v, t_res["model"][k]), k
     ts = load_checkpoint(run)
     assert ts.meta["sampler"]["kind"] == "greedy-v2" and len(ts.meta["sampler"]["agreements"]) == 2
+
+
+def test_training_summary_counts_the_evaluation_images_the_stop_rule_saved(tmp_path):
+    from hwnas.train.trainer import TrainConfig, train_supernet
+
+    f = {k: v for k, v in (a.split("=") for a in V2_FILTER)}
+    cfg = TrainConfig(space="tiny", n_train=96, n_val=48, n_path_eval=32, batch_size=16, eval_batch=16, sampler="greedy-v2",
+                      max_iters=12, warmup=0.25, early_stop=False, filter_args={**f, "beta": "0.0"})
+    trainer, summary = train_supernet(cfg, None)
+    rep = summary["path_filter"]
+    # refreshes planned at 3, 6, 9; u > 0 at 6 freezes the filter: the one at 9 (8 paths x 16 images) is saved
+    assert rep["frozen"] and rep["refreshes"] == 2 and summary["n_eval_images"] == 2 * 8 * 16
+    assert rep["evaluations_saved_paths"] == 8 and rep["eval_images_saved"] == 8 * 16
 
 
 def test_train_rejects_bad_filter_options(hwnas_cli, tmp_path):
