@@ -187,6 +187,17 @@ class GreedyV2Sampler(PathSampler):
         return [(j, layers[j].choices[d].id, layers[j].choices[k].id, s) for j, d, k, s in self.merges]
 
     # ---- stop rule and status ---------------------------------------------------------------
+    def scheduled_refreshes(self) -> int:
+        """Refreshes the schedule plans over the whole run (one at the end of warm-up, then every
+        ``refresh_every`` iterations)."""
+        span = self.total_iters - self.warmup_iters
+        return -(-span // self.refresh_every) if span > 0 else 0
+
+    def evaluations_saved(self) -> int:
+        """Path evaluations the stop rule saved: the m paths of every planned refresh not run
+        because u exceeded β (the filter froze; with early stop the training ends there too)."""
+        return max(0, self.scheduled_refreshes() - self.n_refreshes) * self.cfg.m if self.frozen else 0
+
     @property
     def u(self) -> float | None:
         return self.agreements[-1][1] if self.agreements else None
@@ -203,7 +214,7 @@ class GreedyV2Sampler(PathSampler):
         return {"refreshes": self.n_refreshes, "u": self.u, "agreements": [list(a) for a in self.agreements],
                 "frozen": self.frozen, "merged_ops": [list(m) for m in self.merged_ops()], "merge_cost": self.cost_kind,
                 "filter_seconds": round(self.filter_seconds, 3), "paths_scored": self.n_scored,
-                "evaluated_paths": self.n_evaluated_paths}
+                "evaluated_paths": self.n_evaluated_paths, "evaluations_saved_paths": self.evaluations_saved()}
 
     # ---- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

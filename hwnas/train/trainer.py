@@ -312,8 +312,15 @@ class SupernetTrainer:
             "pool_size": len(self.sampler.pool_items()),
             "best_paths": [[self.space.from_indices(p).compact(), loss] for p, loss in self.sampler.pool_items()[:5]],
             "budget": self.budget.describe(), "world_size": self.ctx.world,
-            "path_filter": self.sampler.report() or None,
+            "path_filter": self._filter_report(),
         }
+
+    def _filter_report(self) -> dict[str, Any] | None:
+        """The greedy-v2 sampler's report, with the evaluation images its stop rule saved."""
+        rep = self.sampler.report()
+        if rep and "evaluations_saved_paths" in rep:
+            rep["eval_images_saved"] = rep["evaluations_saved_paths"] * len(self.eval_y)
+        return rep or None
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def _meta(self, finished: bool) -> dict[str, Any]:
