@@ -7,7 +7,7 @@ searchers score archs with ``recalibrate_bn`` followed by ``evaluate_path`` on t
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,13 +18,42 @@ from .data import ImageSet
 PathLike = Sequence[int]
 
 
+BN_MODES = ("running", "batch")
+
+
+@contextmanager
+def bn_batch_statistics(module: nn.Module) -> Iterator[None]:
+    """Inside: every BN normalises with the statistics of the batch it sees and updates no
+    running statistic. A supernet's running statistics are averages over the many paths trained
+    lately, so a path's eval-mode output measures how far its own statistics lie from that
+    average as much as its quality; the batch's own statistics remove that term."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.training, m.track_running_stats) for m in bns]
+    for m in bns:
+        m.train()
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m, (tr, track) in zip(bns, saved):
+            m.train(tr)
+            m.track_running_stats = track
+
+
 @torch.no_grad()
-def batch_loss(supernet: nn.Module, path: PathLike, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
-    """(mean cross-entropy, number correct) of one path on one batch, eval mode, no grad."""
+def batch_loss(supernet: nn.Module, path: PathLike, x: torch.Tensor, y: torch.Tensor, bn: str = "running") -> tuple[float, int]:
+    """(mean cross-entropy, number correct) of one path on one batch, eval mode, no grad; with
+    ``bn="batch"`` the BN layers use the batch's statistics (``bn_batch_statistics``)."""
+    if bn not in BN_MODES:
+        raise ValueError(f"bn must be one of {BN_MODES}, got {bn!r}")
     was = supernet.training
     supernet.eval()
     try:
-        out = supernet(x, list(path))
+        if bn == "batch":
+            with bn_batch_statistics(supernet):
+                out = supernet(x, list(path))
+        else:
+            out = supernet(x, list(path))
         return float(F.cross_entropy(out, y)), int((out.argmax(1) == y).sum())
     finally:
         supernet.train(was)
