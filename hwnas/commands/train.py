@@ -1,4 +1,4 @@
-"""``hwnas train``: supernet training with the GreedyNAS sampler (or uniform, SPOS).
+"""``hwnas train``: supernet training with uniform path sampling (SPOS) by default, or GreedyNAS / GreedyNASv2.
 
 Thin: parses options into a ``TrainConfig`` and calls ``hwnas.train.trainer.train_supernet``;
 draws the progress bar (loss, accuracy, ε, pool size, π) and prints the bookkeeping.
@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
         space: str = typer.Option("tiny", "--space", help="Search space (see `hwnas spaces`)."),
-        sampler: str = typer.Option("greedy", "--sampler", help="Path sampler: greedy (GreedyNAS), greedy-v2 (GreedyNASv2 path filter) or uniform (SPOS)."),
+        sampler: str = typer.Option("uniform", "--sampler", help="Path sampler: uniform (SPOS; the default: it ranked best on benchmarks/supernet_bench.py, see the README), greedy (GreedyNAS) or greedy-v2 (GreedyNASv2 path filter)."),
         data: str = typer.Option("builtin", "--data", help="builtin | cifar10:DIR | cifar100:DIR | folder:DIR"),
         out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/SPACE-SAMPLER)."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest good checkpoint."),
@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:
-        """Train a single-path supernet (GreedyNAS sampler) into a resumable run folder.
+        """Train a single-path supernet (uniform sampling unless --sampler) into a resumable run folder.
 
         The same command again reuses a finished run and continues an interrupted one."""
         import torch

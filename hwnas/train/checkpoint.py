@@ -15,7 +15,7 @@ and ``DIR/checkpoints/iter-NNNNNNN.{pt,json}`` (the last few periodic checkpoint
 
 Contract for searchers::
 
-    ts = load_checkpoint("runs/tiny-greedy")        # a run folder, or a .json/.pt file
+    ts = load_checkpoint("runs/tiny-uniform")        # a run folder, or a .json/.pt file
     ts.supernet, ts.space, ts.pool                    # SuperNet with weights, SearchSpace, [(Arch, loss)] best first
     ds = ts.datasets()                                # the same train/val/path-eval split as training
 """

@@ -52,7 +52,7 @@ class TrainConfig:
     n_val: int | None = None
     n_path_eval: int = 1000
     data_seed: int = 0
-    sampler: str = "greedy"
+    sampler: str = "uniform"  # the CLI default; see README "Supernet ranking"
     m: int = 10
     k: int = 5
     pool_size: int = 1000
