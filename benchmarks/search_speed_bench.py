@@ -148,28 +148,40 @@ def part_proxyless(args) -> dict:
 
 
 def part_halving(args) -> dict:
-    from hwnas.search.api import run_search
+    """NSGA-II (GreedyNAS setting, the supernet's candidate pool first) under a FLOPs budget, per seed
+    with and without successive halving; the data are built once and shared by all searches."""
+    import torch
 
+    from hwnas.search.base import Budgets, SearchProblem, create_searcher
+    from hwnas.search.constraints import parse_flops
+    from hwnas.search.evaluator import SupernetEvaluator
+    from hwnas.train.checkpoint import load_checkpoint
+
+    torch.set_num_threads(1)
+    ck = load_checkpoint(args.supernet)
+    ds = ck.datasets()
     rows, winners = [], []
     for seed in range(args.seeds):
         got = {}
         for name, halving in (("full", None), ("halving", args.eval_images // 4)):
-            with tempfile.TemporaryDirectory() as tmp:
-                t = time.perf_counter()
-                out = run_search(flops=args.flops, supernet=args.supernet, population=args.population, generations=args.generations,
-                                 n_eval=args.eval_images, bn_batches=args.bn_batches, seed=100 + seed, threads=1,
-                                 out=Path(tmp) / "s", plot=False, tables_dir=REPO / "latency_tables", halving=halving,
-                                 halving_keep=0.5)
-                got[name] = (out.result.best.arch.get_space().to_compact(out.result.best.arch), time.perf_counter() - t,
-                             out.result.n_evaluations)
+            ev = SupernetEvaluator(ck, datasets=ds, n_eval=args.eval_images, bn_batches=args.bn_batches, threads=1,
+                                   halving=halving, halving_keep=0.5)
+            problem = SearchProblem(ck.space, ev, budgets=Budgets(flops=parse_flops(args.flops)),
+                                    initial_pool=[a for a, _ in ck.pool])
+            t = time.perf_counter()
+            res = create_searcher("nsga2", population=args.population, generations=args.generations).run(problem, seed=100 + seed)
+            got[name] = (ck.space.to_compact(res.best.arch), time.perf_counter() - t, res.n_evaluations, len(ev.screened))
         same = got["full"][0] == got["halving"][0]
         winners.append(same)
-        rows.append([100 + seed, got["full"][0], got["halving"][0], same, round(got["full"][1], 1), round(got["halving"][1], 1)])
+        rows.append([100 + seed, got["full"][0], got["halving"][0], same, round(got["full"][1], 1), round(got["halving"][1], 1),
+                     got["halving"][3]])
         print(rows[-1], flush=True)
-    print_table(["seed", "winner", "winner with halving", "same", "s", "s halving"], rows, title="NSGA-II with and without successive halving")
+    print_table(["seed", "winner", "winner with halving", "same", "s", "s halving", "screened out"], rows,
+                title="NSGA-II with and without successive halving")
     return {"settings": {"population": args.population, "generations": args.generations, "flops": args.flops,
-                         "eval_images": args.eval_images, "halving": {"images": args.eval_images // 4, "keep": 0.5},
-                         "seeds": [100 + s for s in range(args.seeds)]},
+                         "eval_images": args.eval_images, "bn_batches": args.bn_batches,
+                         "halving": {"images": args.eval_images // 4, "keep": 0.5},
+                         "seeds": [100 + s for s in range(args.seeds)], "checkpoint_iteration": ck.meta.get("iteration")},
             "same_winner": int(sum(winners)), "seeds": args.seeds, "rows": rows}
 
 
