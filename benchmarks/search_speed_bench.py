@@ -148,8 +148,9 @@ def part_proxyless(args) -> dict:
 
 
 def part_halving(args) -> dict:
-    """NSGA-II (GreedyNAS setting, the supernet's candidate pool first) under a FLOPs budget, per seed
-    with and without successive halving; the data are built once and shared by all searches."""
+    """NSGA-II under a FLOPs budget, per seed with and without successive halving; the data are
+    built once and shared by all searches. The initial population is random (not the supernet's
+    candidate pool, which would start every seed from the same archs)."""
     import torch
 
     from hwnas.search.base import Budgets, SearchProblem, create_searcher
@@ -161,13 +162,14 @@ def part_halving(args) -> dict:
     ck = load_checkpoint(args.supernet)
     ds = ck.datasets()
     rows, winners = [], []
+    seeds = [100 + args.seed_start + i for i in range(args.seeds)]
     for seed in range(args.seeds):
+        seed = args.seed_start + seed
         got = {}
         for name, halving in (("full", None), ("halving", args.eval_images // 4)):
             ev = SupernetEvaluator(ck, datasets=ds, n_eval=args.eval_images, bn_batches=args.bn_batches, threads=1,
-                                   halving=halving, halving_keep=0.5)
-            problem = SearchProblem(ck.space, ev, budgets=Budgets(flops=parse_flops(args.flops)),
-                                    initial_pool=[a for a, _ in ck.pool])
+                                   halving=halving, halving_keep=0.25, halving_rank=args.population)
+            problem = SearchProblem(ck.space, ev, budgets=Budgets(flops=parse_flops(args.flops)))
             t = time.perf_counter()
             res = create_searcher("nsga2", population=args.population, generations=args.generations).run(problem, seed=100 + seed)
             got[name] = (ck.space.to_compact(res.best.arch), time.perf_counter() - t, res.n_evaluations, len(ev.screened))
@@ -176,12 +178,13 @@ def part_halving(args) -> dict:
         rows.append([100 + seed, got["full"][0], got["halving"][0], same, round(got["full"][1], 1), round(got["halving"][1], 1),
                      got["halving"][3]])
         print(rows[-1], flush=True)
+        write_results(args.name, {"halving_partial": {"rows": rows, "same_winner": int(sum(winners))}})  # kept if stopped
     print_table(["seed", "winner", "winner with halving", "same", "s", "s halving", "screened out"], rows,
                 title="NSGA-II with and without successive halving")
     return {"settings": {"population": args.population, "generations": args.generations, "flops": args.flops,
                          "eval_images": args.eval_images, "bn_batches": args.bn_batches,
-                         "halving": {"images": args.eval_images // 4, "keep": 0.5},
-                         "seeds": [100 + s for s in range(args.seeds)], "checkpoint_iteration": ck.meta.get("iteration")},
+                         "halving": {"images": args.eval_images // 4, "keep": 0.25, "rank": args.population},
+                         "seeds": seeds, "checkpoint_iteration": ck.meta.get("iteration")},
             "same_winner": int(sum(winners)), "seeds": args.seeds, "rows": rows}
 
 
@@ -223,6 +226,7 @@ def main() -> None:
     ap.add_argument("--p-bn", type=int, default=32)
     ap.add_argument("--p-eval", type=int, default=32)
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--seed-start", type=int, default=0, help="halving: first seed (100 + this); to split the seeds over processes")
     ap.add_argument("--population", type=int, default=8)
     ap.add_argument("--generations", type=int, default=3)
     ap.add_argument("--flops", default="15M")

@@ -41,8 +41,8 @@ def register(app: typer.Typer) -> None:
         threads: Optional[int] = typer.Option(1, "--threads", help="torch threads for accuracy evaluation (1 is fastest on a busy CPU)"),
         out: Optional[Path] = typer.Option(None, "--out", help="output folder (default exports/search-<time>); an existing one is resumed"),
         path_filter: Optional[bool] = typer.Option(None, "--path-filter/--no-path-filter", help="drop offspring the supernet's GreedyNASv2 path filter calls weak or that use merged ops (default: on for a greedy-v2 supernet)"),
-        halving: Optional[int] = typer.Option(None, "--halving", help="successive halving: score each generation's archs on the first N held-out images, then only the best --halving-keep share on all (supernet evaluator)"),
-        halving_keep: float = typer.Option(0.5, "--halving-keep", help="share of a generation completed on all held-out images under --halving"),
+        halving: Optional[int] = typer.Option(None, "--halving", help="successive halving: score each generation's archs on the first N held-out images, then on all only the best --halving-keep share and those that may still rank among the population's best (supernet evaluator)"),
+        halving_keep: float = typer.Option(0.25, "--halving-keep", help="share of a generation always completed on all held-out images under --halving"),
         resolution: Optional[str] = typer.Option(None, "--resolution", help="search the input resolution too, e.g. 160-224: one search per resolution the device has a table for (needs --space; --evaluator macs)"),
         as_json: bool = typer.Option(False, "--json", help="print the outcome as JSON (the winner, the top 10, the files; stdout holds nothing else)"),
     ) -> None:

@@ -55,7 +55,7 @@ def build_evaluator(supernet: str | Path | None = None, benchmark: str | None = 
                     evaluator: str | None = None, data: str = "builtin", scratch_epochs: float = 1.0,
                     n_eval: int = 1000, bn_batches: int = 4, seed: int = 0, threads: int | None = None,
                     space_args: dict[str, Any] | None = None, halving: int | None = None,
-                    halving_keep: float = 0.5) -> tuple[Any, Evaluator, list[Arch], str]:
+                    halving_keep: float = 0.25, halving_rank: int = 50) -> tuple[Any, Evaluator, list[Arch], str]:
     """(space, evaluator, candidate pool best-first, description) from the user's choice of source."""
     if supernet is not None and benchmark is not None:
         raise HwnasError("give either --supernet CKPT or --benchmark NAME, not both")
@@ -67,7 +67,7 @@ def build_evaluator(supernet: str | Path | None = None, benchmark: str | None = 
         raise HwnasError(f"--halving screens archs with a supernet; the {name} evaluator has no cheaper first stage: drop --halving")
     request = EvaluatorRequest(supernet=supernet, benchmark=benchmark, space=space, data=data, scratch_epochs=scratch_epochs,
                                n_eval=n_eval, bn_batches=bn_batches, seed=seed, threads=threads, space_args=dict(space_args or {}),
-                               halving=halving, halving_keep=halving_keep)
+                               halving=halving, halving_keep=halving_keep, halving_rank=halving_rank)
     return EVALUATORS.create(name, request=request)
 
 
@@ -271,7 +271,7 @@ def run_search(
     resolution: str | None = None,
     space_args: dict[str, Any] | None = None,
     halving: int | None = None,
-    halving_keep: float = 0.5,
+    halving_keep: float = 0.25,
     dist: Any = None,
     on_resolution: Callable[[int, int, int], None] | None = None,
 ) -> SearchOutcome:
@@ -305,7 +305,8 @@ def run_search(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         sp, ev, pool, ev_desc = build_evaluator(supernet, benchmark, space, evaluator, data, scratch_epochs, n_eval, bn_batches, seed, threads,
-                                                space_args=space_args, halving=halving, halving_keep=halving_keep)
+                                                space_args=space_args, halving=halving, halving_keep=halving_keep,
+                                                halving_rank=getattr(searcher, "population", None) or 50)
     checkpoint_warnings = [str(w.message) for w in caught if issubclass(w.category, SkippedCheckpointWarning)]
     for w in caught:  # passed on to the caller as they came
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

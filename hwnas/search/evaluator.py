@@ -79,6 +79,14 @@ class Evaluator(ABC):
         return {"kind": type(self).__name__}
 
 
+def upper_bound(correct: float, n: int, z: float = 2.576) -> float:
+    """Wilson score upper bound (99% two-sided by default) of an accuracy seen as ``correct`` of ``n``."""
+    p = correct / n
+    centre = p + z * z / (2 * n)
+    half = z * float(np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)))
+    return min(1.0, (centre + half) / (1 + z * z / n))
+
+
 def share_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
     """[lo, hi) of rank's contiguous share of n items (sizes differ by at most one)."""
     return rank * n // world, (rank + 1) * n // world
@@ -147,16 +155,16 @@ class SupernetEvaluator(Evaluator):
     A batch of archs is scored by ``PathScorer``: images prepared once, the stem's output and
     every shared prefix computed once (``cache_mb`` bounds the activations kept), the same
     numbers as one arch at a time. ``halving`` (successive halving) first scores every arch of
-    a batch on the first ``halving`` held-out images and completes only the best
-    ``halving_keep`` share on the rest; an arch not promoted keeps its screening accuracy, capped
-    at the lowest full accuracy of the promoted ones (it was judged worse than they are), and is
-    listed in ``screened``. ``baseline=True`` is the one-arch-at-a-time loop this replaced, kept
+    a batch on the first ``halving`` held-out images and completes on the rest only the best
+    ``halving_keep`` share and the archs that may still rank among the ``halving_rank`` best
+    (NSGA-II's population); an arch not completed keeps its screening accuracy, capped below
+    every completed one (it was judged worse than they are), and is listed in ``screened``. ``baseline=True`` is the one-arch-at-a-time loop this replaced, kept
     only so benchmarks can compare against it.
     """
 
     def __init__(self, trained, datasets=None, n_eval: int = 1000, bn_batches: int = 4, bn_batch_size: int = 64,
                  batch_size: int = 250, seed: int = 0, threads: int | None = None, halving: int | None = None,
-                 halving_keep: float = 0.5, cache_mb: int = 1024, baseline: bool = False) -> None:
+                 halving_keep: float = 0.25, halving_rank: int = 50, cache_mb: int = 1024, baseline: bool = False) -> None:
         super().__init__()
         self.threads = threads
         import torch
@@ -183,7 +191,7 @@ class SupernetEvaluator(Evaluator):
                              "lower it or drop it")
         if not 0 < halving_keep <= 1:
             raise HwnasError(f"--halving-keep {halving_keep} must be a share in (0, 1]; e.g. 0.5")
-        self.halving, self.halving_keep = halving, halving_keep
+        self.halving, self.halving_keep, self.halving_rank = halving, halving_keep, max(1, int(halving_rank))
         self.cache_mb = cache_mb
         self.baseline = baseline
         self.screened: set[Arch] = set()
@@ -197,11 +205,13 @@ class SupernetEvaluator(Evaluator):
     def scorer(self):
         """The ``PathScorer`` over the prepared images (built on first use)."""
         if self._scorer is None:
+            import torch
+
             from ..train.evaluate import recalibration_indices
             from ..train.path_scoring import PathScorer
 
             bn_x, _ = self.train_set.batch(recalibration_indices(len(self.train_set), self.n_bn_images, self.seed))
-            x, y = self.eval_set.batch(torch_arange(len(self.eval_set)))
+            x, y = self.eval_set.batch(torch.arange(len(self.eval_set)))
             self._scorer = PathScorer(self.supernet, bn_x, x, y, self.bn_batch_size, self.batch_size,
                                       cache_bytes=int(self.cache_mb) << 20)
         return self._scorer
@@ -225,7 +235,11 @@ class SupernetEvaluator(Evaluator):
         return list(100.0 * self.scorer.correct([self.space.choice_indices(a) for a in archs]) / n)
 
     def _halving(self, archs: Sequence[Arch]) -> list[float]:
-        """Successive halving over one batch: every arch on the first ``halving`` images, the best on all."""
+        """Successive halving over one batch: every arch on the first ``halving`` images, then on all
+        images the best ``halving_keep`` share and every arch that may still rank among the
+        ``halving_rank`` best evaluated so far (its screening accuracy's 99% upper bound reaches the
+        accuracy of the ``halving_rank``-th best): an arch not completed could not have survived
+        NSGA-II's elitist selection, so the search proceeds as it would have without halving."""
         n, n1 = len(self.eval_set), int(self.halving)  # type: ignore[arg-type]
 
         def screen(part: Sequence[Arch]) -> list[float]:
@@ -235,16 +249,19 @@ class SupernetEvaluator(Evaluator):
         def complete(part: Sequence[Arch]) -> list[float]:
             return [float(c) for c in self.scorer.correct([self.space.choice_indices(a) for a in part], rows=(n1, n))]
 
-        first = self.shared(screen, archs)
+        first = np.asarray(self.shared(screen, archs))
+        best_so_far = sorted(self.cache.values(), reverse=True)
+        bar = best_so_far[self.halving_rank - 1] if len(best_so_far) >= self.halving_rank else -np.inf
         keep = max(1, int(np.ceil(self.halving_keep * len(archs))))
-        promoted = sorted(range(len(archs)), key=lambda i: (-first[i], i))[:keep]
+        order = sorted(range(len(archs)), key=lambda i: (-first[i], i))
+        promoted = sorted(set(order[:keep]) | {i for i in range(len(archs)) if 100.0 * upper_bound(first[i], n1) >= bar})
         rest = self.shared(complete, [archs[i] for i in promoted])
         out = [100.0 * c / n1 for c in first]
         for i, c in zip(promoted, rest):
             out[i] = 100.0 * (first[i] + c) / n
-        floor = min(out[i] for i in promoted)
+        floor = min([bar, *(out[i] for i in promoted)])
         for i in set(range(len(archs))) - set(promoted):
-            out[i] = min(out[i], floor)
+            out[i] = min(out[i], float(np.nextafter(floor, -np.inf)))  # ranked below every completed arch
             self.screened.add(archs[i])
         return out
 
@@ -265,14 +282,8 @@ class SupernetEvaluator(Evaluator):
                "iteration": self.trained.meta.get("iteration"), "eval_images": len(self.eval_set),
                "bn_images": self.n_bn_images, "seed": self.seed}
         if self.halving is not None:
-            out["halving"] = {"images": self.halving, "keep": self.halving_keep}
+            out["halving"] = {"images": self.halving, "keep": self.halving_keep, "rank": self.halving_rank}
         return out
-
-
-def torch_arange(n: int):
-    import torch
-
-    return torch.arange(n)
 
 
 class ScratchEvaluator(Evaluator):
@@ -340,7 +351,8 @@ class EvaluatorRequest:
     threads: int | None = None
     space_args: dict[str, Any] = field(default_factory=dict)  # the space's variant (e.g. its input resolution)
     halving: int | None = None  # successive halving: screening images (supernet evaluator only)
-    halving_keep: float = 0.5
+    halving_keep: float = 0.25
+    halving_rank: int = 50
 
 
 EVALUATORS: Registry[tuple[Any, Evaluator, list[Arch], str]] = Registry("evaluator")
@@ -369,9 +381,10 @@ def supernet(request: EvaluatorRequest) -> tuple[Any, Evaluator, list[Arch], str
         raise HwnasError("the supernet evaluator needs --supernet CKPT (a run folder of `hwnas train`)")
     trained = load_checkpoint(request.supernet, space=request.space)
     ev = SupernetEvaluator(trained, n_eval=request.n_eval, bn_batches=request.bn_batches, seed=request.seed, threads=request.threads,
-                           halving=request.halving, halving_keep=request.halving_keep)
+                           halving=request.halving, halving_keep=request.halving_keep, halving_rank=request.halving_rank)
     desc = f"supernet {trained.path} (BN recalibrated, {len(ev.eval_set)} held-out images"
-    desc += f"; successive halving: all on {request.halving}, the best {request.halving_keep:.0%} on all)" if request.halving else ")"
+    desc += (f"; successive halving: all on {request.halving}, on all the best {request.halving_keep:.0%} and any that may "
+             f"rank among the {request.halving_rank} best)") if request.halving else ")"
     return trained.space, ev, [a for a, _ in trained.pool], desc
 
 
