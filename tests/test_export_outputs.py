@@ -254,3 +254,37 @@ def test_killed_while_writing_the_sidecar_leaves_no_mismatched_pair(tmp_path):
         import hashlib
 
         assert side_now["sha256"] == hashlib.sha256(model_now).hexdigest()
+
+
+LITERT_TABLE = REPO / "latency_tables" / "host-tiny-litert.json"
+
+
+@pytest.mark.skipif(not (ORT_TABLE.is_file() and LITERT_TABLE.is_file()), reason="no shipped host tiny tables")
+def test_a_tflite_export_of_a_search_on_an_onnx_table_is_checked_with_the_litert_table(tmp_path):
+    """best.json names the onnxruntime table it searched with; a .tflite export is timed with the same
+    device and space's table of that format (<device>-<space>-litert.json beside it), not left unchecked."""
+    arch = create_space("tiny").sample(5)
+    folder = tmp_path / "search-x"
+    tables = tmp_path / "latency_tables"
+    tables.mkdir()
+    (tables / ORT_TABLE.name).write_bytes(ORT_TABLE.read_bytes())
+    best = write_best(folder, arch, table=str(tables / ORT_TABLE.name), budgets={"latency_ms": 100.0})
+    # without the tflite table beside it: not measured, and the message names the table to profile
+    r = quiet_export(str(best), fmt="tflite", out=tmp_path / "o1", latency_runs=10)
+    side = json.loads(r.sidecar.read_text())
+    assert side["latency_checked"] is False or side["latency"].get("measured_ms") is None
+    assert "hwnas profile --device host --space tiny --backend litert" in side["latency"]["verdict"] + " ".join(side["warnings"])
+    # with it: that table predicts, the file is timed by its backend, and the sidecar says why it was used
+    (tables / LITERT_TABLE.name).write_bytes(LITERT_TABLE.read_bytes())
+    r = quiet_export(str(best), fmt="tflite", out=tmp_path / "o2", latency_runs=10)
+    side = json.loads(r.sidecar.read_text())
+    lat = side["latency"]
+    assert side["latency_checked"] is True and lat["measured_ms"] > 0 and lat["backend"] == "litert"
+    assert Path(lat["table"]).name == LITERT_TABLE.name and side["budget_met"] is True
+    from hwnas.latency.table import LatencyTable
+
+    assert lat["predicted_ms"] == pytest.approx(LatencyTable.load(tables / LITERT_TABLE.name).predict(arch)[0])
+    assert any(ORT_TABLE.name in w and LITERT_TABLE.name in w for w in side["warnings"])
+    # a table given with --table is used as given (the user chose it)
+    r = quiet_export(str(best), fmt="tflite", out=tmp_path / "o3", table=tables / ORT_TABLE.name, verify=True, latency_runs=10)
+    assert Path(json.loads(r.sidecar.read_text())["latency"]["table"]).name == ORT_TABLE.name

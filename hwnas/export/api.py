@@ -125,6 +125,9 @@ def export_arch(arch: str | Arch, *, weights: str | Path | None = None, fmt: str
         from ..latency.table import LatencyTable  # noqa: PLC0415
 
         lat_table = LatencyTable.load(table, space=space.name, force=force_table)
+        if table == result.get("table"):  # the search's table: a file of another format is timed with its format's table
+            lat_table = _table_of_format(lat_table, fmt, caught, force_table)
+    if lat_table is not None:
         lat_table.raw_sum(arch_obj)  # a table that lacks this arch's blocks is an error now, not after the export
     calib = None
     if precision == "int8" or calibration_data is not None:
@@ -231,8 +234,27 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return d if isinstance(d, dict) else None
 
 
+def _table_of_format(table: Any, fmt: str, caught: list[str], force: bool) -> Any:
+    """The search's table when it timed ``fmt`` files; else the same device and space's table of
+    ``fmt`` beside it (said in ``caught``), or None with the reason (the profile to run) in ``caught``."""
+    from ..latency.lookup import table_for_format, table_model_format  # noqa: PLC0415
+    from ..latency.table import LatencyTable  # noqa: PLC0415
+
+    have = table_model_format(table)
+    if have is None or have == fmt:
+        return table
+    try:
+        path = table_for_format(table, fmt)
+    except HwnasError as e:
+        caught.append(f"the latency table best.json names ({table.path}) times {have} files, this export is {fmt}: {e}")
+        return None
+    caught.append(f"the latency table best.json names ({table.path}) times {have} files; this {fmt} export is checked "
+                  f"with the same device and space's {fmt} table {path}")
+    return LatencyTable.load(path, space=table.space, force=force)
+
+
 def _no_table_reason(caught: list[str]) -> str:
-    missing = [c for c in caught if c.startswith("the latency table best.json names")]
+    missing = [c for c in caught if c.startswith("the latency table best.json names") and "is checked with" not in c]
     return missing[0] if missing else "no latency table (pass --table, or export a search's best.json, which names its table)"
 
 

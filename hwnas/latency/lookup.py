@@ -32,7 +32,7 @@ def _canonical_args(space: str, args: dict[str, Any]) -> tuple[tuple[str, Any], 
 
 
 def find_table(device: str, space: str, tables_dir: str | Path = "latency_tables", backend: str | None = None,
-               space_args: dict[str, Any] | None = None) -> Path:
+               space_args: dict[str, Any] | None = None, model_format: str | None = None) -> Path:
     """The newest table in ``tables_dir`` for ``device`` and ``space`` (and ``backend`` and ``space_args`` if given).
 
     A table belongs to a device when its file is named ``<device>-...json`` or its device
@@ -52,6 +52,8 @@ def find_table(device: str, space: str, tables_dir: str | Path = "latency_tables
             continue
         if backend is not None and h.get("backend") != backend and not str(h.get("backend", "")).startswith(backend):
             continue
+        if model_format is not None and (h.get("protocol") or {}).get("model_format") != model_format:
+            continue
         if h.get("space") != space:
             other_space.append(f"{p.name} ({h.get('space')})")
             continue
@@ -61,8 +63,10 @@ def find_table(device: str, space: str, tables_dir: str | Path = "latency_tables
         found.append((str(h.get("created", "")), p.stat().st_mtime, p))
     if not found:
         hint = f" (only for other spaces: {', '.join(other_space)})" if other_space else ""
-        raise HwnasError(f"no latency table for device {device!r} and space {space!r} in {str(d)!r}{hint}; "
-                         f"run `hwnas profile --device {device} --space {space}` or pass --table")
+        what = f" timing {model_format} files" if model_format else ""
+        how = f" --backend {backend_for_format(device, model_format)}" if model_format else ""
+        raise HwnasError(f"no latency table for device {device!r} and space {space!r}{what} in {str(d)!r}{hint}; "
+                         f"run `hwnas profile --device {device} --space {space}{how}` or pass --table")
     found.sort()
     return found[-1][2]
 
@@ -83,3 +87,36 @@ def load_table(space: SearchSpace, device: str = "host", table: str | Path | Non
         raise HwnasError(f"latency table {str(path)!r} is for {t.space} with {t.space_args or 'default args'}, "
                          f"not {space.args or 'default args'}; profile this variant of the space")
     return t
+
+
+def table_model_format(table: LatencyTable) -> str | None:
+    """The format of the files the table's blocks were timed as (``onnx``, ``tflite``), when it says."""
+    fmt = (table.protocol or {}).get("model_format")
+    return str(fmt) if fmt else None
+
+
+def backend_for_format(device: str, model_format: str) -> str:
+    """The device's timing backend that runs ``model_format`` files (for the profile command a message names)."""
+    from .backends.base import BACKENDS, list_backends
+
+    known = list_backends()  # loads the built-in backends
+    try:
+        from ..device.profiles import load_device
+
+        names = list(load_device(device).backends) or known
+    except HwnasError:
+        names = known
+    for n in names:
+        if n in BACKENDS and getattr(BACKENDS.builder(n), "model_format", None) == model_format:
+            return n
+    return "NAME"
+
+
+def table_for_format(table: LatencyTable, model_format: str) -> Path:
+    """The table of ``table``'s device and space (same variant) in the same folder whose blocks were
+    timed as ``model_format`` files: what checks an export in another format than the search's
+    table (a search on the host's onnxruntime table, a .tflite export -> the host's LiteRT table).
+    An HwnasError naming the profile to run when there is none."""
+    dev = str(table.device.get("name") or "host") if isinstance(table.device, dict) else "host"
+    folder = Path(table.path).parent if table.path else Path("latency_tables")
+    return find_table(dev, table.space, folder, space_args=table.space_args, model_format=model_format)
