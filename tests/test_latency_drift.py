@@ -199,6 +199,8 @@ def test_validate_calibrate_holds_the_table_lock_while_it_measures_and_writes(tm
     rep = validate_table("host", path, samples=6, seed=1, calibrate=True, backend=Probing(slope=0.0), protocol=proto_v,
                          cache_dir=cache, plot=tmp_path / "p.png")
     assert rep["calibration"]["residual_n"] == 3
+    # the table states its noise floor (two fresh measurements of one network), what a closed loop judges against
+    assert rep["calibration"]["noise_floor_pct"] == pytest.approx(rep["noise"]["median_abs_pct"], abs=1e-4)
     assert refused and all("being calibrated" in m and str(os.getpid()) in m for m in refused)
     assert not path.with_name(path.name + ".lock").exists()  # released when done
     # and a table another writer holds is refused before anything is measured, the table unchanged

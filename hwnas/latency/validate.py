@@ -337,6 +337,8 @@ def _compare(run: _Run, t: _Timed, calibrate: bool, seed: int, report: dict[str,
         drift = [ms / run.reference for _, ms in run.log.readings] if run.anchor is not None else []
         tab.calibration = {**{k: round(v, 6) for k, v in cal.items()}, "fitted_on": int(len(fit)), "seed": seed,
                            **uncertainty_record(meas[held], cal_pred[held], drift)}
+        if t.corr_rounds.shape[1] >= 2:  # the noise floor a closed loop judges overshoots against
+            tab.calibration["noise_floor_pct"] = round(noise_floor(t.corr_rounds)["median_abs_pct"], 4)
         tab.save()
         report["calibration"] = tab.calibration
     elif any(tab.calibration.get(k, d) != d for k, d in (("scale", 1.0), ("overhead_ms", 0.0), ("per_block_ms", 0.0))):
