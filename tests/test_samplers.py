@@ -149,3 +149,31 @@ def test_latency_budget_uses_the_table_and_agrees_with_its_prediction():
         PathBudget(space, table=table, max_latency_ms=0.001)
     with pytest.raises(HwnasError, match="needs a latency table"):
         PathBudget(space, max_latency_ms=5.0)
+
+
+def test_training_and_search_judge_a_latency_budget_alike():
+    """The path budget of `hwnas train` and the search's constraints: one bound (the 0.9 quantile by
+    default), one comparison -- the same paths fit in both, including those whose median fits but
+    whose bound does not."""
+    from hwnas.search.budgets import Budgets, Constraints
+    from hwnas.search.constraints import LatencyModel
+
+    from .test_constraints import synthetic_table
+
+    space = create_space("nas-bench-macro")
+    table = synthetic_table("nas-bench-macro")
+    table.calibration.update(residual_log_mean=0.01, residual_log_std=0.05, residual_n=30, drift_log_std=0.04, drift_n=20)
+    X = np.array([space.choice_indices(a) for a in space.iter_archs()])
+    median = LatencyModel(table, space, confidence=0.5).predict_indices(X)[0]
+    T = float(np.percentile(median, 50))
+    for conf in (0.9, 0.5, 0.99):
+        search = Constraints(space, Budgets(latency_ms=T), latency=LatencyModel(table, space, confidence=conf)).feasible_mask(X)
+        train = PathBudget(space, table=table, max_latency_ms=T, confidence=conf).ok(X)
+        assert np.array_equal(search, train)
+    # by default training uses the search's default bound: paths whose median fits but whose 0.9 bound does not are out
+    default = PathBudget(space, table=table, max_latency_ms=T)
+    edge = (median <= T) & ~default.ok(X)
+    assert edge.sum() > 100
+    assert np.array_equal(default.ok(X), Constraints(space, Budgets(latency_ms=T),
+                                                     latency=LatencyModel(table, space, confidence=0.9)).feasible_mask(X))
+    assert "0.9 quantile" in default.describe()

@@ -67,6 +67,7 @@ def register(app: typer.Typer) -> None:
         max_flops: Optional[str] = typer.Option(None, "--max-flops", help="Sample only paths under this many multiply-adds, e.g. 20M."),
         latency: Optional[str] = typer.Option(None, "--latency", help="Sample only paths under this predicted latency, e.g. 80ms (needs --table)."),
         table: Optional[Path] = typer.Option(None, "--table", help="Latency table (JSON) for --latency."),
+        confidence: float = typer.Option(0.9, "--confidence", help="--latency is met with this probability (the bound `hwnas search` judges by; 0.5: the median)."),
         n_train: Optional[int] = typer.Option(None, "--n-train", help="Use at most this many training images."),
         n_val: Optional[int] = typer.Option(None, "--n-val", help="Size of the validation split."),
         n_path_eval: int = typer.Option(1000, "--n-path-eval", help="Size of the fixed path-evaluation subset of the val split."),
@@ -91,8 +92,8 @@ def register(app: typer.Typer) -> None:
                       anneal=anneal, alpha=alpha, pi_window=pi_window, early_stop=not no_early_stop,
                       filter_args=_space_args(filter_arg, "--filter-arg"), epochs=epochs,
                       max_iters=max_iters, batch_size=batch, eval_batch=eval_batch, lr=lr, weight_decay=weight_decay,
-                      label_smoothing=label_smoothing, max_flops=max_flops, latency=latency, table=table, seed=seed,
-                      ckpt_every=ckpt_every, expand=expand, expand_archs=expand_archs)
+                      label_smoothing=label_smoothing, max_flops=max_flops, latency=latency, table=table, latency_confidence=confidence,
+                      seed=seed, ckpt_every=ckpt_every, expand=expand, expand_archs=expand_archs)
         out_dir = out or Path("runs") / f"{Path(space).stem if space.endswith('.json') else space}-{sampler}"
         ctx = init_distributed()
         torch.set_num_threads(max(1, threads))

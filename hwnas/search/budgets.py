@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..latency.bound import excess
 from ..space.arch import Arch
 from ..space.space import SearchSpace
 from .encoding import IntegerEncoding
@@ -85,11 +86,11 @@ class Constraints:
         b = self.budgets
         cols = []
         if b.latency_ms is not None and latency is not None and (soft or self.latency_is_hard):
-            cols.append(("latency", np.asarray(latency, dtype=float) / b.latency_ms - 1.0))
+            cols.append(("latency", excess(latency, b.latency_ms)))
         if b.flops is not None:
-            cols.append(("flops", np.asarray(flops, dtype=float) / b.flops - 1.0))
+            cols.append(("flops", excess(flops, b.flops)))
         if b.params is not None:
-            cols.append(("params", np.asarray(params, dtype=float) / b.params - 1.0))
+            cols.append(("params", excess(params, b.params)))
         return cols
 
     # ---- vectorized view -------------------------------------------------------------------

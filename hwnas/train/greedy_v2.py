@@ -31,22 +31,22 @@ _DRAW = 256  # candidate paths drawn (and scored by the filter) at a time
 
 
 def op_costs(budget: PathBudget) -> tuple[list[np.ndarray], str]:
-    """Per layer, each op's cost for the merge rule: latency predicted by the latency table's
-    predictor when the run has a table, else FLOPs; the path cost with only that layer changed."""
+    """Per layer, each op's cost for the merge rule: the latency the budget judges paths by
+    (``latency.bound``) when the run has a table, else FLOPs; the path cost with only that layer changed."""
     space = budget.space
-    predictor = budget.predictor
-    if predictor is None and budget.table is not None:
-        from ..latency.predictor import LatencyPredictor
+    model = budget.bound  # the latency the budget judges paths by (latency.bound)
+    if model is None and budget.table is not None:
+        from ..latency.bound import LatencyModel
 
-        predictor = LatencyPredictor(budget.table, space).require_complete()
+        model = LatencyModel(budget.table, space, confidence=budget.confidence)
     n = [len(layer.choices) for layer in space.layers]
     base = np.zeros(len(n), dtype=np.int64)
     out = []
     for j, k in enumerate(n):
         X = np.tile(base, (k, 1))
         X[:, j] = np.arange(k)
-        out.append(np.asarray(predictor.predict_indices(X) if predictor is not None else space.flops_of_indices(X), dtype=float))
-    return out, "latency" if predictor is not None else "flops"
+        out.append(np.asarray(model.predict_indices(X)[0] if model is not None else space.flops_of_indices(X), dtype=float))
+    return out, "latency" if model is not None else "flops"
 
 
 @SAMPLERS.register("greedy-v2")

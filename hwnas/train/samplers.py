@@ -6,19 +6,21 @@ returned path. ``evaluate(paths) -> losses`` is supplied by the trainer: it runs
 the fixed path-evaluation batch in eval mode without grad (and shares the work across ranks).
 
 Paths are tuples of per-layer choice indices (``SearchSpace.choice_indices``). A
-``PathBudget`` restricts sampling to paths under a FLOPs and/or latency bound (latency from the
-one predictor, ``hwnas.latency.predictor``, so training and search agree on what fits).
+``PathBudget`` restricts sampling to paths under a FLOPs and/or latency budget, judged by the
+search's bound and test (``hwnas.latency.bound``), so training and search agree on what fits.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
 from ..errors import HwnasError
+from ..latency.bound import LatencyModel, within
+from ..latency.confidence import DEFAULT_CONFIDENCE
 from ..latency.predictor import LatencyPredictor
 from ..registry import Registry
 from ..space.space import SearchSpace
@@ -29,44 +31,50 @@ Evaluate = Callable[[list[ChoicePath]], list[float]]
 
 # ---- budget -----------------------------------------------------------------------------------
 class PathBudget:
-    """Which paths may be sampled: FLOPs <= ``max_flops`` and predicted latency <= ``max_latency_ms``."""
+    """Which paths may be sampled: FLOPs <= ``max_flops`` and latency <= ``max_latency_ms``, judged
+    by the search's own bound and test (``latency.bound``): with ``confidence`` c the latency a
+    path stays under with probability c (the search's default 0.9), so the supernet trains the
+    paths the search can return."""
 
     def __init__(self, space: SearchSpace, max_flops: int | None = None, table: Any = None,
-                 max_latency_ms: float | None = None) -> None:
+                 max_latency_ms: float | None = None, confidence: float = DEFAULT_CONFIDENCE) -> None:
         self.space, self.max_flops, self.table, self.max_latency_ms = space, max_flops, table, max_latency_ms
+        self.confidence = confidence
         self.predictor: LatencyPredictor | None = None
+        self.bound: LatencyModel | None = None
         if max_latency_ms is not None:
             if table is None:
                 raise HwnasError("a latency budget needs a latency table; pass --table FILE (build one with `hwnas profile`)")
-            self.predictor = LatencyPredictor(table, space).require_complete()
+            self.bound = LatencyModel(table, space, confidence=confidence)
+            self.predictor = self.bound.predictor
         if max_flops is not None:
             lo = space.flops_range()[0]
             if max_flops < lo:
                 raise HwnasError(f"FLOPs budget {max_flops:,} is below the smallest path of {space.name!r} ({lo:,}); raise it")
-        if self.predictor is not None and self.min_latency() > max_latency_ms:
+        if self.bound is not None and self.min_latency() > max_latency_ms:
             raise HwnasError(f"latency budget {max_latency_ms} ms is below the fastest path of {space.name!r} "
-                             f"({self.min_latency():.2f} ms by the table); raise it")
+                             f"({self.min_latency():.2f} ms by the table at confidence {confidence:g}); raise it")
 
     @property
     def active(self) -> bool:
         return self.max_flops is not None or self.max_latency_ms is not None
 
     def latency_of(self, idx: np.ndarray) -> np.ndarray:
-        """Predicted latency (ms) of each path: the table's calibrated median, as search and export predict it."""
-        assert self.predictor is not None
-        return self.predictor.predict_indices(idx)
+        """The latency (ms) each path is judged by: the search's bound at ``confidence``."""
+        assert self.bound is not None
+        return self.bound.predict_indices(np.atleast_2d(idx))[0]
 
     def min_latency(self) -> float:
-        assert self.predictor is not None
-        return self.predictor.range()[0]
+        assert self.bound is not None
+        return self.bound.range()[0]
 
     def ok(self, idx: np.ndarray) -> np.ndarray:
         idx = np.atleast_2d(idx)
         mask = np.ones(idx.shape[0], dtype=bool)
         if self.max_flops is not None:
-            mask &= self.space.flops_of_indices(idx) <= self.max_flops
-        if self.predictor is not None:
-            mask &= self.latency_of(idx) <= self.max_latency_ms
+            mask &= within(self.space.flops_of_indices(idx), self.max_flops)
+        if self.bound is not None:
+            mask &= within(self.latency_of(idx), self.max_latency_ms)
         return mask
 
     def sample_uniform(self, rng: np.random.Generator, n: int = 1, max_tries: int = 1_000_000) -> list[ChoicePath]:
@@ -87,7 +95,7 @@ class PathBudget:
         if self.max_flops is not None:
             parts.append(f"FLOPs <= {self.max_flops / 1e6:.1f}M")
         if self.max_latency_ms is not None:
-            parts.append(f"latency <= {self.max_latency_ms} ms")
+            parts.append(f"latency <= {self.max_latency_ms} ms ({self.bound.bound()['label'] if self.bound else 'no table'})")
         return ", ".join(parts) or "no budget"
 
 

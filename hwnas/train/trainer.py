@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import HwnasError
+from ..latency.confidence import DEFAULT_CONFIDENCE
 from ..nn import build_supernet
 from ..space import create_space
 from ..space.shrunk import is_space_file, space_args_json
@@ -74,6 +75,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     max_flops: int | None = None
     max_latency_ms: float | None = None
+    latency_confidence: float = DEFAULT_CONFIDENCE  # max_latency_ms is met with this probability (latency.bound, as the search judges)
     table: str | None = None
     seed: int = 0
     ckpt_every: int = 100
@@ -152,7 +154,7 @@ class SupernetTrainer:
             from ..latency.table import LatencyTable
 
             table = LatencyTable.load(c.table, space=self.space.name)
-        self.budget = PathBudget(self.space, c.max_flops, table, c.max_latency_ms)
+        self.budget = PathBudget(self.space, c.max_flops, table, c.max_latency_ms, confidence=c.latency_confidence)
         self.sampler: PathSampler = create_sampler(c.sampler, self.budget, **c.sampler_kwargs())
         self.iters_per_epoch = len(self.datasets.train) // c.batch_size
         self.total_iters = int(c.max_iters) if c.max_iters else max(1, math.ceil(c.epochs * self.iters_per_epoch))
