@@ -1,7 +1,7 @@
 """The one latency predictor: a table's per-block entries turned into the latency of archs.
 
 Every stage that needs a predicted latency -- ``LatencyTable.predict``, the training budget
-(``train.samplers.PathBudget``), the search constraint (``search.constraints.LatencyModel``),
+(``train.samplers.PathBudget``), the search constraint (``latency.bound.LatencyModel``),
 the export check, ``hwnas validate`` and the train hints -- asks this module, so training,
 search and export agree on which archs fit a budget to the last bit of the formula.
 
