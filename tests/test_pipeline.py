@@ -251,3 +251,14 @@ def test_a_report_that_fails_is_a_warning_not_a_failed_run(tmp_path, fake_stages
     assert r.report is None and r.ran == list(STAGES)
     assert lines[-1].startswith("warning: the report could not be written (ImportError: cannot import name 'x')")
     assert f"`hwnas report {tmp_path / 'r'}` writes it" in lines[-1]
+
+
+def test_the_winners_latency_says_whether_it_is_a_bound_or_the_median():
+    from hwnas.pipeline.run import predicted_latency_text
+
+    bound = {"latency_ms": 0.192, "latency_bound": "0.9 quantile", "latency_median_ms": 0.171}
+    assert predicted_latency_text(bound) == "0.192 ms predicted (0.9 quantile; median 0.171 ms)"
+    assert predicted_latency_text({"latency_ms": 0.171, "latency_bound": "median", "latency_median_ms": 0.171}) == \
+        "0.171 ms predicted (median)"
+    assert predicted_latency_text({"latency_ms": 0.2}) == "0.200 ms predicted"
+    assert predicted_latency_text({"latency_ms": None}) == ""

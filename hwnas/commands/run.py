@@ -130,12 +130,14 @@ class _Lines:
 
 def _print(result: Any) -> None:
     """The outcome: the winner, the file and its checks, where everything is."""
+    from ..pipeline.run import predicted_latency_text
+
     stages = result.manifest["stages"]
     search, verify = stages["search"].get("outputs") or {}, stages["verify"].get("outputs") or {}
     if search.get("compact"):
-        lat = search.get("latency_ms")
-        console.print(f"best: {search['compact']}  accuracy {search['accuracy']:.2f}%"
-                      + (f"  predicted {lat:.3f} ms" if lat is not None else ""), highlight=False)
+        lat = predicted_latency_text(search)
+        console.print(f"best: {search['compact']}  accuracy {search['accuracy']:.2f}%" + (f"  {lat}" if lat else ""),
+                      highlight=False)
     if result.model is not None:
         parity = "parity checked" if verify.get("parity_verified") else "parity NOT checked"
         console.print(f"model: {result.model} ({parity})", highlight=False)

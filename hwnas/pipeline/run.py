@@ -14,6 +14,7 @@ one run.
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import warnings
 from dataclasses import dataclass, field
@@ -155,9 +156,9 @@ def _summary_line(stage: str, out: dict[str, Any]) -> str:
     if stage == "train":
         return f": {out.get('iterations')} iterations, {out.get('stop_reason')}" + (" (reused)" if out.get("reused") else "")
     if stage == "search":
-        lat = out.get("latency_ms")
+        lat = predicted_latency_text(out)
         return f": {out.get('evaluations')} archs evaluated; best {out.get('compact')} {out.get('accuracy', 0):.2f}%" + (
-            f" at {lat:.3f} ms predicted" if lat is not None else "")
+            f" at {lat}" if lat else "")
     if stage == "export":
         return f": {out.get('model')}"
     if stage == "verify":
@@ -282,7 +283,25 @@ def _search(cfg: RunConfig, layout: RunLayout, man: Manifest, hooks: Hooks, tabl
     if best is not None:
         out.update(compact=best.arch.get_space().to_compact(best.arch), accuracy=best.accuracy, latency_ms=best.latency_ms,
                    flops=best.flops, params=best.params)
+        written = json.loads(layout.best.read_text())  # what the winner's latency figure is: a bound or the median
+        if isinstance(written.get("latency_bound"), dict):
+            out["latency_bound"] = written["latency_bound"].get("label")
+        if isinstance(written.get("latency_prediction"), dict):
+            out["latency_median_ms"] = written["latency_prediction"].get("median_ms")
     return "done", out, table
+
+
+def predicted_latency_text(out: dict[str, Any]) -> str:
+    """The search winner's predicted latency with what it is, so a bound is not read as the median."""
+    lat, label, median = out.get("latency_ms"), out.get("latency_bound"), out.get("latency_median_ms")
+    if lat is None:
+        return ""
+    text = f"{lat:.3f} ms predicted"
+    if label and median is not None and abs(median - lat) > 5e-4:
+        text += f" ({label}; median {median:.3f} ms)"
+    elif label:
+        text += f" ({label})"
+    return text
 
 
 def _export_once(cfg: RunConfig, layout: RunLayout, table: Path | None, verify: bool) -> Any:
