@@ -39,17 +39,12 @@ def test_quantile_interval_and_probability_against_hand_computed_values():
         UNC.quantile(2.0, 0.0, 1.0)
 
 
-def test_the_drift_mean_moves_the_prediction_to_the_device_state():
-    """The anchor's mean while validating is the device's state (a busy host ran 4x slower than when
-    the table was profiled): the file is timed in that state, so the prediction moves there and the
-    spread widens the interval."""
+def test_the_drift_mean_is_not_a_shift():
+    """The anchor's mean while validating is the device's state then (a busy host ran 4x slower):
+    only its spread widens the interval."""
     busy = LatencyUncertainty(drift_log_mean=1.4, drift_log_std=0.04, drift_n=7)
-    assert float(busy.quantile(2.0, 0.0, 0.9)) == pytest.approx(2.0 * math.exp(1.4 + 1.2815516 * 0.04), rel=1e-6)
-    assert float(busy.quantile(2.0, 0.0, 0.5)) == pytest.approx(2.0 * math.exp(1.4), rel=1e-12)
-    # with the table's bias too: exp(mu_t + mu_d)
-    both = LatencyUncertainty(residual_log_mean=-0.1, residual_log_std=0.05, residual_n=10, drift_log_mean=0.2, drift_n=5)
-    assert float(both.quantile(2.0, 0.0, 0.5)) == pytest.approx(2.0 * math.exp(0.1), rel=1e-12)
-    assert float(both.p_within(2.0, 0.0, 2.0 * math.exp(0.1))) == pytest.approx(0.5)
+    assert float(busy.quantile(2.0, 0.0, 0.9)) == pytest.approx(2.0 * math.exp(1.2815516 * 0.04), rel=1e-6)
+    assert float(busy.quantile(2.0, 0.0, 0.5)) == 2.0
 
 
 def test_zero_spread_reduces_to_the_median():

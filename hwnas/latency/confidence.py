@@ -7,26 +7,21 @@ three independent sources of error combined in log space (latency errors are rel
 
     log L = log median + e_table + e_drift + e_blocks
     e_table  ~ N(mu_t, s_t^2)   the table's validated error: ``hwnas validate --calibrate``'s
-                                held-out residuals log(measured / calibrated prediction), with the
-                                measurements corrected to the table's reference speed
-    e_drift  ~ N(mu_d, s_d^2)   the device's speed relative to the table's reference: mean and
-                                spread of log(anchor / reference) of the anchor network's readings
-                                while validating (``latency.drift``); the mean moves the
-                                prediction from the table's state to the device's state
+                                held-out residuals log(measured / calibrated prediction)
+    e_drift  ~ N(0, s_d^2)      the device's speed drift: the spread of log(anchor / reference)
+                                of the anchor network's readings while validating (``latency.drift``)
     e_blocks ~ N(0, (spread / median)^2)  the blocks' run-to-run spread (``predictor``), only
                                 when the table has no validated residuals: those are errors of
                                 whole networks, which already contain the blocks' noise, and a
                                 run-to-run spread (8% of the median on the NAS-Bench-Macro host
                                 table) is far wider than the spread of a median of thousands of runs
 
-    quantile(q) = median * exp(mu_t + mu_d + z_q * sqrt(s_t^2 + s_d^2 + (spread / median)^2))
+    quantile(q) = median * exp(mu_t + z_q * sqrt(s_t^2 + s_d^2 + (spread / median)^2))
 
 A table without validation statistics and with zero spread gives the median at every quantile.
 A validated table's quantile does not depend on the blocks' spread.
 The statistics are stored as flat numbers in the table's ``calibration``
-(``residual_log_mean``/``_std``/``_n``, ``drift_log_mean``/``_std``/``_n``), beside the noise floor
-``validate`` measured (``noise_floor_pct``: median |difference| of two fresh measurements of one
-network), the margin below which a measured overshoot is indistinguishable from noise.
+(``residual_log_mean``/``_std``/``_n``, ``drift_log_mean``/``_std``/``_n``).
 """
 
 from __future__ import annotations
@@ -100,13 +95,10 @@ class LatencyUncertainty:
         return asdict(self)
 
     def log_mean(self) -> float:
-        """The shift of the quantiles: the table's held-out bias plus the device's mean speed
-        relative to the table's reference while validating. The latency that matters is the one
-        the file shows when it is timed, in the state the device is in then, and the anchor's
-        readings while validating are the table's best knowledge of that state: a closed loop on
-        a shared host that ran 3.7x slower than when its table was profiled put every winner of
-        a table-state bound over its budget as timed (benchmarks/confidence_bench.py)."""
-        return self.residual_log_mean + self.drift_log_mean
+        """The shift of the quantiles: the table's held-out bias. The drift's mean is not one: it is
+        the device's state while validating (a busy host ran 4x slower than at profiling time),
+        which says how much the speed varies (its spread), not where it will be."""
+        return self.residual_log_mean
 
     def log_std(self, median_ms: Any, spread_ms: Any) -> np.ndarray:
         m = np.asarray(median_ms, float)
@@ -152,5 +144,4 @@ def describe(unc: LatencyUncertainty) -> str:
     if not unc.validated and unc.drift_n == 0:
         return "blocks' spread only (the table has no `hwnas validate --calibrate` statistics)"
     return (f"table error {100 * unc.residual_log_std:.1f}% (sd of {unc.residual_n} held-out residuals, bias {100 * unc.residual_log_mean:+.1f}%), "
-            f"device speed x{math.exp(unc.drift_log_mean):.2f} of the table's reference, drift {100 * unc.drift_log_std:.1f}% "
-            f"(mean and sd of {unc.drift_n} anchor readings while validating)")
+            f"device drift {100 * unc.drift_log_std:.1f}% (sd of {unc.drift_n} anchor readings)")
