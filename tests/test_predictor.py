@@ -62,7 +62,8 @@ def test_budget_constraint_table_and_export_check_predict_identically(name, tabl
     X = space.sample_indices(np.random.default_rng(7), N_ARCHS)
     archs = [space.from_indices(r) for r in X]
 
-    training = PathBudget(space, table=table, max_latency_ms=1e9).latency_of(X)
+    # the median everywhere (training's default judges the 0.9 bound: compared with the search's below)
+    training = PathBudget(space, table=table, max_latency_ms=1e9, confidence=None).latency_of(X)
     model = LatencyModel(table, space)
     problem = SearchProblem(space, _NoAccuracy(), latency=model, budgets=Budgets(latency_ms=1e9))
     search = problem.latency_of_indices(X)
@@ -73,6 +74,10 @@ def test_budget_constraint_table_and_export_check_predict_identically(name, tabl
     np.testing.assert_allclose(training, scalar, rtol=0, atol=1e-9)
     np.testing.assert_allclose(search, scalar, rtol=0, atol=1e-9)
     np.testing.assert_allclose(export, scalar[:2000], rtol=0, atol=1e-9)
+    bound_training = PathBudget(space, table=table, max_latency_ms=1e9).latency_of(X)
+    bound_search = LatencyModel(table, space, confidence=PathBudget(space).confidence).predict_indices(X)[0]
+    np.testing.assert_allclose(bound_training, bound_search, rtol=0, atol=1e-9)
+    assert (bound_training >= training - 1e-12).all()
     # the per-block term counts the blocks each arch really has (identities are no block)
     nblocks = np.array([len(arch_keys(space, a)) for a in archs[:200]])
     raw = np.array([sum(table.entries[k]["median_ms"] for k in arch_keys(space, a)) for a in archs[:200]])
@@ -84,7 +89,7 @@ def test_budget_constraint_table_and_export_check_predict_identically(name, tabl
     np.testing.assert_allclose(p90, [table.predict_quantile(a, 0.9) for a in archs[:2000]], rtol=0, atol=1e-9)
     # feasibility at the median budget: train and search agree on every arch
     T = float(np.median(scalar))
-    assert np.array_equal(PathBudget(space, table=table, max_latency_ms=T).ok(X), search <= T)
+    assert np.array_equal(PathBudget(space, table=table, max_latency_ms=T, confidence=None).ok(X), search <= T)
 
 
 def test_predictor_distribution_median_p90_and_spread():
