@@ -28,7 +28,9 @@ def torch_count(space, arch):
     return fc.get_total_flops() // 2, sum(p.numel() for p in net.parameters())
 
 
-@pytest.mark.parametrize("name", SPACES)
+# the 224-pixel spaces take about a minute each: in the slow suite (tiny and nas-bench-macro stay)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("proxyless", "mbse", "ofa-mbv3") else n
+                                  for n in SPACES])
 def test_analytic_flops_params_match_torch(name):
     space = create_space(name)
     rng = np.random.default_rng(0)
