@@ -2,6 +2,7 @@
 calls the documented registration point, and the pipeline (profiler blocks, export and parity;
 ``run_search``) uses it."""
 
+import contextlib
 import importlib
 import re
 import subprocess
@@ -58,19 +59,26 @@ def hwnas_tree_state() -> str:
     return subprocess.run(["git", "status", "--porcelain", "--", "hwnas"], cwd=ROOT, capture_output=True, text=True).stdout
 
 
+@contextlib.contextmanager
+def user_plugin(folder: Path, module: str, source: str, monkeypatch, unregister):
+    """A plug-in as a user writes it: one file in their own folder, imported before use; on the
+    way out it is unregistered and hwnas/ must be as it was (nothing of hwnas/ edited to add it)."""
+    folder.mkdir()
+    (folder / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(folder))
+    before = hwnas_tree_state()
+    sys.modules.pop(module, None)
+    importlib.import_module(module)
+    yield sorted(p.name for p in folder.iterdir() if p.suffix == ".py")
+    unregister()
+    sys.modules.pop(module, None)
+    assert hwnas_tree_state() == before
+
+
 @pytest.fixture
 def toy_format(tmp_path, monkeypatch):
-    plugin = tmp_path / "plugin"
-    plugin.mkdir()
-    (plugin / "toyformat.py").write_text(TOY_FORMAT)
-    monkeypatch.syspath_prepend(str(plugin))
-    before = hwnas_tree_state()
-    sys.modules.pop("toyformat", None)
-    importlib.import_module("toyformat")
-    yield sorted(p.name for p in plugin.iterdir() if p.suffix == ".py")
-    unregister_format("toyscript")
-    sys.modules.pop("toyformat", None)
-    assert hwnas_tree_state() == before  # nothing of hwnas/ was edited to add the format
+    with user_plugin(tmp_path / "plugin", "toyformat", TOY_FORMAT, monkeypatch, lambda: unregister_format("toyscript")) as files:
+        yield files
 
 
 def test_a_model_format_is_one_file_through_register_format(toy_format, tmp_path):
@@ -128,17 +136,9 @@ class ToyFeasibleRandom(Searcher):
 def toy_searcher(tmp_path, monkeypatch):
     from hwnas.search.base import SEARCHERS
 
-    plugin = tmp_path / "splugin"
-    plugin.mkdir()
-    (plugin / "toysearcher.py").write_text(TOY_SEARCHER)
-    monkeypatch.syspath_prepend(str(plugin))
-    before = hwnas_tree_state()
-    sys.modules.pop("toysearcher", None)
-    importlib.import_module("toysearcher")
-    yield sorted(p.name for p in plugin.iterdir() if p.suffix == ".py")
-    SEARCHERS.unregister("toy-feasible-random")
-    sys.modules.pop("toysearcher", None)
-    assert hwnas_tree_state() == before
+    with user_plugin(tmp_path / "splugin", "toysearcher", TOY_SEARCHER, monkeypatch,
+                     lambda: SEARCHERS.unregister("toy-feasible-random")) as files:
+        yield files
 
 
 def test_a_searcher_is_one_file_through_register_searcher(toy_searcher, tmp_path):
