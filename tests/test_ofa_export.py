@@ -3,6 +3,7 @@ and the Note10 flow: search under 25 ms over the resolutions the phone has table
 
 import json
 import re
+import warnings
 
 import pytest
 
@@ -76,6 +77,117 @@ def test_ofa_hswish_se_block_int8_follows_pytorch(tmp_path, fmt):
     # fp32 parity of the same block is exact (<= 1e-4); int8 rounding stays near the int8 step
     assert p.logit_scale > 0.05
     assert p.max_abs_err <= 0.08 * p.logit_scale and p.mean_abs_err <= 0.02 * p.logit_scale, p.summary()
+
+
+# ---- OFA's smallest and largest subnets, fp32 and int8 -------------------------------------------
+# An untrained net's logits are nearly tied, so top-1 agreement says nothing about an int8 file of
+# one (25-45% on these nets, from either converter). What int8 must keep is the logits' dependence
+# on the input: the share of the variation of PyTorch's logits across images that the file
+# reproduces, 1 - sum((file - torch)^2) / sum((torch - mean over images of torch)^2). A file that
+# ignores its input scores 0 or less; the smallest subnet at 128 scores 0.86 in both formats, and
+# -0.67 when calibrated on ranges that clip (the control test below).
+INT8_EXPLAINED_MIN = 0.7
+
+
+def _ofa_subnet(cfg, resolution):
+    from tests.test_ofa_mbv3 import hwnas_ops
+
+    return create_space("ofa-mbv3", resolution=resolution).arch(hwnas_ops(*cfg))
+
+
+def explained_variation(ref, got) -> float:
+    """Share of the variation of ``ref`` across inputs (rows) that ``got`` reproduces (1 = identical)."""
+    return float(1 - ((got - ref) ** 2).sum() / ((ref - ref.mean(0)) ** 2).sum())
+
+
+def _int8_against_pytorch(arch, fmt, path, calibration_scale=1.0):
+    """An int8 ``fmt`` file of ``arch`` (fresh weights, BN statistics from the built-in images as
+    `hwnas export` sets them), calibrated on 64 built-in images (times ``calibration_scale``; 16 leave ranges that
+    clip the held-out images: 0.62 instead of 0.86) and run on 32 others: (explained variation, parity report, the file)."""
+    import torch
+
+    from hwnas.export.calibration import representative_images
+    from hwnas.export.parity import check_parity, torch_logits
+    from hwnas.export.weights import load_network
+    from hwnas.formats import export_module, load_runner
+
+    res = arch.get_space().resolution
+    calib, held = representative_images(res, 64, seed=0), representative_images(res, 32, seed=1)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "no --weights given", UserWarning)  # fresh weights on purpose
+        net = load_network(arch, None, seed=0, bn_images=calib).net.eval()
+    export_module(net, torch.from_numpy(calib[:1]), path, fmt, "int8", calibration=[x[None] * calibration_scale for x in calib])
+    ref = torch_logits(net, held)
+    p = check_parity(net, path, held, "int8", inputs_name="built-in", reference=ref)
+    return explained_variation(ref, load_runner(path)(held)), p, path
+
+
+def _assert_integer_file(path, fmt):
+    """The file computes in int8: TFLite int8 in/out and int8 conv weights; ONNX int8 QDQ around every conv."""
+    import numpy as np
+
+    if fmt == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        interp = Interpreter(model_path=str(path))
+        assert interp.get_input_details()[0]["dtype"] == np.int8 and interp.get_output_details()[0]["dtype"] == np.int8
+        assert np.int8 in {t["dtype"] for t in interp.get_tensor_details()}
+    else:
+        import onnx
+
+        g = onnx.load(str(path)).graph
+        convs = [n for n in g.node if n.op_type == "Conv"]
+        producers = {o: n.op_type for n in g.node for o in n.output}
+        assert convs and all(producers.get(n.input[0]) == "DequantizeLinear" and producers.get(n.input[1]) == "DequantizeLinear"
+                             for n in convs)
+        ints = {i.name: i.data_type for i in g.initializer}
+        assert onnx.TensorProto.INT8 in ints.values()
+
+
+def _every_stage_kind_in(arch):
+    k = _every_kind([arch])
+    return k["se"] and k["hs"] and k["plain"]
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_ofa_smallest_subnet_int8_follows_pytorch(tmp_path, fmt):
+    """int8 file of OFA's smallest subnet at 128 (all five stage kinds: ReLU, ReLU+SE, h-swish,
+    h-swish+SE with hard-sigmoid): integer inside, and it keeps most of PyTorch's input dependence."""
+    from tests.test_ofa_mbv3 import SMALLEST
+
+    arch = _ofa_subnet(SMALLEST, 128)
+    assert _every_stage_kind_in(arch)
+    ev, p, path = _int8_against_pytorch(arch, fmt, tmp_path / f"smallest.{fmt}")
+    print(f"\nofa-mbv3 smallest@128 int8 {fmt}: explained variation {ev:.3f}, {p.summary()}")
+    _assert_integer_file(path, fmt)
+    assert p.logit_scale > 0 and ev >= INT8_EXPLAINED_MIN, (ev, p.summary())
+
+
+def test_int8_bound_fails_a_file_calibrated_on_the_wrong_ranges(tmp_path):
+    """Control for the bound above: calibrating on images scaled by 0.05 clips every activation range,
+    and the explained variation of the same subnet falls below the bound."""
+    from tests.test_ofa_mbv3 import SMALLEST
+
+    ev, _, _ = _int8_against_pytorch(_ofa_subnet(SMALLEST, 128), "onnx", tmp_path / "clipped.onnx", calibration_scale=0.05)
+    print(f"\nofa-mbv3 smallest@128 int8 onnx calibrated on x0.05 images: explained variation {ev:.3f}")
+    assert ev < INT8_EXPLAINED_MIN
+
+
+@pytest.mark.slow
+def test_ofa_largest_subnet_at_224_fp32_and_int8_parity(tmp_path):
+    """OFA's largest subnet (k7, e6, depth 4 everywhere) at 224: fp32 ONNX and TFLite exact to
+    round-off through `hwnas export`'s path, int8 of both formats integer and following PyTorch."""
+    from tests.test_ofa_mbv3 import LARGEST
+
+    arch = _ofa_subnet(LARGEST, 224)
+    assert _every_stage_kind_in(arch) and "id" not in arch.ops
+    worst = check_fp32_parity(tmp_path / "fp32", [arch])
+    print(f"\nofa-mbv3 largest@224 fp32: max abs err onnx {worst['onnx']:.3g}, tflite {worst['tflite']:.3g}")
+    for fmt in ("onnx", "tflite"):
+        ev, p, path = _int8_against_pytorch(arch, fmt, tmp_path / f"largest.{fmt}")
+        print(f"ofa-mbv3 largest@224 int8 {fmt}: explained variation {ev:.3f}, {p.summary()}")
+        _assert_integer_file(path, fmt)
+        assert p.logit_scale > 0 and ev >= INT8_EXPLAINED_MIN, (fmt, ev, p.summary())
 
 
 def _search_note10(hwnas_cli, out, resolutions):
