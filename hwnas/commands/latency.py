@@ -42,6 +42,17 @@ def _parse_widths(text: str) -> tuple[int, ...]:
     return widths
 
 
+EXPORT_ONLY_HELP = ("Only convert each {what} into the cache the timed run reads, then stop (no timing, no table written): "
+                    "run it at low priority (nice) before the timed run, which then only times.")
+
+
+def _print_prepared(prepared) -> None:
+    console.print(f"{prepared.ready} of {prepared.total} {prepared.what} ready to time ({prepared.converted} converted now, "
+                  f"{len(prepared.failed)} failed); run the same command without --export-only to time them", markup=False, highlight=False)
+    for key, reason in list(prepared.failed.items())[:10]:
+        err_console.print(f"failed {key}: {reason}", markup=False, highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("profile")
     def profile(device: str = typer.Option("host", "--device", help="Device profile name (devices/NAME.toml) or a .toml path."),
@@ -57,13 +68,21 @@ def register(app: typer.Typer) -> None:
                 host: Optional[str] = typer.Option(None, "--host", help="Phone over TCP (after `adb tcpip 5555`): HOST:PORT."),
                 serial: Optional[list[str]] = typer.Option(None, "--serial", help="Phone serial; repeat for several phones (one worker and one table per phone)."),
                 all_phones: bool = typer.Option(False, "--all", help="Every phone attached to adb, in parallel (one table per phone)."),
-                transport: Optional[str] = typer.Option(None, "--transport", help="adb-shell (in process, default) or adb-cli (the adb client).")) -> None:
+                transport: Optional[str] = typer.Option(None, "--transport", help="adb-shell (in process, default) or adb-cli (the adb client)."),
+                export_only: bool = typer.Option(False, "--export-only", help=EXPORT_ONLY_HELP.format(what="block"))) -> None:
         """Time every candidate block on a device -> latency table (resumable: run it again to continue)."""
         from ..latency.backends.base import Protocol
         from ..latency.journal import JournalWarning
         from ..latency.profiler import profile_space, resolve_device
 
         dev = resolve_device(device)
+        if export_only:
+            from ..latency.prepare import backend_format, prepare_blocks
+
+            backend = backend or (dev.backends[0] if dev.backends else "onnxruntime")
+            with progress_bar() as update:
+                _print_prepared(prepare_blocks(space, backend_format(dev, backend), progress=update))
+            return
         proto = Protocol.from_device(dev, runs=runs, warmup_runs=warmup, min_time_s=min_time,
                                        anchor_every=anchor_every, rounds=rounds if rounds is not None else 3)
         backend = backend or (dev.backends[0] if dev.backends else "onnxruntime")
@@ -101,10 +120,17 @@ def register(app: typer.Typer) -> None:
                  plot: Optional[Path] = typer.Option(None, "--plot", help="Scatter plot PNG (default next to the table)."),
                  repeat: bool = typer.Option(True, "--noise/--no-noise", help="Also time each network a second time (the noise floor)."),
                  force: bool = typer.Option(False, "--force", help="Use a table made for another device anyway."),
-                 as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+                 as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+                 export_only: bool = typer.Option(False, "--export-only", help=EXPORT_ONLY_HELP.format(what="network"))) -> None:
         """Predicted vs. measured whole-network latency for sampled archs (resumes an interrupted run)."""
         from ..latency.validate import validate_table
 
+        if export_only:
+            from ..latency.prepare import prepare_validation
+
+            with progress_bar() as update:
+                _print_prepared(prepare_validation(device, table, samples=samples, seed=seed, force=force, progress=update))
+            return
         with progress_bar() as update:
             report = validate_table(device, table, samples=samples, seed=seed, calibrate=calibrate, plot=plot,
                                     noise=repeat, force=force, progress=update)

@@ -63,6 +63,12 @@ def export_block(key: str, slot: Slot, model_format: str, cache_dir: Path | None
         return export_module(module, example, path, model_format)
 
 
+def export_failure(e: Exception) -> str:
+    """A converter's error as the one-line reason a table (or an export-only pass) records for the block."""
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"export failed: {type(e).__name__}: {first}"[:500]
+
+
 def export_network(arch, model_format: str, path: Path, seed: int = 0) -> Path:
     """A whole arch's network through the same exporter (what validate times end to end)."""
     import torch

@@ -15,8 +15,7 @@ from typing import Any, Callable
 from ..device.profiles import DeviceProfile
 from ..errors import HwnasError
 from .backends.adb import BINARY_KINDS
-from .blocks import export_block
-from .keys import space_slots
+from .prepare import prepare_blocks
 from .profiler import TABLES_DIR, profile_space, resolve_space
 
 
@@ -102,8 +101,4 @@ def _export_all(profile: DeviceProfile, sp: Any, backend: str) -> None:
     fmt = BINARY_KINDS.get(profile.binary_kind, ("tflite",))[0] if backend == "adb" else None
     if fmt is None:
         return
-    for key, slot in space_slots(sp).items():
-        try:
-            export_block(key, slot, fmt)
-        except Exception:  # noqa: BLE001  (the profiler records export failures itself)
-            pass
+    prepare_blocks(sp, fmt, anchor=False)  # failures: the profiler tries again and records them itself

@@ -29,7 +29,7 @@ from ..space.registry import create_space
 from ..space.space import SearchSpace
 from .backends.base import Backend, Measurement, MeasurementError, Protocol, create_backend, CV_DEFINITION
 from ..formats import exporter_tag
-from .blocks import default_cache_dir, export_block
+from .blocks import default_cache_dir, export_block, export_failure
 from .drift import AnchoredTimer, AnchorLog, anchor_arch, anchor_file, corrected, journal_anchor
 from .journal import Journal, journal_path
 from .keys import space_slots
@@ -223,7 +223,7 @@ def _export_blocks(need: list[str], slots: dict[str, Any], model_format: str, ca
         try:
             files[key] = export_block(key, slots[key], model_format, cache)
         except Exception as e:  # noqa: BLE001  (any converter error: record it and go on)
-            reason = f"export failed: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:500]
+            reason = export_failure(e)
             failed[key] = reason
             journal.append({"key": key, "failed": reason, "at": now_iso()})
         if progress:

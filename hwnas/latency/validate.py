@@ -64,6 +64,25 @@ def network_file(arch: Arch, model_format: str, cache_dir: Path | None = None) -
     return (cache_dir or default_cache_dir()).parent / "networks" / exporter_tag(model_format) / name
 
 
+def export_networks(archs: list[Arch], model_format: str, cache_dir: Path | None = None,
+                    progress: Callable[[ProfileEvent], None] | None = None) -> tuple[list[Path], int, float]:
+    """Each arch exported whole into the network cache (unless cached): (files, how many were converted now, seconds)."""
+    import time
+
+    files = []
+    t0 = time.perf_counter()
+    exported = 0
+    for i, a in enumerate(archs):
+        p = network_file(a, model_format, cache_dir)
+        if not (p.is_file() and p.stat().st_size > 0):
+            export_network(a, model_format, p)
+            exported += 1
+        files.append(p)
+        if progress:
+            progress(ProfileEvent("export networks", i + 1, len(archs), a.compact()))
+    return files, exported, time.perf_counter() - t0
+
+
 def measure_networks(archs: list[Arch], backend: Backend, protocol: Protocol, cache_dir: Path | None = None,
                      progress: Callable[[ProfileEvent], None] | None = None, *, journal: Journal | None = None,
                      anchor: Path | None = None, anchor_log: AnchorLog | None = None) -> tuple[list[list[dict[str, Any]]], dict[str, Any]]:
@@ -75,20 +94,7 @@ def measure_networks(archs: list[Arch], backend: Backend, protocol: Protocol, ca
     an ``anchor`` file and ``protocol.anchor_every`` > 0, the anchor is timed in between and
     its readings are added to ``anchor_log``.
     """
-    import time
-
-    files = []
-    t0 = time.perf_counter()
-    exported = 0
-    for i, a in enumerate(archs):
-        p = network_file(a, backend.model_format, cache_dir)
-        if not (p.is_file() and p.stat().st_size > 0):
-            export_network(a, backend.model_format, p)
-            exported += 1
-        files.append(p)
-        if progress:
-            progress(ProfileEvent("export networks", i + 1, len(archs), a.compact()))
-    export_s = time.perf_counter() - t0
+    files, exported, export_s = export_networks(archs, backend.model_format, cache_dir, progress)
     done: dict[tuple[str, int], dict[str, Any]] = {}
     log = anchor_log if anchor_log is not None else AnchorLog()
     if journal is not None:
@@ -269,16 +275,21 @@ class _Run:
                 "protocol": self.proto.to_dict(), "fingerprint": self.fingerprint, "table": str(self.tab.path), "seed": seed}
 
 
+def validation_archs(tab: LatencyTable, samples: int, seed: int) -> tuple[SearchSpace, list[Arch]]:
+    """The table's space and the archs a validation of ``samples`` archs with ``seed`` times."""
+    space = create_space(tab.space, **tab.space_args)
+    return space, sample_archs(space, samples, seed)
+
+
 def _plan(tab: LatencyTable, be: Backend, protocol: Protocol | None, samples: int, seed: int, noise: bool, force: bool,
           cache_dir: Path | None) -> _Run:
     """Phase 1: check the table against the device, draw the archs, choose protocol and drift correction."""
     fingerprint = be.fingerprint()
     tab.check(device=fingerprint, force=force)
-    space = create_space(tab.space, **tab.space_args)
+    space, archs = validation_archs(tab, samples, seed)
     proto = protocol or Protocol.from_dict(tab.protocol or {})
     if noise and proto.rounds < 2:
         proto.rounds = 2
-    archs = sample_archs(space, samples, seed)
     missing = sorted({k for a in archs for k in tab.missing_keys(arch_keys(space, a))})
     if missing:
         raise HwnasError(f"table {str(tab.path)!r} lacks {len(missing)} block(s) these archs need (e.g. {missing[0]}); run `hwnas profile` to complete it")
