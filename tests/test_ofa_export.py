@@ -176,13 +176,20 @@ def test_int8_bound_fails_a_file_calibrated_on_the_wrong_ranges(tmp_path):
 @pytest.mark.slow
 def test_ofa_largest_subnet_at_224_fp32_and_int8_parity(tmp_path):
     """OFA's largest subnet (k7, e6, depth 4 everywhere) at 224: fp32 ONNX and TFLite exact to
-    round-off through `hwnas export`'s path, int8 of both formats integer and following PyTorch."""
+    round-off through `hwnas export`'s path, int8 of both formats integer and following PyTorch.
+
+    Its logits on random inputs reach |39|, so fp32 round-off alone exceeds the absolute 1e-4 of
+    the small nets' helper (ONNX: 1.9e-4, a relative 5e-6); the bound is the export's own, 1e-4
+    times max(1, |logit|)."""
     from tests.test_ofa_mbv3 import LARGEST
 
     arch = _ofa_subnet(LARGEST, 224)
     assert _every_stage_kind_in(arch) and "id" not in arch.ops
-    worst = check_fp32_parity(tmp_path / "fp32", [arch])
-    print(f"\nofa-mbv3 largest@224 fp32: max abs err onnx {worst['onnx']:.3g}, tflite {worst['tflite']:.3g}")
+    for fmt in ("onnx", "tflite"):
+        (p,) = quiet_export(arch, fmt=fmt, out=tmp_path / "fp32").parity
+        print(f"\nofa-mbv3 largest@224 fp32 {fmt}: {p.summary()}")
+        assert p.precision == "fp32" and p.n == 64 and p.passed and p.top1_agreement == 1.0
+        assert 1.0 < p.logit_scale and p.max_abs_err <= 1e-4 * p.logit_scale
     for fmt in ("onnx", "tflite"):
         ev, p, path = _int8_against_pytorch(arch, fmt, tmp_path / f"largest.{fmt}")
         print(f"ofa-mbv3 largest@224 int8 {fmt}: explained variation {ev:.3f}, {p.summary()}")
