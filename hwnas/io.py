@@ -3,6 +3,7 @@ and reading a user's text files so that any unreadable content is one HwnasError
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -141,3 +142,13 @@ def parse_json(text: str | bytes, what: str, fix: str) -> Any:
 def read_json_file(path: str | os.PathLike, what: str, fix: str) -> Any:
     """The parsed JSON of a user's file: ``read_text_file`` then ``parse_json``."""
     return parse_json(read_text_file(path, what, fix), f"{what} {str(Path(path))!r}", fix)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The hex SHA-256 of a file's bytes, read in 1 MiB chunks: what a run manifest, an export
+    sidecar and the phone's file cache identify a file by, so they agree on its identity."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

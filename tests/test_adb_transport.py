@@ -1,15 +1,17 @@
 """ADB transports against the fake phone: both implementations pass the same tests."""
 
+import hashlib
 import os
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 
 from hwnas.device.phone import Phone
 from hwnas.device.profiles import load_device
 from hwnas.device.transport import (AuthRefusedError, CommandTimeout, DeviceGoneError, PushError, command_line,
-                                    create_transport, sha256_file)
+                                    create_transport)
 from hwnas.latency.backends import Protocol, create_backend
 
 from .fakephone.fixtures import TRANSPORTS, adb_env, adb_local, phone  # noqa: F401
@@ -44,7 +46,7 @@ def test_push_is_verified_by_checksum_and_names_are_quoted(phone, transport, tmp
     remote = f"/data/local/tmp/{HOSTILE}/{local.name}"
     with create_transport(transport, f"127.0.0.1:{s.port}") as t:
         digest = t.push(local, remote)
-        assert digest == sha256_file(local)
+        assert digest == hashlib.sha256(Path(local).read_bytes()).hexdigest()
         assert s.device.files[remote].read() == local.read_bytes()
         r = t.shell(["ls", remote.rsplit("/", 1)[0]])
         assert r.ok and local.name in r.output

@@ -11,7 +11,6 @@ argument), so a file or folder name with spaces, quotes or ``;`` can never run a
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shlex
 from abc import ABC, abstractmethod
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import HwnasError
+from ..io import file_sha256
 from ..registry import Registry
 
 # Printed after every command so the exit status survives adb's v1 shell protocol, which has none.
@@ -72,13 +72,6 @@ def split_status(raw: str, command: str) -> ShellResult:
     rc = int(_RC_RE.search(text[idx:]).group(1))  # type: ignore[union-attr]
     return ShellResult(text[:idx], rc, command)
 
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Transport(ABC):
@@ -135,7 +128,7 @@ class Transport(ABC):
     def push(self, local: str | Path, remote: str, sha256: str | None = None) -> str:
         """Copy a file and verify it arrived intact (sha256 on both ends); returns the digest."""
         local = Path(local)
-        digest = sha256 or sha256_file(local)
+        digest = sha256 or file_sha256(local)
         parent = remote.rsplit("/", 1)[0] or "/"
         self.check(["mkdir", "-p", parent], f"creating folder {parent!r}")
         for attempt in range(2):

@@ -22,7 +22,7 @@ import torch
 
 from .. import __version__
 from ..errors import HwnasError, SkippedCheckpointWarning
-from ..io import atomic_write_json
+from ..io import atomic_write_json, file_sha256
 from ..latency.confidence import DEFAULT_CONFIDENCE, LatencyUncertainty, prediction_summary
 from ..space.arch import Arch, resolve_arch
 from ..train.images import IMAGENET_MEAN, IMAGENET_STD
@@ -81,13 +81,6 @@ def export_id(arch: Arch, net: torch.nn.Module, fmt: str, precision: str, calibr
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:12]
 
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def export_arch(arch: str | Arch, *, weights: str | Path | None = None, fmt: str = "tflite", precision: str = "fp32",

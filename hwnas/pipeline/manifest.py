@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import HwnasError
-from ..export.api import file_sha256
+from ..io import file_sha256
 from ..io import atomic_write_json, read_json_file
 from .layout import STAGES, RunLayout
 

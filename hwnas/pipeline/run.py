@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import HwnasError
-from ..export.api import file_sha256
+from ..io import file_sha256
 from ..io import atomic_write_text
 from ..latency.lock import file_lock
 from .config import RunConfig, config_differences, to_toml

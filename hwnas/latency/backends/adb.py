@@ -33,7 +33,8 @@ from typing import Any, Callable
 
 from ...device.checks import pin_governor, run_checks
 from ...device.phone import Phone, stderr_log
-from ...device.transport import DeviceError, sha256_file
+from ...device.transport import DeviceError
+from ...io import file_sha256
 from ...errors import HwnasError
 from ..benchmark_log import parse_benchmark_log
 from .base import Backend, MeasurementError, Protocol, RunTimes, register_backend
@@ -211,7 +212,7 @@ class AdbBackend(Backend):
         """The model's path on the phone, pushing it only if the phone lacks this exact content."""
         if self.phone.reconnects != self._seen_reconnects:
             self._refresh_cache()  # the phone may have rebooted and lost /data/local/tmp files
-        digest = sha256_file(model_path)
+        digest = file_sha256(model_path)
         if digest in self._remote:
             return self._remote[digest]
         remote = posixpath.join(self.models_dir, f"{digest[:16]}-{model_path.name}")
@@ -233,7 +234,7 @@ class AdbBackend(Backend):
                     raise DeviceError(f"{self.tool} missing on phone {self.phone.serial} at {self.device.benchmark_binary!r}: "
                                       f"run `hwnas device setup {self.device.name} --benchmark-binary PATH`, then the same command again")
                 if res.rc != 0 and attempt == 0 and _LOAD_FAIL.search(res.output):
-                    self._remote.pop(sha256_file(Path(model_path)), None)  # removed behind our back: push again
+                    self._remote.pop(file_sha256(Path(model_path)), None)  # removed behind our back: push again
                     continue
                 break
             if res.rc != 0:
