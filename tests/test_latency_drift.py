@@ -211,3 +211,54 @@ def test_validate_calibrate_holds_the_table_lock_while_it_measures_and_writes(tm
             validate_table("host", path, samples=6, seed=2, calibrate=True, backend=be, protocol=proto_v, cache_dir=cache,
                            plot=tmp_path / "p2.png")
     assert be.calls == 0 and path.read_bytes() == before
+
+
+def test_a_stored_calibration_never_predicts_an_arch_of_the_space_at_zero_or_less(tmp_path):
+    """Whole networks far cheaper than their blocks' sum: a free fit of scale, overhead and per-block
+    cost extrapolates below zero for the space's fastest arch, which the table's loader refuses. The
+    calibration ``validate --calibrate`` stores is the most detailed one that keeps every arch of the
+    space positive, and the report says which one it chose and why."""
+    from hwnas.latency.predictor import LatencyPredictor, arch_sums
+    from hwnas.latency.table import LatencyTable
+    from hwnas.latency.validate import validate_table
+
+    sp = create_space("tiny")
+    cache = tmp_path / "blocks"
+    proto = Protocol(runs=5, warmup_runs=0, rounds=1, min_time_s=0.0, max_retries=0, anchor_every=0)
+    path = tmp_path / "t.json"
+    profile_space("host", sp, Drifting(slope=0.0), path, cache_dir=cache, protocol=proto)
+    tab = LatencyTable.load(path)
+    archs = sample_archs(sp, 8, seed=1)
+    sums = {a: arch_sums(tab, a) for a in archs}
+    raw_min_sampled = min(s[0] for s in sums.values())
+    fastest_raw = LatencyPredictor(tab, sp).range()[0]
+    assert fastest_raw < raw_min_sampled - 0.2  # the fastest arch lies outside what is sampled
+    overhead = -(raw_min_sampled - 0.1)  # every sampled network >= 0.1 ms, the fastest arch would be < 0
+    net_ms = {network_file(a, "onnx", cache).name: s[0] + overhead for a, s in sums.items()}
+
+    class Cheap(Drifting):
+        def _time_runs(self, model_path, protocol):
+            self.calls += 1
+            return RunTimes([net_ms.get(model_path.name, base_ms(model_path))] * 5)
+
+    proto_v = Protocol.from_dict({**proto.to_dict(), "rounds": 2})
+    rep = validate_table("host", path, samples=8, seed=1, calibrate=True, backend=Cheap(slope=0.0), protocol=proto_v,
+                         cache_dir=cache, plot=tmp_path / "p.png")
+    stored = LatencyTable.load(path)  # refused today: "its calibration predicts the fastest arch ... at -x ms"
+    assert LatencyPredictor(stored, sp).range()[0] > 0
+    chosen = rep["calibration_model"]
+    assert chosen["terms"] != ["scale", "overhead_ms", "per_block_ms"] and "fastest arch" in chosen["why"]
+    # the model it fell back from really was the exact (negative-extrapolating) fit of the measurements
+    assert chosen["rejected"][0]["overhead_ms"] == pytest.approx(overhead, abs=1e-6)
+    assert chosen["rejected"][0]["fastest_ms"] < 0
+    # a table holding such a calibration is refused, and the repair the refusal advises works
+    import json as _json
+
+    d = _json.loads(path.read_text())
+    d["calibration"] = {k: chosen["rejected"][0][k] for k in ("scale", "overhead_ms", "per_block_ms")}
+    path.write_text(_json.dumps(d))
+    with pytest.raises(HwnasError, match="recalibrate it with `hwnas validate --calibrate`"):
+        LatencyTable.load(path)
+    validate_table("host", path, samples=8, seed=1, calibrate=True, backend=Cheap(slope=0.0), protocol=proto_v,
+                   cache_dir=cache, plot=tmp_path / "p.png")
+    assert LatencyPredictor(LatencyTable.load(path), sp).range()[0] > 0

@@ -149,6 +149,9 @@ def register(app: typer.Typer) -> None:
             console.print(f"noise floor (same net, two fresh measurements): median |diff| {nz['median_abs_pct']:.2f}%, max {nz['max_abs_pct']:.2f}%")
         if report.get("calibration"):
             console.print(f"calibration stored: {report['calibration']}")
+            model = report.get("calibration_model") or {}
+            if model.get("rejected"):
+                console.print(f"calibration model: {model['why']}")
         console.print(f"plot: {report['plot']}")
 
     tables = new_app(help="Latency table files.", no_args_is_help=True)

@@ -61,7 +61,8 @@ class LatencyTable:
         return self.path
 
     @classmethod
-    def from_dict(cls, d: Any, source: str = "table", fix: str = "rebuild it with `hwnas profile`") -> "LatencyTable":
+    def from_dict(cls, d: Any, source: str = "table", fix: str = "rebuild it with `hwnas profile`",
+                  recalibrating: bool = False) -> "LatencyTable":
         """A table from its parsed JSON, every entry checked (see ``check_contents``)."""
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise HwnasError(f"{source} is not an hwnas latency table (format {FORMAT}); {fix}")
@@ -77,16 +78,19 @@ class LatencyTable:
                         created=str(d.get("created", "")), space_args=dict(d.get("space_args") or {}))
         except (KeyError, TypeError, ValueError) as e:
             raise HwnasError(f"{source} is missing or has a bad field ({e}); {fix}") from None
-        table.check_contents(source, fix)
+        table.check_contents(source, fix, recalibrating=recalibrating)
         return table
 
-    def check_contents(self, source: str = "latency table", fix: str = "rebuild it with `hwnas profile`") -> None:
+    def check_contents(self, source: str = "latency table", fix: str = "rebuild it with `hwnas profile`",
+                       recalibrating: bool = False) -> None:
         """Refuse any entry, calibration or protocol figure a prediction could not be made from.
 
         Every block's ``median_ms`` (and ``p90_ms``, ``mean_ms`` if present) must be a finite
         positive number and ``std_ms`` finite and not negative; the calibration's terms finite,
         its scale positive. The message names the first bad key, so a damaged table is never
-        silently turned into negative or NaN latencies.
+        silently turned into negative or NaN latencies. ``recalibrating`` (``validate
+        --calibrate``, which replaces the calibration) skips the check that the calibration
+        predicts every arch above zero: the repair that check's message advises.
         """
         for key, e in self.entries.items():
             where = f"{source}: entry {key!r}"
@@ -103,7 +107,8 @@ class LatencyTable:
             if name in self.calibration:
                 _check_number(self.calibration[name], f"{source}: calibration {name}", fix,
                               positive=True if name == "scale" else None)
-        self._check_calibrated_range(source, fix)
+        if not recalibrating:
+            self._check_calibrated_range(source, fix)
         anchor = self.protocol.get("anchor")
         if anchor is not None:
             if not isinstance(anchor, dict):
@@ -137,7 +142,7 @@ class LatencyTable:
 
     @classmethod
     def load(cls, path: str | Path, *, space: str | None = None, device: dict[str, Any] | None = None,
-             backend: str | None = None, force: bool = False) -> "LatencyTable":
+             backend: str | None = None, force: bool = False, recalibrating: bool = False) -> "LatencyTable":
         """Load a table; refuse one made for another space/device/backend unless ``force``.
 
         A damaged file is never rebuilt in place (``hwnas profile`` would stop on it the same
@@ -150,7 +155,7 @@ class LatencyTable:
             raw = read_json_file(p, "latency table", fix)
         except FileNotFoundError:
             raise HwnasError(f"latency table {str(p)!r} not found; build it with `hwnas profile` or pass --table") from None
-        table = cls.from_dict(raw, source=f"latency table {str(p)!r}", fix=fix)
+        table = cls.from_dict(raw, source=f"latency table {str(p)!r}", fix=fix, recalibrating=recalibrating)
         table.path = p
         table.check(space=space, device=device, backend=backend, force=force)
         return table

@@ -137,19 +137,54 @@ def errors_report(pred: np.ndarray, meas: np.ndarray) -> dict[str, Any]:
             "bias_pct": float(100 * np.mean(rel)), "max_abs_pct": float(100 * np.max(np.abs(rel))) if len(rel) else 0.0}
 
 
-def fit_calibration(raw: np.ndarray, nblocks: np.ndarray, meas: np.ndarray) -> dict[str, float]:
-    """Least squares on relative error: meas ~ scale*raw + overhead + per_block*nblocks.
+CALIBRATION_MODELS: tuple[tuple[str, ...], ...] = (("scale", "overhead_ms", "per_block_ms"), ("scale", "overhead_ms"), ("scale",))
 
-    Falls back to (scale, overhead) when the block count does not vary (or too few archs).
+
+def fit_calibration(raw: np.ndarray, nblocks: np.ndarray, meas: np.ndarray,
+                    terms: tuple[str, ...] = CALIBRATION_MODELS[0]) -> dict[str, float]:
+    """Least squares on relative error: meas ~ scale*raw [+ overhead] [+ per_block*nblocks].
+
+    The per-block term is left out when the block count does not vary (or too few archs).
     """
     w = 1.0 / meas
-    cols = [raw, np.ones_like(raw)]
-    use_nb = len(set(nblocks.tolist())) > 1 and len(meas) >= 6
+    cols = [raw]
+    use_oh = "overhead_ms" in terms
+    use_nb = "per_block_ms" in terms and len(set(nblocks.tolist())) > 1 and len(meas) >= 6
+    if use_oh:
+        cols.append(np.ones_like(raw))
     if use_nb:
         cols.append(nblocks.astype(float))
     A = np.stack(cols, axis=1) * w[:, None]
     coef, *_ = np.linalg.lstsq(A, meas * w, rcond=None)
-    return {"scale": float(coef[0]), "overhead_ms": float(coef[1]), "per_block_ms": float(coef[2]) if use_nb else 0.0}
+    return {"scale": float(coef[0]), "overhead_ms": float(coef[1]) if use_oh else 0.0,
+            "per_block_ms": float(coef[1 + use_oh]) if use_nb else 0.0}
+
+
+def fit_space_calibration(table: LatencyTable, space: SearchSpace, raw: np.ndarray, nblocks: np.ndarray,
+                          meas: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
+    """The most detailed calibration whose prediction stays positive over the whole space.
+
+    A negative overhead or per-block cost is physical (a separately timed block pays a call a
+    whole network pays once), but fitted on sampled archs it can extrapolate below zero for the
+    space's fastest arch, which no table may predict (``LatencyTable`` refuses to load it). Such
+    a fit falls back to fewer terms, and the returned record says which terms were kept and why.
+    """
+    import copy
+
+    rejected: list[dict[str, Any]] = []
+    for terms in CALIBRATION_MODELS:
+        cal = fit_calibration(raw, nblocks, meas, terms)
+        trial = copy.copy(table)
+        trial.calibration = {**table.calibration, **cal}
+        fastest = predictor.LatencyPredictor(trial, space).range()[0]
+        if fastest > 0 and cal["scale"] > 0:
+            why = ("the full model predicts every arch of the space above zero" if not rejected else
+                   f"{'/'.join(rejected[-1]['terms'])} put the space's fastest arch at {rejected[-1]['fastest_ms']:.4g} ms "
+                   f"(extrapolated beyond the sampled archs); fitted with {'/'.join(terms)} instead")
+            return cal, {"terms": list(terms), "why": why, "fastest_ms": float(fastest), "rejected": rejected}
+        rejected.append({"terms": list(terms), **cal, "fastest_ms": float(fastest)})
+    raise HwnasError("no calibration predicts this table's archs above zero (the measured networks are not "
+                     "proportional to their blocks' sum): re-profile the table and validate again")
 
 
 def scatter_plot(path: Path, series: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> Path:
@@ -217,7 +252,7 @@ def validate_table(device: DeviceProfile | str, table: LatencyTable | str | Path
         if path:
             with table_lock(path, doing="calibrated"):
                 if not isinstance(table, LatencyTable):
-                    table = LatencyTable.load(table, force=force)  # read under the lock: the state it will write over
+                    table = LatencyTable.load(table, force=force, recalibrating=True)  # read under the lock: the state it will write over
                 return _validate(device, table, samples=samples, seed=seed, calibrate=calibrate, plot=plot, noise=noise,
                                  force=force, backend=backend, protocol=protocol, cache_dir=cache_dir, progress=progress)
     return _validate(device, table, samples=samples, seed=seed, calibrate=calibrate, plot=plot, noise=noise, force=force,
@@ -337,7 +372,7 @@ def _compare(run: _Run, t: _Timed, calibrate: bool, seed: int, report: dict[str,
     if calibrate:
         idx = np.random.default_rng(seed + SPLIT_SEED_OFFSET).permutation(len(run.archs))
         fit, held = idx[: len(idx) // 2], idx[len(idx) // 2:]
-        cal = fit_calibration(raw[fit], nblocks[fit], meas[fit])
+        cal, report["calibration_model"] = fit_space_calibration(tab, run.space, raw[fit], nblocks[fit], meas[fit])
         cal_pred = predictor.calibrate(raw, nblocks, cal)
         results["uncalibrated_heldout"] = errors_report(raw[held], meas[held])
         results["calibrated_heldout"] = errors_report(cal_pred[held], meas[held])
@@ -362,7 +397,7 @@ def _compare(run: _Run, t: _Timed, calibrate: bool, seed: int, report: dict[str,
     if run.anchor is not None:  # the same comparison on the measurements as timed, for reference
         raw_results: dict[str, Any] = {"uncalibrated": errors_report(raw, t.meas_raw)}
         if calibrate:
-            cal_raw = fit_calibration(raw[fit], nblocks[fit], t.meas_raw[fit])
+            cal_raw, _ = fit_space_calibration(tab, run.space, raw[fit], nblocks[fit], t.meas_raw[fit])
             raw_results["calibrated_heldout"] = errors_report(predictor.calibrate(raw, nblocks, cal_raw)[held], t.meas_raw[held])
         report["results_without_drift_correction"] = raw_results
     return series
