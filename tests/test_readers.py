@@ -100,7 +100,7 @@ def test_a_search_on_a_table_with_negative_medians_is_refused(tmp_path, hwnas_cl
 
 
 def test_shipped_tables_pass_the_checks():
-    for p in sorted((REPO / "latency_tables").glob("*.json")):
+    for p in sorted(q for q in (REPO / "latency_tables").glob("*.json") if not q.name.endswith(".validate.json")):
         t = LatencyTable.load(p)
         assert all(math.isfinite(e["median_ms"]) and e["median_ms"] > 0 for e in t.entries.values())
 
