@@ -113,7 +113,7 @@ STAGE_NAMES = {"A": "before shrinking (stage 0: uniform, full space)", "B": "aft
                "U": "uniform supernet, full space, same iterations"}
 
 
-def tiny_train_config(a: argparse.Namespace, iters: int, **over: Any):
+def tiny_train_config(iters: int, **over: Any):
     from hwnas.train.trainer import TrainConfig
 
     return TrainConfig(space="tiny", data="builtin", n_train=TINY["n_train"], n_val=TINY["n_val"], n_path_eval=TINY["n_path_eval"],
@@ -172,6 +172,16 @@ def tau_table(preds: dict[str, list[float]], truth: list[float], ref: str = "U")
     return out
 
 
+def train_uniform_job(iters: int, out: str) -> dict[str, Any]:
+    """The uniform supernet of the full space (run in a worker process beside the SE-NAS stages)."""
+    import torch
+
+    from hwnas.train.trainer import train_supernet
+
+    torch.set_num_threads(1)
+    return train_supernet(tiny_train_config(iters), out)[1]
+
+
 def tiny_phase(a: argparse.Namespace) -> None:
     """Shrink and expand a real ``tiny`` supernet; Kendall tau at each step vs. a uniform supernet of equal iterations."""
     from concurrent.futures import ProcessPoolExecutor
@@ -191,7 +201,9 @@ def tiny_phase(a: argparse.Namespace) -> None:
     stage_iters = [a.tiny_iters[0], a.tiny_iters[1]]
     final_iters = a.tiny_iters[2]
     total = sum(a.tiny_iters)
-    cfg0 = tiny_train_config(a, stage_iters[0])
+    cfg0 = tiny_train_config(stage_iters[0])
+    ex = ProcessPoolExecutor(max_workers=a.workers, mp_context=get_context("spawn"))
+    uniform_job = ex.submit(train_uniform_job, total, str(work / "uniform"))  # beside the stages: same iterations, another process
     iters_per_epoch = TINY["n_train"] // TINY["batch"]
     shrink_cfg = ShrinkConfig(stages=2, drop=a.tiny_drop, samples=a.tiny_samples, snapshots=a.snapshots, eval_images=TINY["n_path_eval"],
                               stage_epochs=stage_iters[1] / iters_per_epoch, seed=TINY["seed"])
@@ -210,12 +222,12 @@ def tiny_phase(a: argparse.Namespace) -> None:
                 inherit_weights(trainer.supernet, load_checkpoint(_prev).supernet)
 
         finals[name] = train_supernet(cfg, work / f"final-{name}", on_start=inherit)[1]
-    uniform = train_supernet(tiny_train_config(a, total), work / "uniform")[1]
-    print(f"trained in {time.perf_counter() - t0:.0f} s; S1 {spaces[1].size} archs, S2 {spaces[2].size} archs", flush=True)
+    print(f"SE-NAS trained in {time.perf_counter() - t0:.0f} s; S1 {spaces[1].size} archs, S2 {spaces[2].size} archs", flush=True)
     # ground truth: supernet_bench's 24 archs of the full space + --tiny-gt new archs drawn from S2
     committed = json.loads((RESULTS / "supernet_bench.json").read_text())
     assert all(committed["settings"][k] == TINY[k] for k in ("n_train", "n_val", "n_path_eval", "data_seed", "batch", "lr", "gt_epochs"))
     full_gt = committed["ground_truth"]
+    sigma = committed["truth"]["seed_noise_std"]  # one standalone run's seed-to-seed noise: caps any predictor's tau
     rng = np.random.default_rng([TINY["seed"], 23])
     n_new = min(a.tiny_gt, spaces[2].size - sum(_map_to(spaces[2], base, g["indices"]) is not None for g in full_gt))
     new_idx: list[list[int]] = []
@@ -225,8 +237,9 @@ def tiny_phase(a: argparse.Namespace) -> None:
         if full not in new_idx and full not in [g["indices"] for g in full_gt]:
             new_idx.append(full)
     gt_args = {**TINY, "work": str(work)}
-    with ProcessPoolExecutor(max_workers=a.workers, mp_context=get_context("spawn")) as ex:
+    with ex:
         new_gt = list(ex.map(sb.train_standalone, [{"args": gt_args, "indices": idx, "seed": TINY["seed"]} for idx in new_idx]))
+        uniform = uniform_job.result()
     in_s2 = [g for g in full_gt if _map_to(spaces[2], base, g["indices"]) is not None] + new_gt
     in_s1 = [g for g in full_gt if _map_to(spaces[1], base, g["indices"]) is not None] + new_gt
     # the supernets; A and B also with their Eq. 4 snapshot averages
@@ -250,6 +263,10 @@ def tiny_phase(a: argparse.Namespace) -> None:
         archs = [g["indices"] for g in gts]
         preds = {n: supernet_accuracies(nets[n][0], nets[n][1], base, archs, ds) for n in which}
         r = tau_table(preds, [g["val_acc"] for g in gts])
+        truth = [g["val_acc"] for g in gts]
+        top = sorted(np.argsort(-np.asarray(truth))[: max(2, len(truth) // 2)].tolist())
+        r["truth_std"] = float(np.std(truth, ddof=1))
+        r["tau_ceiling"] = {"all": sb.noise_ceiling(truth, sigma), "top_half": sb.noise_ceiling(truth, sigma, top)}
         ranking[label] = {"archs": archs, "truth": [g["val_acc"] for g in gts], "supernet_acc": preds, "tau": r}
         for n in which:
             cells = []
@@ -258,7 +275,7 @@ def tiny_phase(a: argparse.Namespace) -> None:
                 ci = v["tau_90ci"]
                 cells.append("undef" if v["tau"] is None else f"{v['tau']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]")
             diff = r["all"][n].get("minus_U_90ci")
-            rows.append([label, f"{r['all']['n_archs']}", n + ": " + STAGE_NAMES.get(n, STAGE_NAMES[n[0]] + ", Eq. 4 average"), *cells,
+            rows.append([label, f"{r['all']['n_archs']} (truth sd {r['truth_std']:.1f}, tau ceiling {r['tau_ceiling']['all']:.2f})", n + ": " + STAGE_NAMES.get(n, STAGE_NAMES[n[0]] + ", Eq. 4 average"), *cells,
                          "" if diff is None else f"[{diff[0]:+.2f}, {diff[1]:+.2f}]"])
     print_table(["archs with truth", "n", "supernet", "tau all (90% CI)", "tau top half (90% CI)", "tau - U, all (90% CI)"], rows,
                 f"tiny: SE-NAS {stage_iters}+{final_iters} iterations vs uniform {total}")
@@ -292,8 +309,8 @@ def main() -> None:
     ap.add_argument("--tiny-samples", type=int, default=20, help="tiny: sampled archs per op for SI (the paper: 1,000)")
     ap.add_argument("--snapshots", type=int, default=5, help="tiny: weight snapshots averaged for the op scores (Eq. 4)")
     ap.add_argument("--expand", type=int, default=6, help="tiny: merge threshold T of the final training (the paper's example: 6)")
-    ap.add_argument("--tiny-gt", type=int, default=16, help="tiny: new archs of the final space trained standalone as ground truth")
-    ap.add_argument("--workers", type=int, default=2, help="tiny: processes training the ground-truth archs")
+    ap.add_argument("--tiny-gt", type=int, default=12, help="tiny: new archs of the final space trained standalone as ground truth")
+    ap.add_argument("--workers", type=int, default=3, help="tiny: worker processes (the uniform supernet, then the ground-truth archs)")
     a = ap.parse_args()
     a.out_name = a.out_name or f"senas_bench_{a.phase}"
     if a.phase == "tiny":
