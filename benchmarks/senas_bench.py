@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -182,18 +183,29 @@ def train_uniform_job(iters: int, out: str) -> dict[str, Any]:
     return train_supernet(tiny_train_config(iters), out)[1]
 
 
+def train_final_job(kept: list[list[str]], expand: int | None, iters: int, prev_run: str, out: str) -> dict[str, Any]:
+    """The final space trained on from the last stage's weights (with ``expand``: the expanded supernet)."""
+    import torch
+
+    from hwnas.nn.expanded import inherit_weights
+    from hwnas.train.checkpoint import load_checkpoint
+    from hwnas.train.trainer import train_supernet
+
+    torch.set_num_threads(1)
+
+    def inherit(trainer) -> None:
+        if trainer.counters.iteration == 0:
+            inherit_weights(trainer.supernet, load_checkpoint(prev_run).supernet)
+
+    return train_supernet(tiny_train_config(iters, space_args={"choices": kept}, expand=expand), out, on_start=inherit)[1]
+
+
 def tiny_phase(a: argparse.Namespace) -> None:
     """Shrink and expand a real ``tiny`` supernet; Kendall tau at each step vs. a uniform supernet of equal iterations."""
     from concurrent.futures import ProcessPoolExecutor
-    from dataclasses import replace
     from multiprocessing import get_context
-    from pathlib import Path
 
     import supernet_bench as sb
-    from hwnas.nn.expanded import inherit_weights
-    from hwnas.search.senas.shrink import averaged_state
-    from hwnas.train.checkpoint import load_checkpoint
-    from hwnas.train.trainer import train_supernet
 
     work = Path(a.work)
     t0 = time.perf_counter()
@@ -212,22 +224,13 @@ def tiny_phase(a: argparse.Namespace) -> None:
     if len(records) < 2:
         raise SystemExit(f"shrinking stopped after {len(records)} stage(s) (the space fell to <= {shrink_cfg.max_archs} archs); use a smaller --tiny-drop")
     spaces = [base] + [create_space("tiny", choices=r["kept"]) for r in records]  # S0, S1, S2
-    # the final step: S2 trained from stage 1's weights, expanded (D) and, as a control, shared (C)
-    finals = {}
-    for name, expand in (("D", a.expand), ("C", None)):
-        cfg = replace(cfg0, space_args={"choices": records[-1]["kept"]}, max_iters=final_iters, expand=expand)
-
-        def inherit(trainer, _prev=work / "shrink" / f"stage-{len(records) - 1}" / "run"):
-            if trainer.counters.iteration == 0:
-                inherit_weights(trainer.supernet, load_checkpoint(_prev).supernet)
-
-        finals[name] = train_supernet(cfg, work / f"final-{name}", on_start=inherit)[1]
-    print(f"SE-NAS trained in {time.perf_counter() - t0:.0f} s; S1 {spaces[1].size} archs, S2 {spaces[2].size} archs", flush=True)
+    # the final step, in workers: S2 trained from stage 1's weights, expanded (D) and, as a control, shared (C)
+    prev = str(work / "shrink" / f"stage-{len(records) - 1}" / "run")
+    finals = [ex.submit(train_final_job, records[-1]["kept"], expand, final_iters, prev, str(work / f"final-{name}"))
+              for name, expand in (("D", a.expand), ("C", None))]
+    print(f"SE-NAS stages done in {time.perf_counter() - t0:.0f} s; S1 {spaces[1].size} archs, S2 {spaces[2].size} archs", flush=True)
     # ground truth: supernet_bench's 24 archs of the full space + --tiny-gt new archs drawn from S2
-    committed = json.loads((RESULTS / "supernet_bench.json").read_text())
-    assert all(committed["settings"][k] == TINY[k] for k in ("n_train", "n_val", "n_path_eval", "data_seed", "batch", "lr", "gt_epochs"))
-    full_gt = committed["ground_truth"]
-    sigma = committed["truth"]["seed_noise_std"]  # one standalone run's seed-to-seed noise: caps any predictor's tau
+    full_gt = json.loads((RESULTS / "supernet_bench.json").read_text())["ground_truth"]
     rng = np.random.default_rng([TINY["seed"], 23])
     n_new = min(a.tiny_gt, spaces[2].size - sum(_map_to(spaces[2], base, g["indices"]) is not None for g in full_gt))
     new_idx: list[list[int]] = []
@@ -238,28 +241,65 @@ def tiny_phase(a: argparse.Namespace) -> None:
             new_idx.append(full)
     gt_args = {**TINY, "work": str(work)}
     with ex:
-        new_gt = list(ex.map(sb.train_standalone, [{"args": gt_args, "indices": idx, "seed": TINY["seed"]} for idx in new_idx]))
-        uniform = uniform_job.result()
-    in_s2 = [g for g in full_gt if _map_to(spaces[2], base, g["indices"]) is not None] + new_gt
-    in_s1 = [g for g in full_gt if _map_to(spaces[1], base, g["indices"]) is not None] + new_gt
-    # the supernets; A and B also with their Eq. 4 snapshot averages
+        list(ex.map(sb.train_standalone, [{"args": gt_args, "indices": idx, "seed": TINY["seed"]} for idx in new_idx]))
+        uniform_job.result()
+        for f in finals:
+            f.result()
+    tiny_report(a)
+
+
+def _summary(run: Path) -> dict[str, Any] | None:
+    """A finished training run's summary, None while it is unfinished."""
+    f = run / "summary.json"
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+def tiny_report(a: argparse.Namespace) -> None:
+    """Kendall tau of every supernet of the work folder that has finished, on the ground truth that exists.
+
+    Run by the tiny phase at its end; ``--tiny-report-only`` runs it on a folder whose training
+    has not finished (the steps not reached are listed as such)."""
+    import supernet_bench as sb
+    from hwnas.search.senas.shrink import averaged_state
+    from hwnas.train.checkpoint import load_checkpoint
     from hwnas.train.data import build_datasets
 
+    work = Path(a.work)
+    t0 = time.perf_counter()
+    base = create_space("tiny")
+    records = []
+    for st in range(2):
+        f = work / "shrink" / f"stage-{st}" / "scores.json"
+        if f.is_file():
+            records.append(json.loads(f.read_text()))
+    spaces = [base] + [create_space("tiny", choices=r["kept"]) for r in records]
+    runs = {"A": (work / "shrink" / "stage-0" / "run", 0), "B": (work / "shrink" / "stage-1" / "run", 1),
+            "C": (work / "final-C", 2), "D": (work / "final-D", 2), "U": (work / "uniform", 0)}
+    done = {n: (r, k) for n, (r, k) in runs.items() if _summary(r) is not None and k < len(spaces)}
+    committed = json.loads((RESULTS / "supernet_bench.json").read_text())
+    assert all(committed["settings"][k] == TINY[k] for k in ("n_train", "n_val", "n_path_eval", "data_seed", "batch", "lr", "gt_epochs"))
+    full_gt = committed["ground_truth"]
+    sigma = committed["truth"]["seed_noise_std"]  # one standalone run's seed-to-seed noise: caps any predictor's tau
+    new_gt = [json.loads(f.read_text()) for f in sorted((work / "ground_truth").glob("*.json"))]
     ds = build_datasets("builtin", n_train=TINY["n_train"], n_val=TINY["n_val"], n_path_eval=TINY["n_path_eval"], seed=TINY["data_seed"])
-    nets = {"A": (load_checkpoint(work / "shrink" / "stage-0" / "run").supernet, spaces[0]),
-            "B": (load_checkpoint(work / "shrink" / "stage-1" / "run").supernet, spaces[1]),
-            "C": (load_checkpoint(work / "final-C").supernet, spaces[2]), "D": (load_checkpoint(work / "final-D").supernet, spaces[2]),
-            "U": (load_checkpoint(work / "uniform").supernet, spaces[0])}
-    for s, name in ((0, "A"), (1, "B")):
-        snaps = sorted((work / "shrink" / f"stage-{s}" / "snapshots").glob("iter-*.pt"))
-        net = load_checkpoint(work / "shrink" / f"stage-{s}" / "run").supernet
-        net.load_state_dict(averaged_state(snaps))
-        nets[f"{name}-eq4"] = (net, spaces[s])
-    sets = {"full space (supernet_bench's 24 archs)": (full_gt, ("A", "A-eq4", "U")),
-            "S1": (in_s1, ("A", "B", "B-eq4", "U")),
-            "S2 (the final space)": (in_s2, ("A", "B", "C", "D", "U"))}
+    nets = {n: (load_checkpoint(r).supernet, spaces[k]) for n, (r, k) in done.items()}
+    for n, k in (("A", 0), ("B", 1)):
+        if n in done:
+            snaps = sorted((work / "shrink" / f"stage-{k}" / "snapshots").glob("iter-*.pt"))
+            net = load_checkpoint(done[n][0]).supernet
+            net.load_state_dict(averaged_state(snaps))
+            nets[f"{n}-eq4"] = (net, spaces[k])
+    sets = {"full space (supernet_bench's 24 archs)": (0, full_gt, ("A", "A-eq4", "U")), "S1": (1, None, ("A", "B", "B-eq4", "U")),
+            "S2 (the final space)": (2, None, ("A", "B", "C", "D", "U"))}
     ranking, rows = {}, []
-    for label, (gts, which) in sets.items():
+    for label, (k, gts, which) in sets.items():
+        if k >= len(spaces):
+            continue
+        if gts is None:
+            gts = [g for g in full_gt + new_gt if _map_to(spaces[k], base, g["indices"]) is not None]
+        which = [n for n in which if n in nets]
+        if len(gts) < 4 or not which:
+            continue
         archs = [g["indices"] for g in gts]
         preds = {n: supernet_accuracies(nets[n][0], nets[n][1], base, archs, ds) for n in which}
         r = tau_table(preds, [g["val_acc"] for g in gts])
@@ -267,30 +307,34 @@ def tiny_phase(a: argparse.Namespace) -> None:
         top = sorted(np.argsort(-np.asarray(truth))[: max(2, len(truth) // 2)].tolist())
         r["truth_std"] = float(np.std(truth, ddof=1))
         r["tau_ceiling"] = {"all": sb.noise_ceiling(truth, sigma), "top_half": sb.noise_ceiling(truth, sigma, top)}
-        ranking[label] = {"archs": archs, "truth": [g["val_acc"] for g in gts], "supernet_acc": preds, "tau": r}
+        ranking[label] = {"archs": archs, "truth": truth, "supernet_acc": preds, "tau": r}
         for n in which:
             cells = []
             for sub in ("all", "top_half"):
                 v = r[sub][n]
                 ci = v["tau_90ci"]
-                cells.append("undef" if v["tau"] is None else f"{v['tau']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]")
+                cells.append("undef" if v["tau"] is None or ci is None else f"{v['tau']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]")
             diff = r["all"][n].get("minus_U_90ci")
-            rows.append([label, f"{r['all']['n_archs']} (truth sd {r['truth_std']:.1f}, tau ceiling {r['tau_ceiling']['all']:.2f})", n + ": " + STAGE_NAMES.get(n, STAGE_NAMES[n[0]] + ", Eq. 4 average"), *cells,
+            rows.append([label, f"{r['all']['n_archs']} (truth sd {r['truth_std']:.1f}, tau ceiling {r['tau_ceiling']['all']:.2f})",
+                         n + ": " + STAGE_NAMES.get(n, STAGE_NAMES[n[0]] + ", Eq. 4 average"), *cells,
                          "" if diff is None else f"[{diff[0]:+.2f}, {diff[1]:+.2f}]"])
+    stage_iters, final_iters = a.tiny_iters[:2], a.tiny_iters[2]
     print_table(["archs with truth", "n", "supernet", "tau all (90% CI)", "tau top half (90% CI)", "tau - U, all (90% CI)"], rows,
-                f"tiny: SE-NAS {stage_iters}+{final_iters} iterations vs uniform {total}")
+                f"tiny: SE-NAS {stage_iters}+{final_iters} iterations vs uniform {sum(a.tiny_iters)}")
+    missing = [f"{n}: {STAGE_NAMES[n]}" for n in runs if n not in done]
+    if missing:
+        print("not reached: " + "; ".join(missing))
     path = write_results(a.out_name, {
-        "settings": {**vars(a), **{f"tiny_{k}": v for k, v in TINY.items()}},
+        "settings": {**vars(a), **{f"tiny_{k}": v for k, v in TINY.items()}}, "complete": not missing, "not_reached": missing,
         "training_cost": {"senas_iterations": {"stage0": stage_iters[0], "stage1": stage_iters[1], "final": final_iters},
-                          "uniform_iterations": total, "images_per_iteration": TINY["batch"],
+                          "uniform_iterations": sum(a.tiny_iters), "images_per_iteration": TINY["batch"],
                           "senas_score_evaluations": [r["archs_evaluated"] for r in records],
                           "note": "training cost = optimisation iterations (batch 64 each); SE-NAS's op scoring is extra, "
                                   "counted in senas_score_evaluations (archs evaluated on 100 val images each)"},
-        "spaces": {"S1": {"archs": spaces[1].size, "kept": records[0]["kept"], "dropped": records[0]["dropped"]},
-                   "S2": {"archs": spaces[2].size, "kept": records[1]["kept"], "dropped": records[1]["dropped"]}},
+        "spaces": {f"S{k + 1}": {"archs": spaces[k + 1].size, "kept": r["kept"], "dropped": r["dropped"]} for k, r in enumerate(records)},
         "new_ground_truth": new_gt, "ranking": ranking,
-        "train_summaries": {"C": finals["C"], "D": finals["D"], "U": uniform, "stages": [r["train"] for r in records]},
-        "seconds": round(time.perf_counter() - t0, 1)})
+        "train_summaries": {n: _summary(r) for n, (r, _) in done.items()},
+        "report_seconds": round(time.perf_counter() - t0, 1)})
     print(f"wrote {path}")
 
 
@@ -310,11 +354,12 @@ def main() -> None:
     ap.add_argument("--snapshots", type=int, default=5, help="tiny: weight snapshots averaged for the op scores (Eq. 4)")
     ap.add_argument("--expand", type=int, default=6, help="tiny: merge threshold T of the final training (the paper's example: 6)")
     ap.add_argument("--tiny-gt", type=int, default=12, help="tiny: new archs of the final space trained standalone as ground truth")
-    ap.add_argument("--workers", type=int, default=3, help="tiny: worker processes (the uniform supernet, then the ground-truth archs)")
+    ap.add_argument("--tiny-report-only", action="store_true", help="tiny: only evaluate the finished supernets of --work")
+    ap.add_argument("--workers", type=int, default=4, help="tiny: worker processes (the uniform supernet, then the ground-truth archs)")
     a = ap.parse_args()
     a.out_name = a.out_name or f"senas_bench_{a.phase}"
     if a.phase == "tiny":
-        tiny_phase(a)
+        tiny_report(a) if a.tiny_report_only else tiny_phase(a)
         return
     X, acc, _ = benchmark_matrix("nas-bench-macro")
     sd = calibrate_noise(acc)
