@@ -81,6 +81,11 @@ def _kill_and_resume(hwnas_cli, tmp_path, cache_env, reference, stage):
     return again
 
 
+# Slow (an uninterrupted run and a killed one, each every stage end to end in a subprocess). The default
+# suite covers the parts: tests/test_pipeline.py (a stage left running by kill -9 is run again from
+# there, the stages before it are not, a finished run does nothing), tests/test_search_cli.py (a
+# search resumes) and tests/test_train.py (a killed training resumes bit for bit).
+@pytest.mark.slow
 def test_kill_during_search_then_rerun_gives_the_uninterrupted_result(hwnas_cli, tmp_path, cache_env, reference):
     again = _kill_and_resume(hwnas_cli, tmp_path, cache_env, reference, "search")
     manifest = json.loads(RunLayout.for_name("t", tmp_path / "runs").manifest.read_text())

@@ -115,23 +115,49 @@ def test_kill_then_resume_reproduces_the_uninterrupted_run_bit_for_bit(hwnas_cli
         assert torch.equal(v, t_res["model"][k]), k
 
 
-def test_the_same_train_command_again_reuses_the_finished_run(hwnas_cli, tmp_path):
-    """The README's job run twice: a finished run with the same settings is reused, not refused or retrained."""
+def _same_train_command_again_reuses_the_finished_run(cli, tmp_path):
+    """``cli(*argv)`` runs `hwnas train` and returns (exit code, stdout, stderr)."""
     out = tmp_path / "run"
     args = ["train", *_greedy(6, ckpt_every=3), "--out", str(out)]
-    first = hwnas_cli(*args)
-    assert first.returncode == 0, first.stderr
+    code, first_out, first_err = cli(*args)
+    assert code == 0, first_err
     final = {p.name: p.read_bytes() for p in out.glob("supernet.*")}
-    again = hwnas_cli(*args)
-    assert again.returncode == 0, again.stderr
-    assert f"{out} already holds this training run, finished after 6 iterations: reusing it" in " ".join(again.stderr.split())
+    code, again_out, again_err = cli(*args)
+    assert code == 0, again_err
+    assert f"{out} already holds this training run, finished after 6 iterations: reusing it" in " ".join(again_err.split())
     assert {p.name: p.read_bytes() for p in out.glob("supernet.*")} == final  # nothing retrained or rewritten
-    assert again.stdout.strip().splitlines()[-1] == first.stdout.strip().splitlines()[-1]  # the same `next:` line
+    assert again_out.strip().splitlines()[-1] == first_out.strip().splitlines()[-1]  # the same `next:` line
     # other settings into the same folder: one line naming what differs, nothing touched
-    other = hwnas_cli("train", *_greedy(8, ckpt_every=3), "--out", str(out))
-    assert other.returncode == 2 and other.stderr.count("\n") == 1, other.stderr
-    assert "other settings (max_iters 6 -> 8)" in other.stderr and "--resume" in other.stderr
+    code, _, other_err = cli("train", *_greedy(8, ckpt_every=3), "--out", str(out))
+    assert code == 2 and other_err.count("\n") == 1, other_err
+    assert "other settings (max_iters 6 -> 8)" in other_err and "--resume" in other_err
     assert {p.name: p.read_bytes() for p in out.glob("supernet.*")} == final
+
+
+def test_the_same_train_command_again_reuses_the_finished_run(tmp_path, capsys, monkeypatch):
+    """The README's job run twice: a finished run with the same settings is reused, not refused or retrained
+    (the CLI in this process; the same with a fresh process per command is the slow test below)."""
+    from hwnas.cli import run
+
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def cli(*argv):
+        capsys.readouterr()
+        with one_thread():
+            code = run(list(argv))
+        got = capsys.readouterr()
+        return code, got.out, got.err
+
+    _same_train_command_again_reuses_the_finished_run(cli, tmp_path)
+
+
+@pytest.mark.slow
+def test_the_same_train_command_again_in_new_processes_reuses_the_finished_run(hwnas_cli, tmp_path):
+    def cli(*argv):
+        r = hwnas_cli(*argv)
+        return r.returncode, r.stdout, r.stderr
+
+    _same_train_command_again_reuses_the_finished_run(cli, tmp_path)
 
 
 def test_the_same_train_command_again_continues_an_interrupted_run(tmp_path):
@@ -222,20 +248,10 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_match_one_process_with_the_same_global_batch(hwnas_cli, tmp_path):
-    # Summing over ranks rounds differently from one process (~1e-7). With 8 images per rank the
-    # supernet amplifies any 1e-7 perturbation ~10x per step at lr 0.01 (the same happens in one
-    # process), so a small learning rate keeps 20 steps comparable at float tolerance.
-    args = _greedy(20, lr=0.002, ckpt_every=100)
-    with one_thread():
-        train_supernet(_config(20, lr=0.002, ckpt_every=100), tmp_path / "one")
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-                          "-m", "hwnas", "train", *args, "--out", str(tmp_path / "two")],
-                         cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
-    assert two.returncode == 0, two.stderr[-3000:]
-    m1, t1 = read_checkpoint(tmp_path / "one" / "supernet.json")
-    m2, t2 = read_checkpoint(tmp_path / "two" / "supernet.json")
+def _assert_two_ranks_match_one_process(one, two):
+    """The run of two ranks (``two``) is the one-process run (``one``) with the same global batch."""
+    m1, t1 = read_checkpoint(one / "supernet.json")
+    m2, t2 = read_checkpoint(two / "supernet.json")
     assert m2["world_size"] == 2 and m1["world_size"] == 1
     assert [e[0] for e in m1["pool"]["entries"]] == [e[0] for e in m2["pool"]["entries"]]  # the same pool
     assert [e[1] for e in m1["pool"]["entries"]] == pytest.approx([e[1] for e in m2["pool"]["entries"]], abs=1e-4)
@@ -244,7 +260,63 @@ def test_two_processes_match_one_process_with_the_same_global_batch(hwnas_cli, t
     worst = max(float((t1["model"][k].double() - t2["model"][k].double()).abs().max()) for k in t1["model"]
                 if t1["model"][k].is_floating_point())
     assert worst < 1e-3
-    assert latest_good(tmp_path / "two") is not None and not list((tmp_path / "two").glob("*rank1*"))
+    assert latest_good(two) is not None and not list(two.glob("*rank1*"))
+
+
+# Summing over ranks rounds differently from one process (~1e-7). With 8 images per rank the
+# supernet amplifies any 1e-7 perturbation ~10x per step at lr 0.01 (the same happens in one
+# process), so a small learning rate keeps 20 steps comparable at float tolerance.
+DDP_ITERS, DDP_LR = 20, 0.002
+
+
+@pytest.fixture(scope="module")
+def one_process_run(tmp_path_factory):
+    """The one-process run both two-rank tests compare with."""
+    out = tmp_path_factory.mktemp("one") / "run"
+    with one_thread():
+        train_supernet(_config(DDP_ITERS, lr=DDP_LR, ckpt_every=100), out)
+    return out
+
+
+def _forked_rank(rank: int, port: int, out: str) -> None:
+    """One rank of a two-process run, as torchrun starts it (its environment), forked from this process."""
+    from hwnas.train.distributed import init_distributed, shutdown_distributed
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    ctx = init_distributed()
+    try:
+        train_supernet(_config(DDP_ITERS, lr=DDP_LR, ckpt_every=100), out, ctx=ctx)
+    finally:
+        shutdown_distributed(ctx)
+
+
+def test_two_ranks_match_one_process_with_the_same_global_batch(one_process_run, tmp_path):
+    """DDP training over gloo with two processes (forked, so they share this process's imports: the
+    torchrun command line is the slow test below) gives the one-process run."""
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    port = _free_port()
+    ranks = [fork.Process(target=_forked_rank, args=(r, port, str(tmp_path / "two"))) for r in (0, 1)]
+    for p in ranks:
+        p.start()
+    for p in ranks:
+        p.join(300)
+    assert [p.exitcode for p in ranks] == [0, 0]
+    _assert_two_ranks_match_one_process(one_process_run, tmp_path / "two")
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_with_the_same_global_batch(one_process_run, tmp_path):
+    """The same with the documented command line: torchrun starts two `hwnas train` processes."""
+    args = _greedy(DDP_ITERS, lr=DDP_LR, ckpt_every=100)
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+                          "-m", "hwnas", "train", *args, "--out", str(tmp_path / "two")],
+                         cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert two.returncode == 0, two.stderr[-3000:]
+    _assert_two_ranks_match_one_process(one_process_run, tmp_path / "two")
 
 
 def test_a_corrupt_final_checkpoint_is_skipped_with_a_warning_naming_it(tmp_path):
