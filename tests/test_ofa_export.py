@@ -25,12 +25,65 @@ def _every_kind(archs):
             "skip": "id" in ops, "plain": any("_" not in o and o != "id" for o in ops)}
 
 
+@pytest.mark.slow
 def test_ofa_arch_fp32_parity_onnx_and_tflite(tmp_path):
-    """One arch at the smallest input (128): every stage kind (ReLU, ReLU+SE, h-swish, h-swish+SE) and a skip."""
+    """One arch at the smallest input (128): every stage kind (ReLU, ReLU+SE, h-swish, h-swish+SE) and a skip.
+    (About a minute and a half: the default suite has the whole arch as ONNX and each kind of block as
+    TFLite, in the two tests below.)"""
     archs = random_archs("ofa-mbv3", {"resolution": 128}, 1, seed=5)
     assert all(_every_kind(archs).values())
     worst = check_fp32_parity(tmp_path, archs)
     print(f"\nofa-mbv3@128: worst fp32 max abs err onnx {worst['onnx']:.3g}, tflite {worst['tflite']:.3g}")
+
+
+def test_ofa_arch_fp32_parity_onnx(tmp_path):
+    """The same arch (every stage kind and a skip) through `hwnas export`'s ONNX path, with its parity check."""
+    (arch,) = random_archs("ofa-mbv3", {"resolution": 128}, 1, seed=5)
+    assert all(_every_kind([arch]).values())
+    r = quiet_export(arch, fmt="onnx", out=tmp_path, name="a0", seed=0)
+    (p,) = r.parity
+    assert p.n == 64 and p.inputs == "random" and p.precision == "fp32"
+    assert p.max_abs_err <= 1e-4 and p.top1_agreement == 1.0 and p.logit_scale > 0, p.summary()
+    assert json.loads(r.sidecar.read_text())["arch"] == arch.to_dict()
+
+
+def _smallest_block_of_each_kind(slots) -> list[str]:
+    """One block key of every kind ofa-mbv3 has (the stem, MBConv ReLU/h-swish with and without SE, the last
+    1x1 conv, the pool, the BN-free 1x1 conv after it, the classifier), the one with the smallest input."""
+    kinds: dict[str, tuple[int, str]] = {}
+    for key in slots:
+        parts = key.split("-")
+        kind = "-".join(["mbconv", *parts[-2:]] if parts[0] == "mbconv" else [p for p in parts if not p.startswith(("in:", "out:"))])
+        size = slots[key].c_in * slots[key].size ** 2
+        if kind not in kinds or size < kinds[kind][0]:
+            kinds[kind] = (size, key)
+    return sorted(k for _, k in kinds.values())
+
+
+def test_ofa_block_kinds_fp32_parity_tflite(tmp_path):
+    """Each kind of ofa-mbv3 block (h-swish, SE with hard-sigmoid, the BN-free 1x1 conv after the pool) as a
+    TFLite file through the exporter whole archs use: fp32 output within 1e-4 of PyTorch's."""
+    import numpy as np
+    import torch
+
+    from hwnas.export.parity import check_parity
+    from hwnas.formats import export_module
+    from hwnas.latency.keys import space_slots
+    from hwnas.nn.modules import build_block
+
+    slots = space_slots(create_space("ofa-mbv3", resolution=128))
+    keys = _smallest_block_of_each_kind(slots)
+    kinds = "|".join(keys)
+    for part in ("se0-relu", "se1-relu", "se0-hswish", "se1-hswish", "nobn", "pool_fc", "conv-in:128x128x3"):
+        assert part in kinds, (part, keys)
+    torch.manual_seed(0)
+    for i, key in enumerate(keys):
+        block = build_block(slots[key]).eval()
+        shape = tuple(int(v) for v in key.split("-")[1].split(":")[1].split("x"))  # in:HxWxC
+        x = np.random.default_rng(i).standard_normal((8, shape[2], shape[0], shape[1])).astype(np.float32)
+        path = export_module(block, torch.from_numpy(x[:1]), tmp_path / f"b{i}.tflite", "tflite", "fp32")
+        p = check_parity(block, path, x, "fp32")
+        assert p.logit_scale > 0 and p.max_abs_err <= 1e-4, (key, p.summary())
 
 
 @pytest.mark.slow
