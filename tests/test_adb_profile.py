@@ -46,6 +46,41 @@ def host_litert_table(adb_env, tmp_path_factory):
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+def test_profile_sd855_over_adb_writes_the_phones_table_and_second_profile_pushes_nothing(adb_env, phone_process, tmp_path, transport):
+    """`hwnas profile --device sd855 --host ...` with a short protocol: the phone's table, one push per
+    block, every measurement a pinned benchmark_model run with the protocol's flags. (The same with
+    sd855's own protocol, compared with a host LiteRT table, is the slow test below.)"""
+    log = tmp_path / "phone.log"
+    ph = phone_process(log=log)
+    out = tmp_path / "sd855-tiny.json"
+    r = profile(adb_env, "--host", ph.address, "--transport", transport, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "Pixel 4 (SM8150, Android 12" in r.stdout and f"{len(TINY_KEYS)} blocks timed, 0 failed" in r.stdout
+    assert "warning: not rooted" in r.stderr  # a warning, not a failure
+    t = json.loads(out.read_text())
+    assert t["backend"] == "adb" and t["space"] == "tiny"
+    dev = t["device"]
+    assert (dev["soc"], dev["model"], dev["android"], dev["board_platform"], dev["runtime"]) == ("SM8150", "Pixel 4", "12", "msmnile", "benchmark_model")
+    assert dev["transport"] == transport and len(dev["benchmark_binary_sha256"]) == 64
+    assert set(t["entries"]) == set(TINY_KEYS)
+    assert all(0 < e["median_ms"] < 100 and e["n"] >= 10 for e in t["entries"].values())
+    assert t["protocol"]["cpu_mask"] == [4, 5, 6, 7] and t["protocol"]["threads"] == 1 and t["protocol"]["rounds"] == 1
+    pushed = log_lines(log, "push")
+    assert len(pushed) == len(TINY_KEYS)  # one push per block file
+    runs = [c for c in log_lines(log, "shell") if "benchmark_model --graph=" in c]
+    # one benchmark_model process per measurement, plus the re-measures of the CV protocol
+    assert len(runs) == sum(1 + e["retries"] for e in t["entries"].values()) and all("'taskset f0 " in c for c in runs)
+    assert all("--num_runs=10" in c and "--warmup_runs=2" in c and "--min_secs=0 " in c for c in runs)
+    if transport != "adb-shell":
+        return  # push caching is transport-independent
+    r2 = profile(adb_env, "--host", ph.address, "--transport", transport, "--out", str(tmp_path / "again.json"))
+    assert r2.returncode == 0, r2.stderr
+    assert log_lines(log, "push") == pushed  # every model is already on the phone
+    assert set(json.loads((tmp_path / "again.json").read_text())["entries"]) == set(TINY_KEYS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_profile_sd855_over_adb_end_to_end_agrees_with_host_and_second_profile_pushes_nothing(
         adb_env, phone_process, host_litert_table, tmp_path, transport):
     log = tmp_path / "phone.log"
