@@ -34,6 +34,29 @@ def log_lines(path, kind):
     return [ln.split(": ", 1)[1] for ln in path.read_text().splitlines() if ln.startswith(kind + ": ")]
 
 
+def phone_table(r, out, transport) -> dict:
+    """The table a successful `hwnas profile --device sd855` over the fake phone wrote, checked for what
+    any protocol gives: the phone's identity, the transport, every block of tiny."""
+    assert r.returncode == 0, r.stderr
+    assert "Pixel 4 (SM8150, Android 12" in r.stdout and f"{len(TINY_KEYS)} blocks timed, 0 failed" in r.stdout
+    assert "warning: not rooted" in r.stderr  # a warning, not a failure
+    t = json.loads(out.read_text())
+    assert t["backend"] == "adb" and t["space"] == "tiny"
+    dev = t["device"]
+    assert (dev["soc"], dev["model"], dev["android"], dev["board_platform"], dev["runtime"]) == ("SM8150", "Pixel 4", "12", "msmnile", "benchmark_model")
+    assert dev["transport"] == transport and len(dev["benchmark_binary_sha256"]) == 64
+    assert set(t["entries"]) == set(TINY_KEYS)
+    return t
+
+
+def second_profile_pushes_nothing(adb_env, ph, transport, log, pushed, out):
+    """A second profile of the same space (a new table): every model is already on the phone."""
+    r2 = profile(adb_env, "--host", ph.address, "--transport", transport, "--out", str(out))
+    assert r2.returncode == 0, r2.stderr
+    assert log_lines(log, "push") == pushed
+    assert set(json.loads(out.read_text())["entries"]) == set(TINY_KEYS)
+
+
 @pytest.fixture(scope="module")
 def host_litert_table(adb_env, tmp_path_factory):
     """The host LiteRT table of `tiny`, measured now with the host profile's own protocol (the
@@ -54,15 +77,7 @@ def test_profile_sd855_over_adb_writes_the_phones_table_and_second_profile_pushe
     ph = phone_process(log=log)
     out = tmp_path / "sd855-tiny.json"
     r = profile(adb_env, "--host", ph.address, "--transport", transport, "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    assert "Pixel 4 (SM8150, Android 12" in r.stdout and f"{len(TINY_KEYS)} blocks timed, 0 failed" in r.stdout
-    assert "warning: not rooted" in r.stderr  # a warning, not a failure
-    t = json.loads(out.read_text())
-    assert t["backend"] == "adb" and t["space"] == "tiny"
-    dev = t["device"]
-    assert (dev["soc"], dev["model"], dev["android"], dev["board_platform"], dev["runtime"]) == ("SM8150", "Pixel 4", "12", "msmnile", "benchmark_model")
-    assert dev["transport"] == transport and len(dev["benchmark_binary_sha256"]) == 64
-    assert set(t["entries"]) == set(TINY_KEYS)
+    t = phone_table(r, out, transport)
     assert all(0 < e["median_ms"] < 100 and e["n"] >= 10 for e in t["entries"].values())
     assert t["protocol"]["cpu_mask"] == [4, 5, 6, 7] and t["protocol"]["threads"] == 1 and t["protocol"]["rounds"] == 1
     pushed = log_lines(log, "push")
@@ -73,10 +88,7 @@ def test_profile_sd855_over_adb_writes_the_phones_table_and_second_profile_pushe
     assert all("--num_runs=10" in c and "--warmup_runs=2" in c and "--min_secs=0 " in c for c in runs)
     if transport != "adb-shell":
         return  # push caching is transport-independent
-    r2 = profile(adb_env, "--host", ph.address, "--transport", transport, "--out", str(tmp_path / "again.json"))
-    assert r2.returncode == 0, r2.stderr
-    assert log_lines(log, "push") == pushed  # every model is already on the phone
-    assert set(json.loads((tmp_path / "again.json").read_text())["entries"]) == set(TINY_KEYS)
+    second_profile_pushes_nothing(adb_env, ph, transport, log, pushed, tmp_path / "again.json")
 
 
 @pytest.mark.slow
@@ -89,15 +101,7 @@ def test_profile_sd855_over_adb_end_to_end_agrees_with_host_and_second_profile_p
     # the command of the README, with sd855's own protocol (runs 50, warm-up 10, 0.1 s, 3 rounds)
     r = run_hwnas("profile", "--device", "sd855", "--space", "tiny", "--host", ph.address, "--transport", transport,
                   "--out", str(out), env=adb_env, timeout=900)
-    assert r.returncode == 0, r.stderr
-    assert "Pixel 4 (SM8150, Android 12" in r.stdout and f"{len(TINY_KEYS)} blocks timed, 0 failed" in r.stdout
-    assert "warning: not rooted" in r.stderr  # a warning, not a failure
-    t = json.loads(out.read_text())
-    assert t["backend"] == "adb" and t["space"] == "tiny"
-    dev = t["device"]
-    assert (dev["soc"], dev["model"], dev["android"], dev["board_platform"], dev["runtime"]) == ("SM8150", "Pixel 4", "12", "msmnile", "benchmark_model")
-    assert dev["transport"] == transport and len(dev["benchmark_binary_sha256"]) == 64
-    assert set(t["entries"]) == set(TINY_KEYS)
+    t = phone_table(r, out, transport)
     assert all(0 < e["median_ms"] < 100 and e["n"] >= 3 * 50 for e in t["entries"].values())
     assert t["protocol"]["cpu_mask"] == [4, 5, 6, 7] and t["protocol"]["threads"] == 1 and t["protocol"]["rounds"] == 3
     # same interpreter underneath, same protocol: the phone times the same models as the host
@@ -123,13 +127,8 @@ def test_profile_sd855_over_adb_end_to_end_agrees_with_host_and_second_profile_p
     assert all("--num_runs=50" in c and "--warmup_runs=10" in c and "--min_secs=0.1" in c for c in runs)
     if transport != "adb-shell":
         return  # push caching is transport-independent (the benchmark shows it for both)
-    # a second profile of the same space (a new table): every model is already on the phone
-    # (only the pushes matter here: a quick protocol)
-    r2 = profile(adb_env, "--host", ph.address, "--transport", transport, "--out", str(tmp_path / "again.json"))
-    assert r2.returncode == 0, r2.stderr
-    assert log_lines(log, "push") == pushed
-    t2 = json.loads((tmp_path / "again.json").read_text())
-    assert set(t2["entries"]) == set(TINY_KEYS)
+    # a second profile of the same space (only the pushes matter here: a quick protocol)
+    second_profile_pushes_nothing(adb_env, ph, transport, log, pushed, tmp_path / "again.json")
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
