@@ -133,15 +133,22 @@ def _map_to(space, base, idx: list[int]) -> list[int] | None:
     return out
 
 
-def supernet_accuracies(net, space, base, archs: list[list[int]], datasets) -> list[float]:
-    """Supernet val accuracy of base-space archs, BN recalibrated per arch (as ``supernet_bench.py``)."""
+def supernet_accuracies(net, space, base, archs: list[list[int]], datasets, cache: Path) -> list[float]:
+    """Supernet val accuracy of base-space archs, BN recalibrated per arch (as ``supernet_bench.py``);
+    kept in ``cache`` (one JSON file per supernet), so a later report reuses them."""
+    from hwnas.io import atomic_write_json
     from hwnas.train.evaluate import evaluate_path, recalibrate_bn
 
+    known = json.loads(cache.read_text()) if cache.is_file() else {}
     out = []
     for idx in archs:
-        path = _map_to(space, base, idx)
-        recalibrate_bn(net, path, datasets.train, n_images=TINY["recal_images"], batch_size=TINY["recal_images"], seed=TINY["seed"])
-        out.append(evaluate_path(net, path, datasets.val, batch_size=250)[1])
+        key = "".join(str(i) for i in idx)
+        if key not in known:
+            path = _map_to(space, base, idx)
+            recalibrate_bn(net, path, datasets.train, n_images=TINY["recal_images"], batch_size=TINY["recal_images"], seed=TINY["seed"])
+            known[key] = evaluate_path(net, path, datasets.val, batch_size=250)[1]
+            atomic_write_json(cache, known)
+        out.append(known[key])
     return out
 
 
@@ -301,7 +308,7 @@ def tiny_report(a: argparse.Namespace) -> None:
         if len(gts) < 4 or not which:
             continue
         archs = [g["indices"] for g in gts]
-        preds = {n: supernet_accuracies(nets[n][0], nets[n][1], base, archs, ds) for n in which}
+        preds = {n: supernet_accuracies(nets[n][0], nets[n][1], base, archs, ds, work / "supernet_acc" / f"{n}.json") for n in which}
         r = tau_table(preds, [g["val_acc"] for g in gts])
         truth = [g["val_acc"] for g in gts]
         top = sorted(np.argsort(-np.asarray(truth))[: max(2, len(truth) // 2)].tolist())
@@ -350,10 +357,10 @@ def main() -> None:
     ap.add_argument("--tiny-iters", type=int, nargs=3, default=[150, 50, 50], metavar=("STAGE0", "STAGE1", "FINAL"),
                     help="tiny: iterations of stage 0, stage 1 and the final (expanded) training; the uniform supernet gets their sum")
     ap.add_argument("--tiny-drop", type=int, default=13, help="tiny: ops dropped per stage (13 of 39: the paper's 10 of 30 on NAS-Bench-201)")
-    ap.add_argument("--tiny-samples", type=int, default=20, help="tiny: sampled archs per op for SI (the paper: 1,000)")
+    ap.add_argument("--tiny-samples", type=int, default=4, help="tiny: sampled archs per op for SI (the paper: 1,000)")
     ap.add_argument("--snapshots", type=int, default=5, help="tiny: weight snapshots averaged for the op scores (Eq. 4)")
     ap.add_argument("--expand", type=int, default=6, help="tiny: merge threshold T of the final training (the paper's example: 6)")
-    ap.add_argument("--tiny-gt", type=int, default=12, help="tiny: new archs of the final space trained standalone as ground truth")
+    ap.add_argument("--tiny-gt", type=int, default=6, help="tiny: new archs of the final space trained standalone as ground truth")
     ap.add_argument("--tiny-report-only", action="store_true", help="tiny: only evaluate the finished supernets of --work")
     ap.add_argument("--workers", type=int, default=4, help="tiny: worker processes (the uniform supernet, then the ground-truth archs)")
     a = ap.parse_args()
