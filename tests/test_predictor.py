@@ -51,9 +51,13 @@ def _tables() -> list[tuple[str, LatencyTable]]:
 def test_shipped_tables_carry_a_per_block_term():
     """The defect only shows with a per-block term: make sure the shipped tables have one."""
     # the host tables calibrated by `hwnas validate --calibrate` (the Note10 tables are imported
-    # per-block figures: no calibration to carry)
-    calibrated = [p for p in SHIPPED if p.name.startswith("host-")]
+    # per-block figures: no calibration to carry; the ofa-mbv3 LiteRT host table's validation is
+    # not finished, which the README says)
+    not_validated = {"host-ofa-mbv3-litert.json"}
+    calibrated = [p for p in SHIPPED if p.name.startswith("host-") and p.name not in not_validated]
     assert len(calibrated) == 7
+    for n in not_validated:  # listed only while true: no fitted calibration yet
+        assert "fitted_on" not in LatencyTable.load(REPO / "latency_tables" / n).calibration
     assert all(LatencyTable.load(p).calibration.get("per_block_ms", 0.0) != 0.0 for p in calibrated)
 
 
