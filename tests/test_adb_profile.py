@@ -49,6 +49,17 @@ def phone_table(r, out, transport) -> dict:
     return t
 
 
+def pushes_once_and_runs_the_protocol(log, t, rounds: int, flags: tuple[str, ...]) -> list[str]:
+    """One push per block file; one benchmark_model process per measurement (plus the CV
+    protocol's re-measures), pinned to the big cores with the protocol's flags. Returns the pushes."""
+    pushed = log_lines(log, "push")
+    assert len(pushed) == len(TINY_KEYS)  # one push per block file
+    runs = [c for c in log_lines(log, "shell") if "benchmark_model --graph=" in c]
+    assert len(runs) == sum(rounds + e["retries"] for e in t["entries"].values()) and all("'taskset f0 " in c for c in runs)
+    assert all(all(f in c for f in flags) for c in runs)
+    return pushed
+
+
 def second_profile_pushes_nothing(adb_env, ph, transport, log, pushed, out):
     """A second profile of the same space (a new table): every model is already on the phone."""
     r2 = profile(adb_env, "--host", ph.address, "--transport", transport, "--out", str(out))
@@ -80,12 +91,7 @@ def test_profile_sd855_over_adb_writes_the_phones_table_and_second_profile_pushe
     t = phone_table(r, out, transport)
     assert all(0 < e["median_ms"] < 100 and e["n"] >= 10 for e in t["entries"].values())
     assert t["protocol"]["cpu_mask"] == [4, 5, 6, 7] and t["protocol"]["threads"] == 1 and t["protocol"]["rounds"] == 1
-    pushed = log_lines(log, "push")
-    assert len(pushed) == len(TINY_KEYS)  # one push per block file
-    runs = [c for c in log_lines(log, "shell") if "benchmark_model --graph=" in c]
-    # one benchmark_model process per measurement, plus the re-measures of the CV protocol
-    assert len(runs) == sum(1 + e["retries"] for e in t["entries"].values()) and all("'taskset f0 " in c for c in runs)
-    assert all("--num_runs=10" in c and "--warmup_runs=2" in c and "--min_secs=0 " in c for c in runs)
+    pushed = pushes_once_and_runs_the_protocol(log, t, 1, ("--num_runs=10", "--warmup_runs=2", "--min_secs=0 "))
     if transport != "adb-shell":
         return  # push caching is transport-independent
     second_profile_pushes_nothing(adb_env, ph, transport, log, pushed, tmp_path / "again.json")
@@ -119,12 +125,7 @@ def test_profile_sd855_over_adb_end_to_end_agrees_with_host_and_second_profile_p
     assert all(0.5 <= x <= 2.0 for x in ratio.values()), f"phone/host ratio beyond 2x: worst {worst}"
     rho = spearmanr([t["entries"][k]["median_ms"] for k in TINY_KEYS], [host[k]["median_ms"] for k in TINY_KEYS]).statistic
     assert rho >= 0.9, f"phone and host rank the blocks differently: Spearman {rho:.2f}"
-    pushed = log_lines(log, "push")
-    assert len(pushed) == len(TINY_KEYS)  # one push per block file
-    runs = [c for c in log_lines(log, "shell") if "benchmark_model --graph=" in c]
-    # one benchmark_model process per measurement, plus the re-measures of the CV protocol
-    assert len(runs) == sum(3 + e["retries"] for e in t["entries"].values()) and all("'taskset f0 " in c for c in runs)
-    assert all("--num_runs=50" in c and "--warmup_runs=10" in c and "--min_secs=0.1" in c for c in runs)
+    pushed = pushes_once_and_runs_the_protocol(log, t, 3, ("--num_runs=50", "--warmup_runs=10", "--min_secs=0.1"))
     if transport != "adb-shell":
         return  # push caching is transport-independent (the benchmark shows it for both)
     # a second profile of the same space (only the pushes matter here: a quick protocol)
