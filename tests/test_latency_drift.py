@@ -262,3 +262,32 @@ def test_a_stored_calibration_never_predicts_an_arch_of_the_space_at_zero_or_les
     validate_table("host", path, samples=8, seed=1, calibrate=True, backend=Cheap(slope=0.0), protocol=proto_v,
                    cache_dir=cache, plot=tmp_path / "p.png")
     assert LatencyPredictor(LatencyTable.load(path), sp).range()[0] > 0
+
+
+def test_calibrating_a_table_that_lacks_blocks_of_the_space_fits_as_before(tmp_path):
+    """A table that lacks some block of its space (a partial profile, or a failed conversion) has
+    no known fastest arch: the calibration is fitted with every term, as the table's loader
+    accepts such a table, instead of failing on the blocks it lacks."""
+    from hwnas.latency.keys import arch_keys
+    from hwnas.latency.predictor import arch_sums
+    from hwnas.latency.table import LatencyTable
+    from hwnas.latency.validate import CALIBRATION_MODELS, fit_calibration, fit_space_calibration
+
+    sp = create_space("tiny")
+    cache = tmp_path / "blocks"
+    proto = Protocol(runs=5, warmup_runs=0, rounds=1, min_time_s=0.0, max_retries=0, anchor_every=0)
+    path = tmp_path / "t.json"
+    profile_space("host", sp, Drifting(slope=0.0), path, cache_dir=cache, protocol=proto)
+    tab = LatencyTable.load(path)
+    archs = sample_archs(sp, 8, seed=1)
+    sums = [arch_sums(tab, a) for a in archs]
+    raw, nblocks = np.array([s[0] for s in sums]), np.array([s[2] for s in sums])
+    meas = raw * 0.9 + 0.05 - 0.01 * nblocks
+    used = {k for a in archs for k in arch_keys(sp, a)}
+    unused = sorted(k for k in tab.entries if k not in used)
+    assert unused  # some block of the space no sampled arch needs
+    del tab.entries[unused[0]]
+    cal, model = fit_space_calibration(tab, sp, raw, nblocks, meas)
+    assert model["terms"] == list(CALIBRATION_MODELS[0]) and model["fastest_ms"] is None and not model["rejected"]
+    assert cal == pytest.approx(fit_calibration(raw, nblocks, meas))
+    assert cal == pytest.approx({"scale": 0.9, "overhead_ms": 0.05, "per_block_ms": -0.01})

@@ -170,14 +170,16 @@ class LatencyPredictor:
         """Median, p90 bound and spread of every row (what a latency quantile is built from)."""
         return LatencyDistribution(self.predict_indices(X, MEDIAN), self.predict_indices(X, P90), self.spread_indices(X))
 
-    def range(self, quantile: float = MEDIAN) -> tuple[float, float]:
-        """Fastest and slowest prediction over the whole space (terms are per layer, so exact)."""
+    def range(self, quantile: float = MEDIAN, calibration: Mapping[str, Any] | None = None) -> tuple[float, float]:
+        """Fastest and slowest prediction over the whole space (terms are per layer, so exact),
+        under the table's calibration or, to judge a candidate fit, under ``calibration``."""
         self.require_complete()
+        c = self.calibration if calibration is None else calibration
         field = entry_field(quantile)
         terms = self._median if field == "median_ms" else self._p90
         fixed = self._fixed_median if field == "median_ms" else self._fixed_p90
-        cal = calibrate(terms, self._blocks, self.calibration) - calibrate(0.0, 0.0, self.calibration)
-        base = float(calibrate(fixed, self._fixed_blocks, self.calibration))
+        cal = calibrate(terms, self._blocks, c) - calibrate(0.0, 0.0, c)
+        base = float(calibrate(fixed, self._fixed_blocks, c))
         n = [len(layer.choices) for layer in self.space.layers]
         lo = base + sum(float(np.min(cal[j, :k])) for j, k in enumerate(n))
         hi = base + sum(float(np.max(cal[j, :k])) for j, k in enumerate(n))
@@ -190,6 +192,18 @@ class LatencyPredictor:
     def predict_with_spread(self, arch: Arch) -> tuple[float, float]:
         X = np.array([self.space.choice_indices(arch)])
         return float(self.predict_indices(X)[0]), float(self.spread_indices(X)[0])
+
+
+def predicts_above_zero(table: Any, space: SearchSpace,
+                        calibration: Mapping[str, Any] | None = None) -> tuple[bool, float | None]:
+    """Whether a calibration (the table's, or a candidate) predicts every arch of ``space`` above
+    zero, and the fastest arch's prediction. A table lacking blocks of the space knows no
+    fastest arch (None): it passes, and an arch needing a missing block is refused when used."""
+    predictor = LatencyPredictor(table, space)
+    if predictor.missing:
+        return True, None
+    fastest = predictor.range(calibration=calibration)[0]
+    return math.isfinite(fastest) and fastest > 0, fastest
 
 
 def arch_sums(table: Any, arch: Arch, quantile: float = MEDIAN) -> tuple[float, float, int]:

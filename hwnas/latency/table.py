@@ -127,16 +127,13 @@ class LatencyTable:
         if all(float(self.calibration.get(k, 0.0)) >= 0 for k in ("overhead_ms", "per_block_ms")):
             return  # positive scale and entries: every prediction is positive
         from ..space.registry import create_space  # noqa: PLC0415
-        from .predictor import LatencyPredictor  # noqa: PLC0415
+        from .predictor import predicts_above_zero  # noqa: PLC0415
 
         try:
-            predictor = LatencyPredictor(self, create_space(self.space, **self.space_args))
+            positive, fastest = predicts_above_zero(self, create_space(self.space, **self.space_args))
         except HwnasError:
             return  # a space this version does not know: checked when it is used
-        if predictor.missing:
-            return
-        fastest = predictor.range()[0]
-        if not (math.isfinite(fastest) and fastest > 0):
+        if not positive:
             raise HwnasError(f"{source}: its calibration predicts the fastest arch of space {self.space!r} at {fastest:g} ms; "
                              f"recalibrate it with `hwnas validate --calibrate` or {fix}")
 

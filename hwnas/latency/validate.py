@@ -169,20 +169,20 @@ def fit_space_calibration(table: LatencyTable, space: SearchSpace, raw: np.ndarr
     space's fastest arch, which no table may predict (``LatencyTable`` refuses to load it). Such
     a fit falls back to fewer terms, and the returned record says which terms were kept and why.
     """
-    import copy
-
     rejected: list[dict[str, Any]] = []
     for terms in CALIBRATION_MODELS:
         cal = fit_calibration(raw, nblocks, meas, terms)
-        trial = copy.copy(table)
-        trial.calibration = {**table.calibration, **cal}
-        fastest = predictor.LatencyPredictor(trial, space).range()[0]
-        if fastest > 0 and cal["scale"] > 0:
-            why = ("the full model predicts every arch of the space above zero" if not rejected else
-                   f"{'/'.join(rejected[-1]['terms'])} put the space's fastest arch at {rejected[-1]['fastest_ms']:.4g} ms "
-                   f"(extrapolated beyond the sampled archs); fitted with {'/'.join(terms)} instead")
-            return cal, {"terms": list(terms), "why": why, "fastest_ms": float(fastest), "rejected": rejected}
-        rejected.append({"terms": list(terms), **cal, "fastest_ms": float(fastest)})
+        positive, fastest = predictor.predicts_above_zero(table, space, {**table.calibration, **cal})
+        if positive and cal["scale"] > 0:
+            if rejected:
+                why = (f"{'/'.join(rejected[-1]['terms'])} put the space's fastest arch at {rejected[-1]['fastest_ms']:.4g} ms "
+                       f"(extrapolated beyond the sampled archs); fitted with {'/'.join(terms)} instead")
+            elif fastest is None:
+                why = "the table lacks blocks of the space, so no fastest arch is known: fitted with every term"
+            else:
+                why = "the full model predicts every arch of the space above zero"
+            return cal, {"terms": list(terms), "why": why, "fastest_ms": fastest, "rejected": rejected}
+        rejected.append({"terms": list(terms), **cal, "fastest_ms": fastest})
     raise HwnasError("no calibration predicts this table's archs above zero (the measured networks are not "
                      "proportional to their blocks' sum): re-profile the table and validate again")
 
