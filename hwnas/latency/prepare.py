@@ -20,6 +20,7 @@ from .backends.base import create_backend
 from .blocks import block_file, export_block, export_failure
 from .drift import anchor_file
 from .keys import space_slots
+from .lookup import table_model_format
 from .profiler import ProfileEvent, resolve_device, resolve_space
 from .table import LatencyTable
 from .validate import export_networks, validation_archs
@@ -81,7 +82,7 @@ def prepare_validation(device: DeviceProfile | str, table: LatencyTable | str | 
     from .. import quick  # noqa: PLC0415
 
     tab = table if isinstance(table, LatencyTable) else LatencyTable.load(table, force=force)
-    model_format = tab.protocol.get("model_format") or backend_format(device, tab.backend)
+    model_format = table_model_format(tab) or backend_format(device, tab.backend)
     samples = quick.cap("validate_samples", samples) or samples  # what validate_table samples
     space, archs = validation_archs(tab, samples, seed)
     _, converted, _ = export_networks(archs, model_format, cache_dir, progress)
