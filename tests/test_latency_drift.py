@@ -213,6 +213,16 @@ def test_validate_calibrate_holds_the_table_lock_while_it_measures_and_writes(tm
     assert be.calls == 0 and path.read_bytes() == before
 
 
+def profiled_tiny_table(tmp_path):
+    """tiny profiled on a steady fake device without an anchor: (space, block cache, protocol, table path)."""
+    sp = create_space("tiny")
+    cache = tmp_path / "blocks"
+    proto = Protocol(runs=5, warmup_runs=0, rounds=1, min_time_s=0.0, max_retries=0, anchor_every=0)
+    path = tmp_path / "t.json"
+    profile_space("host", sp, Drifting(slope=0.0), path, cache_dir=cache, protocol=proto)
+    return sp, cache, proto, path
+
+
 def test_a_stored_calibration_never_predicts_an_arch_of_the_space_at_zero_or_less(tmp_path):
     """Whole networks far cheaper than their blocks' sum: a free fit of scale, overhead and per-block
     cost extrapolates below zero for the space's fastest arch, which the table's loader refuses. The
@@ -222,11 +232,7 @@ def test_a_stored_calibration_never_predicts_an_arch_of_the_space_at_zero_or_les
     from hwnas.latency.table import LatencyTable
     from hwnas.latency.validate import validate_table
 
-    sp = create_space("tiny")
-    cache = tmp_path / "blocks"
-    proto = Protocol(runs=5, warmup_runs=0, rounds=1, min_time_s=0.0, max_retries=0, anchor_every=0)
-    path = tmp_path / "t.json"
-    profile_space("host", sp, Drifting(slope=0.0), path, cache_dir=cache, protocol=proto)
+    sp, cache, proto, path = profiled_tiny_table(tmp_path)
     tab = LatencyTable.load(path)
     archs = sample_archs(sp, 8, seed=1)
     sums = {a: arch_sums(tab, a) for a in archs}
@@ -273,11 +279,7 @@ def test_calibrating_a_table_that_lacks_blocks_of_the_space_fits_as_before(tmp_p
     from hwnas.latency.table import LatencyTable
     from hwnas.latency.validate import CALIBRATION_MODELS, fit_calibration, fit_space_calibration
 
-    sp = create_space("tiny")
-    cache = tmp_path / "blocks"
-    proto = Protocol(runs=5, warmup_runs=0, rounds=1, min_time_s=0.0, max_retries=0, anchor_every=0)
-    path = tmp_path / "t.json"
-    profile_space("host", sp, Drifting(slope=0.0), path, cache_dir=cache, protocol=proto)
+    sp, cache, proto, path = profiled_tiny_table(tmp_path)
     tab = LatencyTable.load(path)
     archs = sample_archs(sp, 8, seed=1)
     sums = [arch_sums(tab, a) for a in archs]
