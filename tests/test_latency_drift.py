@@ -179,11 +179,7 @@ def test_validate_calibrate_holds_the_table_lock_while_it_measures_and_writes(tm
     from hwnas.latency.lock import table_lock
     from hwnas.latency.validate import validate_table
 
-    sp = create_space("tiny")
-    cache = tmp_path / "blocks"
-    proto = Protocol(runs=5, warmup_runs=0, rounds=1, min_time_s=0.0, max_retries=0, anchor_every=0)
-    path = tmp_path / "t.json"
-    profile_space("host", sp, Drifting(slope=0.0), path, cache_dir=cache, protocol=proto)
+    sp, cache, proto, path = profiled_tiny_table(tmp_path)
     refused: list[str] = []
 
     class Probing(Drifting):
